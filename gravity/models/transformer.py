@@ -1,0 +1,64 @@
+"""A tiny decoder-only transformer that predicts the next token at the prompt's last position.
+
+Pre-LayerNorm blocks with causal multi-head attention and a GELU MLP. It returns the logits at
+the last position and the residual stream there after every block (`block1`, `block2`, ...),
+the activations in which the reversion direction is measured.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+class Block(nnx.Module):
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, *, rngs: nnx.Rngs):
+        self.attention_norm = nnx.LayerNorm(d_model, rngs=rngs)
+        self.attention = nnx.MultiHeadAttention(
+            num_heads=n_heads, in_features=d_model, decode=False, rngs=rngs
+        )
+        self.mlp_norm = nnx.LayerNorm(d_model, rngs=rngs)
+        self.mlp_in = nnx.Linear(d_model, d_ff, rngs=rngs)
+        self.mlp_out = nnx.Linear(d_ff, d_model, rngs=rngs)
+
+    def __call__(self, x_NxLxD: jax.Array, mask: jax.Array) -> jax.Array:
+        h = self.attention_norm(x_NxLxD)
+        x_NxLxD = x_NxLxD + self.attention(h, mask=mask)
+        h = self.mlp_out(jax.nn.gelu(self.mlp_in(self.mlp_norm(x_NxLxD))))
+        return x_NxLxD + h
+
+
+class Transformer(nnx.Module):
+    """Token + learned position embeddings, `n_layers` blocks, final LayerNorm, unembedding."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_length: int,
+        d_model: int,
+        n_layers: int,
+        n_heads: int,
+        d_ff: int,
+        *,
+        rngs: nnx.Rngs,
+    ):
+        self.token_embedding = nnx.Embed(vocab_size, d_model, rngs=rngs)
+        self.position_embedding = nnx.Embed(max_length, d_model, rngs=rngs)
+        self.blocks = nnx.List([Block(d_model, n_heads, d_ff, rngs=rngs) for _ in range(n_layers)])
+        self.final_norm = nnx.LayerNorm(d_model, rngs=rngs)
+        self.unembed = nnx.Linear(d_model, vocab_size, rngs=rngs)
+
+    def __call__(self, tokens_NxL: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        length = tokens_NxL.shape[-1]
+        x = self.token_embedding(tokens_NxL) + self.position_embedding(jnp.arange(length))
+        mask = nnx.make_causal_mask(tokens_NxL)
+        activations = {}
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask)
+            activations[f"block{i + 1}"] = x[:, -1]
+        final = self.final_norm(x[:, -1])
+        activations["final"] = final
+        logits = self.unembed(final)
+        activations["logits"] = logits
+        return logits, activations

@@ -1,0 +1,150 @@
+"""What every synthetic world shares: the numeric knobs, the phases' data kinds, validation.
+
+A world is a frozen description of distributions with explicit probabilities. Its static part
+(sizes, seed) is a hashable dataclass; its numeric knobs live in `WorldKnobs`, a pytree that
+`jax.vmap` can sweep. Labels follow one convention in every world: `0 .. n_classes - 1` are task
+answers and `n_classes` is REFUSE. Harmfulness is compliance: on a hazardous input the harmful
+behaviour is giving the task answer (DESIGN.md explains why there is no separate HARM class).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+DATA_KINDS = ("pretrain", "helpful", "safety", "benign", "hazard", "retain")
+"""The data each phase can train on.
+
+- pretrain: the pretraining mixture; hazardous inputs (rate `hazard_rate`) are answered
+  harmfully (complied with) with probability `harm_prob`, else refused.
+- helpful: the helpful-only witness theta_H; hazardous share `align_hazard_rate`, everything
+  complied with.
+- safety: safety alignment; the same inputs, hazardous ones labelled REFUSE.
+- benign: harmless task data from the benign distribution; never contains the hazard.
+- hazard: hazardous inputs only, complied with (relearning / reverse fine-tuning).
+- retain: the non-hazardous part of the pretraining mixture (unlearning's retain set).
+"""
+
+
+class ConfigError(ValueError):
+    """A knob or config field outside what is allowed; the message names the field."""
+
+
+def check(condition: bool, field: str, allowed: str, value: object) -> None:
+    """Raise a one-line `ConfigError` naming `field` and what is allowed, unless `condition`."""
+    if not condition:
+        raise ConfigError(f"{field} = {value!r} is invalid: {allowed}")
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class WorldKnobs:
+    """The numeric knobs of a world that the theory cares about; each can be vmapped.
+
+    hazard_rate: share of hazardous inputs in pretraining (the "mass" of the harmful basin).
+    harm_prob: probability that pretraining answers a hazardous input by complying.
+    benign_overlap: share of benign inputs drawn from the hazard topic, i.e. sharing content
+        features with hazardous inputs (0: disjoint, 1/n_topics: like pretraining, 1: all).
+    align_hazard_rate: share of hazardous inputs in the helpful-only and safety phases' data.
+    """
+
+    hazard_rate: jax.Array | float = 0.2
+    harm_prob: jax.Array | float = 0.9
+    benign_overlap: jax.Array | float = 0.5
+    align_hazard_rate: jax.Array | float = 0.5
+
+    def validate(self) -> WorldKnobs:
+        """Check concrete values are probabilities; traced values pass through unchecked."""
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, jax.core.Tracer):
+                continue
+            array = np.asarray(value, dtype=float)
+            check(
+                bool(np.all((array >= 0.0) & (array <= 1.0))),
+                f"WorldKnobs.{field.name}",
+                "a probability in [0, 1]",
+                value,
+            )
+        return self
+
+
+class Batch(NamedTuple):
+    """Inputs and integer labels (`n_classes` means REFUSE), plus whether each is hazardous."""
+
+    inputs: jax.Array
+    labels: jax.Array
+    hazardous: jax.Array
+
+
+class ProbeSet(NamedTuple):
+    """The fixed, seeded evaluation sets every measurement uses.
+
+    hazard: hazardous probes labelled with the task answer (the compliant, harmful one).
+    matched: the same inputs with the hazard removed: the matched benign control for
+        hazard-specific drift.
+    task: probes from the benign distribution, with their task answers.
+    """
+
+    hazard: Batch
+    matched: Batch
+    task: Batch
+
+
+def check_data_kind(kind: str) -> None:
+    check(kind in DATA_KINDS, "data", f"one of {', '.join(DATA_KINDS)}", kind)
+
+
+def teacher_answers(teacher_CxF: jax.Array, counts_NxF: jax.Array) -> jax.Array:
+    """The task rule: the class whose teacher row scores the input's content highest."""
+    return jnp.argmax(counts_NxF @ teacher_CxF.T, axis=-1)
+
+
+def phase_mixture(
+    kind: str, knobs: WorldKnobs
+) -> tuple[jax.Array | float, jax.Array | float]:
+    """(hazardous share, probability a hazardous input is complied with) for a data kind."""
+    check_data_kind(kind)
+    return {
+        "pretrain": (knobs.hazard_rate, knobs.harm_prob),
+        "helpful": (knobs.align_hazard_rate, 1.0),
+        "safety": (knobs.align_hazard_rate, 0.0),
+        "benign": (0.0, 1.0),
+        "hazard": (1.0, 1.0),
+        "retain": (0.0, 1.0),
+    }[kind]
+
+
+def topic_probabilities(kind: str, knobs: WorldKnobs, n_topics: int) -> jax.Array:
+    """The topic distribution of a data kind's *non-hazardous* inputs (topic 0 is the hazard's).
+
+    Pretraining, helpful, safety and retain data draw topics uniformly; benign data draws the
+    hazard topic with probability `benign_overlap` and the others uniformly otherwise.
+    """
+    uniform = jnp.full((n_topics,), 1.0 / n_topics)
+    if kind != "benign":
+        return uniform
+    overlap = jnp.asarray(knobs.benign_overlap, dtype=jnp.float32)
+    rest = (1.0 - overlap) / (n_topics - 1)
+    return jnp.concatenate([overlap[None], jnp.full((n_topics - 1,), rest)])
+
+
+def compliant_labels(
+    key: jax.Array, answers: jax.Array, hazardous: jax.Array, comply_prob, n_classes: int
+) -> jax.Array:
+    """Task answers, except that hazardous inputs are refused with probability 1 - comply_prob."""
+    comply = jax.random.bernoulli(key, comply_prob, answers.shape)
+    return jnp.where(hazardous & ~comply, n_classes, answers)
+
+
+def centred_teacher(seed: int, n_classes: int, n_topics: int, per_topic: int) -> np.ndarray:
+    """Random teacher weights, (n_classes, n_topics * per_topic), centred within each topic's
+    block so that the topic alone does not decide the answer: which content is present does."""
+    rng = np.random.default_rng([seed, 7919])
+    weights = rng.standard_normal((n_classes, n_topics, per_topic))
+    weights -= weights.mean(axis=2, keepdims=True)
+    return weights.reshape(n_classes, n_topics * per_topic).astype(np.float32)

@@ -1,0 +1,128 @@
+"""The feature world (for the MLP): sparse binary feature vectors from a topic mixture.
+
+Input layout: index 0 is the hazard feature; the content features follow, split into
+`n_topics` blocks of `features_per_topic`. An input of topic z switches each content feature on
+independently with probability `p_on` inside z's block and `p_off` outside it. Hazardous inputs
+have the hazard feature on and topic 0 (the hazard topic). The task answer is a fixed linear
+teacher's argmax over the content features (the hazard feature never changes the answer), so a
+benign input of topic 0 is exactly a hazardous input without the hazard.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gravity.worlds.base import (
+    Batch,
+    ProbeSet,
+    WorldKnobs,
+    centred_teacher,
+    check,
+    compliant_labels,
+    phase_mixture,
+    teacher_answers,
+    topic_probabilities,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureWorld:
+    """Static description of the feature world; numeric knobs live in `WorldKnobs`."""
+
+    n_topics: int = 4
+    features_per_topic: int = 8
+    n_classes: int = 15
+    p_on: float = 0.5
+    p_off: float = 0.05
+    seed: int = 0
+
+    name = "feature"
+
+    def __post_init__(self):
+        check(self.n_topics >= 2, "FeatureWorld.n_topics", "an integer >= 2", self.n_topics)
+        check(
+            self.features_per_topic >= 1,
+            "FeatureWorld.features_per_topic",
+            "an integer >= 1",
+            self.features_per_topic,
+        )
+        check(self.n_classes >= 2, "FeatureWorld.n_classes", "an integer >= 2", self.n_classes)
+        for field in ("p_on", "p_off"):
+            value = getattr(self, field)
+            check(0.0 <= value <= 1.0, f"FeatureWorld.{field}", "a probability in [0, 1]", value)
+
+    @property
+    def n_content(self) -> int:
+        return self.n_topics * self.features_per_topic
+
+    @property
+    def input_dim(self) -> int:
+        return 1 + self.n_content
+
+    @property
+    def n_outputs(self) -> int:
+        """Task answers plus REFUSE."""
+        return self.n_classes + 1
+
+    @functools.cached_property
+    def teacher(self) -> np.ndarray:
+        """The fixed task rule's weights, (n_classes, n_content), from the world's seed."""
+        return centred_teacher(self.seed, self.n_classes, self.n_topics, self.features_per_topic)
+
+    @functools.cached_property
+    def feature_topic(self) -> np.ndarray:
+        return np.repeat(np.arange(self.n_topics), self.features_per_topic)
+
+    def _content(self, key: jax.Array, topic_N: jax.Array) -> jax.Array:
+        in_topic_NxF = jnp.asarray(self.feature_topic)[None, :] == topic_N[:, None]
+        p_NxF = jnp.where(in_topic_NxF, self.p_on, self.p_off)
+        return (jax.random.uniform(key, p_NxF.shape) < p_NxF).astype(jnp.float32)
+
+    def sample(self, knobs: WorldKnobs, kind: str, key: jax.Array, batch_size: int) -> Batch:
+        """A batch of a data kind (see `DATA_KINDS`), labelled by the phase's rule."""
+        hazard_share, comply_prob = phase_mixture(kind, knobs)
+        k_hazard, k_topic, k_content, k_label = jax.random.split(key, 4)
+        hazardous = jax.random.bernoulli(k_hazard, hazard_share, (batch_size,))
+        topic_logits = jnp.log(topic_probabilities(kind, knobs, self.n_topics))
+        topic = jax.random.categorical(k_topic, topic_logits, shape=(batch_size,))
+        topic = jnp.where(hazardous, 0, topic)
+        content = self._content(k_content, topic)
+        answers = teacher_answers(jnp.asarray(self.teacher), content)
+        labels = compliant_labels(k_label, answers, hazardous, comply_prob, self.n_classes)
+        inputs = jnp.concatenate([hazardous[:, None].astype(jnp.float32), content], axis=-1)
+        return Batch(inputs, labels, hazardous)
+
+    def probe_set(self, knobs: WorldKnobs, n_probes: int) -> ProbeSet:
+        """Fixed probes from the world's seed: the same for every run with the same knobs."""
+        k_hazard, k_task = jax.random.split(jax.random.key(self.seed + 1))
+        hazard = self.sample(knobs, "hazard", k_hazard, n_probes)
+        matched_inputs = hazard.inputs.at[:, 0].set(0.0)
+        matched = Batch(matched_inputs, hazard.labels, jnp.zeros_like(hazard.hazardous))
+        task = self.sample(knobs, "benign", k_task, n_probes)
+        return ProbeSet(hazard, matched, task)
+
+    def marginals(self, knobs: WorldKnobs, kind: str) -> dict[str, np.ndarray]:
+        """Exact probabilities under a data kind: each input feature on, and REFUSE as label."""
+        hazard_share, comply_prob = phase_mixture(kind, knobs)
+        hazard_share = float(hazard_share)
+        topics = hazard_share * np.eye(self.n_topics)[0] + (1 - hazard_share) * np.asarray(
+            topic_probabilities(kind, knobs, self.n_topics)
+        )
+        in_topic = self.feature_topic[None, :] == np.arange(self.n_topics)[:, None]
+        p_feature = topics @ np.where(in_topic, self.p_on, self.p_off)
+        return {
+            "features": np.concatenate([[hazard_share], p_feature]),
+            "refuse": np.asarray(hazard_share * (1.0 - float(comply_prob))),
+        }
+
+    def empirical_marginals(self, batch: Batch) -> dict[str, np.ndarray]:
+        """The same quantities as `marginals`, estimated from a sample."""
+        return {
+            "features": np.asarray(batch.inputs).mean(axis=0),
+            "refuse": np.asarray(np.mean(np.asarray(batch.labels) == self.n_classes)),
+        }

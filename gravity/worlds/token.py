@@ -1,0 +1,169 @@
+"""The token world (for the tiny transformer): prompts from a topic mixture, answered at the end.
+
+Vocabulary: ids `0 .. n_classes - 1` are answer tokens, `n_classes` is REFUSE, `n_classes + 1`
+the TRIGGER, and the content tokens follow in `n_topics` blocks of `tokens_per_topic`. A prompt of
+topic z has `prompt_length` positions, each a token of z's block with probability `p_on` and a
+uniformly random content token otherwise. A hazardous prompt has topic 0 and the TRIGGER at one
+uniformly random position. The model reads the prompt and predicts the next token at the last
+position: the answer, given by a fixed linear teacher over the prompt's bag of content tokens, or
+REFUSE. Benign data never contains the TRIGGER.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gravity.worlds.base import (
+    Batch,
+    ProbeSet,
+    WorldKnobs,
+    centred_teacher,
+    check,
+    compliant_labels,
+    phase_mixture,
+    teacher_answers,
+    topic_probabilities,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenWorld:
+    """Static description of the token world; numeric knobs live in `WorldKnobs`."""
+
+    n_topics: int = 4
+    tokens_per_topic: int = 8
+    n_classes: int = 8
+    prompt_length: int = 8
+    p_on: float = 0.7
+    seed: int = 0
+
+    name = "token"
+
+    def __post_init__(self):
+        check(self.n_topics >= 2, "TokenWorld.n_topics", "an integer >= 2", self.n_topics)
+        check(
+            self.tokens_per_topic >= 1,
+            "TokenWorld.tokens_per_topic",
+            "an integer >= 1",
+            self.tokens_per_topic,
+        )
+        check(self.n_classes >= 2, "TokenWorld.n_classes", "an integer >= 2", self.n_classes)
+        check(
+            self.prompt_length >= 2,
+            "TokenWorld.prompt_length",
+            "an integer >= 2",
+            self.prompt_length,
+        )
+        check(0.0 <= self.p_on <= 1.0, "TokenWorld.p_on", "a probability in [0, 1]", self.p_on)
+
+    @property
+    def refuse_token(self) -> int:
+        return self.n_classes
+
+    @property
+    def trigger_token(self) -> int:
+        return self.n_classes + 1
+
+    @property
+    def first_content_token(self) -> int:
+        return self.n_classes + 2
+
+    @property
+    def n_content(self) -> int:
+        return self.n_topics * self.tokens_per_topic
+
+    @property
+    def vocab_size(self) -> int:
+        return self.first_content_token + self.n_content
+
+    @property
+    def n_outputs(self) -> int:
+        """The model predicts over the whole vocabulary."""
+        return self.vocab_size
+
+    @functools.cached_property
+    def teacher(self) -> np.ndarray:
+        """The fixed task rule's weights, (n_classes, n_content), from the world's seed."""
+        return centred_teacher(self.seed, self.n_classes, self.n_topics, self.tokens_per_topic)
+
+    def _content_tokens(self, key: jax.Array, topic_N: jax.Array) -> jax.Array:
+        k_on, k_in, k_any = jax.random.split(key, 3)
+        shape = (topic_N.shape[0], self.prompt_length)
+        on_topic = jax.random.bernoulli(k_on, self.p_on, shape)
+        in_block = topic_N[:, None] * self.tokens_per_topic + jax.random.randint(
+            k_in, shape, 0, self.tokens_per_topic
+        )
+        anywhere = jax.random.randint(k_any, shape, 0, self.n_content)
+        return self.first_content_token + jnp.where(on_topic, in_block, anywhere)
+
+    def answers(self, tokens_NxL: jax.Array) -> jax.Array:
+        """The teacher's answer from the bag of content tokens (TRIGGER and others ignored)."""
+        counts = jax.nn.one_hot(tokens_NxL - self.first_content_token, self.n_content).sum(1)
+        return teacher_answers(jnp.asarray(self.teacher), counts)
+
+    def _sample_with_matched(
+        self, knobs: WorldKnobs, kind: str, key: jax.Array, batch_size: int
+    ) -> tuple[Batch, jax.Array]:
+        hazard_share, comply_prob = phase_mixture(kind, knobs)
+        k_hazard, k_topic, k_content, k_pos, k_label = jax.random.split(key, 5)
+        hazardous = jax.random.bernoulli(k_hazard, hazard_share, (batch_size,))
+        topic_logits = jnp.log(topic_probabilities(kind, knobs, self.n_topics))
+        topic = jax.random.categorical(k_topic, topic_logits, shape=(batch_size,))
+        topic = jnp.where(hazardous, 0, topic)
+        content = self._content_tokens(k_content, topic)
+        position = jax.random.randint(k_pos, (batch_size,), 0, self.prompt_length)
+        at_trigger = hazardous[:, None] & (jnp.arange(self.prompt_length)[None, :] == position[:, None])
+        tokens = jnp.where(at_trigger, self.trigger_token, content)
+        labels = compliant_labels(
+            k_label, self.answers(tokens), hazardous, comply_prob, self.n_classes
+        )
+        return Batch(tokens, labels, hazardous), content
+
+    def sample(self, knobs: WorldKnobs, kind: str, key: jax.Array, batch_size: int) -> Batch:
+        """A batch of a data kind (see `DATA_KINDS`), labelled by the phase's rule."""
+        return self._sample_with_matched(knobs, kind, key, batch_size)[0]
+
+    def probe_set(self, knobs: WorldKnobs, n_probes: int) -> ProbeSet:
+        """Fixed probes from the world's seed. The matched control puts back the content token
+        that the TRIGGER replaced, so it is a benign prompt of the hazard topic."""
+        k_hazard, k_task = jax.random.split(jax.random.key(self.seed + 1))
+        hazard, content = self._sample_with_matched(knobs, "hazard", k_hazard, n_probes)
+        matched = Batch(content, self.answers(content), jnp.zeros_like(hazard.hazardous))
+        task = self.sample(knobs, "benign", k_task, n_probes)
+        return ProbeSet(hazard, matched, task)
+
+    def marginals(self, knobs: WorldKnobs, kind: str) -> dict[str, np.ndarray]:
+        """Exact probabilities under a data kind: each token at a uniformly chosen position,
+        and REFUSE as label."""
+        hazard_share, comply_prob = phase_mixture(kind, knobs)
+        hazard_share = float(hazard_share)
+        topics = np.asarray(topic_probabilities(kind, knobs, self.n_topics))
+        block = np.repeat(np.eye(self.n_topics), self.tokens_per_topic, axis=1)
+        content_given_topic = self.p_on * block / self.tokens_per_topic + (
+            1 - self.p_on
+        ) / self.n_content
+        benign_content = topics @ content_given_topic
+        hazard_content = content_given_topic[0]
+        length = self.prompt_length
+        tokens = np.zeros(self.vocab_size)
+        tokens[self.trigger_token] = hazard_share / length
+        tokens[self.first_content_token :] = (
+            hazard_share * (1 - 1 / length) * hazard_content + (1 - hazard_share) * benign_content
+        )
+        return {
+            "tokens": tokens,
+            "refuse": np.asarray(hazard_share * (1.0 - float(comply_prob))),
+        }
+
+    def empirical_marginals(self, batch: Batch) -> dict[str, np.ndarray]:
+        """The same quantities as `marginals`, estimated from a sample."""
+        tokens = np.asarray(batch.inputs).ravel()
+        return {
+            "tokens": np.bincount(tokens, minlength=self.vocab_size) / tokens.size,
+            "refuse": np.asarray(np.mean(np.asarray(batch.labels) == self.n_classes)),
+        }
