@@ -1,0 +1,20 @@
+"""One module per claim. Each declares a frozen `Config` with its quick and full sizes
+(`make_config(quick, seeds)`), and `run(config, out_dir)`, which writes `out_dir/NAME.png` and
+`out_dir/NAME.json` and returns the numbers. Experiments only compose the library."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from gravity.worlds.base import check
+
+EXPERIMENTS: dict[str, str] = {
+    "erosion": "safety erosion: harmfulness through P -> H -> S -> T, MLP and transformer",
+}
+
+
+def load(name: str) -> ModuleType:
+    """The experiment module called `name`."""
+    check(name in EXPERIMENTS, "experiment", f"one of {', '.join(EXPERIMENTS)}", name)
+    return importlib.import_module(f"experiments.{name}")

@@ -1,0 +1,79 @@
+"""The figure styles shared by all experiments: readable, consistent, small PNGs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+COLORS = {
+    "mlp": "#1f77b4",
+    "transformer": "#d62728",
+    "baseline": "#444444",
+    "block": "#2ca02c",
+    "push": "#d62728",
+    "project": "#9467bd",
+    "random_block": "#8c8c8c",
+    "null": "#ff7f0e",
+}
+PHASE_COLORS = {
+    "pretrain": "#e8e8e8",
+    "helpful": "#fde0c5",
+    "safety": "#d5e8d4",
+    "benign": "#dae8fc",
+}
+
+STYLE = {
+    "figure.dpi": 110,
+    "savefig.dpi": 110,
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+}
+
+
+def figure(n_cols: int, n_rows: int = 1, width: float = 4.2, height: float = 3.2):
+    """A figure with the house style and an array of axes."""
+    plt.rcParams.update(STYLE)
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(width * n_cols, height * n_rows), squeeze=False
+    )
+    return fig, axes
+
+
+def mean_band(ax, x, values_RxT, *, label=None, color=None, linestyle="-"):
+    """Mean over runs with a +/- 1 sd band."""
+    values = np.asarray(values_RxT, dtype=float)
+    mean, sd = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
+    ax.plot(x, mean, label=label, color=color, linestyle=linestyle, lw=1.6)
+    ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=0.2, lw=0)
+
+
+def shade_phases(ax, boundaries: list[tuple[str, float, float]]):
+    """Background bands naming each phase on a shared x axis."""
+    for name, start, end in boundaries:
+        ax.axvspan(start, end, color=PHASE_COLORS.get(name, "#f2f2f2"), alpha=0.6, lw=0)
+        ax.text((start + end) / 2, 1.0, name, transform=ax.get_xaxis_transform(), ha="center",
+                va="bottom", fontsize=7, color="#555555")
+
+
+def save(fig, path: Path, title: str | None = None) -> Path:
+    """Save as PNG (creating the folder) and close."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,75 @@
+"""The standard histories every experiment starts from, one per model family.
+
+Choices and why (fixed before any result was looked at, not tuned to match the paper):
+- Pretraining is 10-15x longer than the other phases together: it is the "mass" that digs the
+  basin. Helpful-only, safety and benign phases are 100 steps each, the paper's T = 100.
+- One optimizer (Adam, lr 1e-3) for every phase, so no phase is privileged by its optimizer.
+- World defaults: hazardous inputs are 20% of pretraining and are complied with 90% of the time
+  (pretraining teaches the harmful behaviour); half the benign inputs share the hazard topic's
+  content (`benign_overlap = 0.5`), so benign data trains the same output channel on similar
+  inputs, which is where erosion can come from. The `overlap` experiment sweeps that knob.
+- MLP 33-128-128-16 on batches of 64 (the size DESIGN.md budgets); transformer with 2 layers,
+  d_model 32, 4 heads, d_ff 128 on 8-token prompts, batches of 32, sized so the quick runs stay
+  within a minute on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+
+from gravity.history import HistorySpec, Knobs, PhaseSpec
+from gravity.models import ModelConfig
+from gravity.worlds import FeatureWorld, TokenWorld, WorldKnobs
+from gravity.worlds.base import check
+
+MODELS = ("mlp", "transformer")
+
+
+def standard_phases(
+    pretrain_steps: int, batch_size: int, benign_steps: int = 100, align_steps: int = 100
+) -> tuple[PhaseSpec, ...]:
+    """P -> H -> S -> T, benign phase recorded every step for its first 20 steps."""
+    return (
+        PhaseSpec("pretrain", "pretrain", pretrain_steps, batch_size, n_records=12),
+        PhaseSpec("helpful", "helpful", align_steps, batch_size),
+        PhaseSpec("safety", "safety", align_steps, batch_size),
+        PhaseSpec("benign", "benign", benign_steps, batch_size, dense_steps=20, n_records=12),
+    )
+
+
+def standard_spec(model: str = "mlp", **changes) -> HistorySpec:
+    """The standard history for a model family; `changes` replace HistorySpec fields."""
+    check(model in MODELS, "model", f"one of {', '.join(MODELS)}", model)
+    if model == "mlp":
+        spec = HistorySpec(
+            world=FeatureWorld(),
+            model=ModelConfig(kind="mlp", hidden=(128, 128)),
+            phases=standard_phases(pretrain_steps=1500, batch_size=64),
+        )
+    else:
+        spec = HistorySpec(
+            world=TokenWorld(),
+            model=ModelConfig(kind="transformer", d_model=32, n_layers=2, n_heads=4, d_ff=128),
+            phases=standard_phases(pretrain_steps=800, batch_size=32),
+        )
+    return dataclasses.replace(spec, **changes)
+
+
+def standard_knobs(spec: HistorySpec, learning_rate: float = 1e-3, **world) -> Knobs:
+    """The same learning rate in every phase and the default world knobs (or `world` changes)."""
+    return Knobs(
+        learning_rate=jnp.full((len(spec.phases),), learning_rate, dtype=jnp.float32),
+        world=WorldKnobs(**world),
+    )
+
+
+def with_phase(spec: HistorySpec, name: str, **changes) -> HistorySpec:
+    """`spec` with one phase's fields replaced (e.g. its intervention or step count)."""
+    check(name in spec.phase_names, "phase", f"one of {', '.join(spec.phase_names)}", name)
+    phases = tuple(
+        dataclasses.replace(phase, **changes) if phase.name == name else phase
+        for phase in spec.phases
+    )
+    return dataclasses.replace(spec, phases=phases)
