@@ -28,6 +28,7 @@ class Config:
     seeds: int = 32
     models: tuple[str, ...] = presets.MODELS
     learning_rate: float = 1e-3
+    size: str = "standard"
 
 
 def make_config(quick: bool = False, seeds: int | None = None) -> Config:
@@ -64,16 +65,30 @@ def plot(results: dict, specs: dict, path: Path) -> Path:
             x = i + phase.record_steps / phase.steps
             m = out["metrics"][phase.name]
             first = i == 0
-            plotting.mean_band(ax, x, m["harmfulness"], color="#d62728",
-                               label="harmfulness" if first else None)
-            plotting.mean_band(ax, x, m["refusal"], color="#2ca02c", linestyle="--",
-                               label="refusal" if first else None)
-            plotting.mean_band(ax, x, m["task_accuracy"], color="#1f77b4", linestyle=":",
-                               label="task accuracy" if first else None)
+            plotting.mean_band(
+                ax, x, m["harmfulness"], color="#d62728", label="harmfulness" if first else None
+            )
+            plotting.mean_band(
+                ax,
+                x,
+                m["refusal"],
+                color="#2ca02c",
+                linestyle="--",
+                label="refusal" if first else None,
+            )
+            plotting.mean_band(
+                ax,
+                x,
+                m["task_accuracy"],
+                color="#1f77b4",
+                linestyle=":",
+                label="task accuracy" if first else None,
+            )
             bounds.append((phase.name, i, i + 1))
         plotting.shade_phases(ax, bounds)
-        ax.set_xticks(np.arange(len(spec.phases)) + 0.5,
-                      [f"{p.name}\n{p.steps} steps" for p in spec.phases])
+        ax.set_xticks(
+            np.arange(len(spec.phases)) + 0.5, [f"{p.name}\n{p.steps} steps" for p in spec.phases]
+        )
         ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel("probability on probes")
         n = int((~np.asarray(out["diverged"])).sum())
@@ -86,13 +101,14 @@ def run(config: Config, out_dir: Path = Path("figures"), progress: bool = True) 
     start = time.perf_counter()
     results, specs, numbers = {}, {}, {}
     for model in tqdm(config.models, desc=NAME, disable=not progress):
-        spec = presets.standard_spec(model)
+        spec = presets.standard_spec(model, config.size)
         knobs = presets.standard_knobs(spec, config.learning_rate).validate(spec)
         out = run_histories(seed_keys(range(config.seeds)), spec, repeat_knobs(knobs, config.seeds))
         out = jax.device_get({"metrics": out["metrics"], "diverged": out["diverged"]})
         results[model], specs[model] = out, spec
         numbers[model] = summarise(out["metrics"], out["diverged"])
     plot(results, specs, Path(out_dir) / f"{NAME}.png")
-    write_report(out_dir, NAME, numbers, {"experiment": config, "specs": specs},
-                 time.perf_counter() - start)
+    write_report(
+        out_dir, NAME, numbers, {"experiment": config, "specs": specs}, time.perf_counter() - start
+    )
     return numbers

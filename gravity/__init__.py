@@ -1,3 +1,3 @@
-"""gravity: a JAX toy-model simulator of the gravitational interpretation of fine-tuning reversion."""
+"""gravity: a JAX toy-model simulator of the gravitational reading of fine-tuning reversion."""
 
 __version__ = "0.1.0"

@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from experiments import EXPERIMENTS, load
+    from gravity.runtime import enable_compilation_cache
 
     if args.command == "list":
         width = max(map(len, EXPERIMENTS))
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.seeds is not None and args.seeds < 1:
             raise ConfigError(f"--seeds = {args.seeds} is invalid: a positive integer")
         module = load(args.name)
+        enable_compilation_cache()
         config = module.make_config(quick=args.quick, seeds=args.seeds)
         start = time.perf_counter()
         module.run(config, out_dir=args.out, progress=not args.no_progress)

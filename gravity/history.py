@@ -62,7 +62,9 @@ class PhaseSpec:
             f"one of {', '.join(OPTIMIZERS)}",
             self.optimizer,
         )
-        check(self.dense_steps >= 0, f"{self.name}.dense_steps", "an integer >= 0", self.dense_steps)
+        check(
+            self.dense_steps >= 0, f"{self.name}.dense_steps", "an integer >= 0", self.dense_steps
+        )
         check(self.n_records >= 1, f"{self.name}.n_records", "a positive integer", self.n_records)
         interventions.get(self.intervention)
 
@@ -191,7 +193,9 @@ def stack_knobs(knobs: list[Knobs]) -> Knobs:
 
 def repeat_knobs(knobs: Knobs, n: int) -> Knobs:
     """The same knobs for `n` runs (e.g. seeds), with a leading run axis."""
-    return jax.tree.map(lambda x: jnp.broadcast_to(jnp.asarray(x, jnp.float32), (n, *jnp.shape(x))), knobs)
+    return jax.tree.map(
+        lambda x: jnp.broadcast_to(jnp.asarray(x, jnp.float32), (n, *jnp.shape(x))), knobs
+    )
 
 
 def make_optimizer(name: str, learning_rate, weight_decay) -> optax.GradientTransformation:
@@ -363,7 +367,9 @@ def run_history(key: jax.Array, spec: HistorySpec, knobs: Knobs) -> dict[str, An
     ctx = _Context(probes=probes, anchors_params={})
     for index, phase in enumerate(spec.phases):
         if spec.measures_reversion(index) and ctx.reference is None:
-            ctx = _reference_context(net, spec, probes, boundaries, anchors_acts, trajectory, k_random)
+            ctx = _reference_context(
+                net, spec, probes, boundaries, anchors_acts, trajectory, k_random
+            )
         params, metrics[phase.name], extras, phase_finite = _run_phase(
             net, spec, phase, index, knobs, phase_keys[index], params, ctx
         )

@@ -59,7 +59,9 @@ def penalty(intervention: Intervention, s: jax.Array, strength: jax.Array) -> ja
 
 def project_out(update, u):
     """`update` minus its component along `u` (both pytrees of the same structure)."""
-    dot = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(update), jax.tree.leaves(u), strict=True))
+    dot = sum(
+        jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(update), jax.tree.leaves(u), strict=True)
+    )
     norm2 = sum(jnp.vdot(b, b) for b in jax.tree.leaves(u))
     scale = dot / jnp.maximum(norm2, 1e-30)
     return jax.tree.map(lambda a, b: a - scale * b, update, u)

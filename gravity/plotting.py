@@ -63,8 +63,16 @@ def shade_phases(ax, boundaries: list[tuple[str, float, float]]):
     """Background bands naming each phase on a shared x axis."""
     for name, start, end in boundaries:
         ax.axvspan(start, end, color=PHASE_COLORS.get(name, "#f2f2f2"), alpha=0.6, lw=0)
-        ax.text((start + end) / 2, 1.0, name, transform=ax.get_xaxis_transform(), ha="center",
-                va="bottom", fontsize=7, color="#555555")
+        ax.text(
+            (start + end) / 2,
+            1.0,
+            name,
+            transform=ax.get_xaxis_transform(),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            color="#555555",
+        )
 
 
 def save(fig, path: Path, title: str | None = None) -> Path:

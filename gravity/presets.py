@@ -39,10 +39,20 @@ def standard_phases(
     )
 
 
-def standard_spec(model: str = "mlp", **changes) -> HistorySpec:
-    """The standard history for a model family; `changes` replace HistorySpec fields."""
+SIZES = ("standard", "tiny")
+
+
+def standard_spec(model: str = "mlp", size: str = "standard", **changes) -> HistorySpec:
+    """The standard history for a model family; `changes` replace HistorySpec fields.
+
+    size "tiny" keeps the structure with tiny widths and step counts: for tests and smoke runs
+    (it compiles in seconds), not for conclusions.
+    """
     check(model in MODELS, "model", f"one of {', '.join(MODELS)}", model)
-    if model == "mlp":
+    check(size in SIZES, "size", f"one of {', '.join(SIZES)}", size)
+    if size == "tiny":
+        spec = tiny_spec(model)
+    elif model == "mlp":
         spec = HistorySpec(
             world=FeatureWorld(),
             model=ModelConfig(kind="mlp", hidden=(128, 128)),
@@ -73,3 +83,19 @@ def with_phase(spec: HistorySpec, name: str, **changes) -> HistorySpec:
         for phase in spec.phases
     )
     return dataclasses.replace(spec, phases=phases)
+
+
+def tiny_spec(model: str) -> HistorySpec:
+    phases = (
+        PhaseSpec("pretrain", "pretrain", 40, 8, n_records=3),
+        PhaseSpec("helpful", "helpful", 10, 8, n_records=2),
+        PhaseSpec("safety", "safety", 10, 8, n_records=2),
+        PhaseSpec("benign", "benign", 20, 8, dense_steps=5, n_records=3),
+    )
+    if model == "mlp":
+        world = FeatureWorld(n_topics=2, features_per_topic=4, n_classes=4)
+        config = ModelConfig(kind="mlp", hidden=(16, 16))
+    else:
+        world = TokenWorld(n_topics=2, tokens_per_topic=4, n_classes=4, prompt_length=4)
+        config = ModelConfig(kind="transformer", d_model=8, n_layers=1, n_heads=2, d_ff=16)
+    return HistorySpec(world=world, model=config, phases=phases, n_probes=16)

@@ -48,7 +48,12 @@ def agrees(world, knobs, kind, batch) -> bool:
 
 
 @settings(max_examples=12, deadline=None)
-@given(knobs=knob_values, world_name=st.sampled_from(list(WORLDS)), kind=st.sampled_from(DATA_KINDS), seed=st.integers(0, 2**16))
+@given(
+    knobs=knob_values,
+    world_name=st.sampled_from(list(WORLDS)),
+    kind=st.sampled_from(DATA_KINDS),
+    seed=st.integers(0, 2**16),
+)
 def test_samplers_match_exact_marginals(samplers, knobs, world_name, kind, seed):
     world = WORLDS[world_name]
     batch = samplers[world_name, kind](knobs, jax.random.key(seed))

@@ -98,9 +98,7 @@ class Network(NamedTuple):
         """Fresh params from a key; vmappable over keys."""
         return nnx.split(build(self.config, self.world, key), nnx.Param)[1]
 
-    def apply(
-        self, params: nnx.State, inputs: jax.Array
-    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    def apply(self, params: nnx.State, inputs: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Logits (N, n_outputs) and activations at every named layer, each (N, width)."""
         return nnx.merge(self.graphdef, params)(inputs)
 

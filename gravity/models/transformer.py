@@ -51,7 +51,7 @@ class Transformer(nnx.Module):
 
     def __call__(self, tokens_NxL: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         length = tokens_NxL.shape[-1]
-        x = self.token_embedding(tokens_NxL) + self.position_embedding(jnp.arange(length))
+        x = self.token_embedding(tokens_NxL) + self.position_embedding(jnp.arange(length))[None]
         mask = nnx.make_causal_mask(tokens_NxL)
         activations = {}
         for i, block in enumerate(self.blocks):

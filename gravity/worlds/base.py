@@ -104,9 +104,7 @@ def teacher_answers(teacher_CxF: jax.Array, counts_NxF: jax.Array) -> jax.Array:
     return jnp.argmax(counts_NxF @ teacher_CxF.T, axis=-1)
 
 
-def phase_mixture(
-    kind: str, knobs: WorldKnobs
-) -> tuple[jax.Array | float, jax.Array | float]:
+def phase_mixture(kind: str, knobs: WorldKnobs) -> tuple[jax.Array | float, jax.Array | float]:
     """(hazardous share, probability a hazardous input is complied with) for a data kind."""
     check_data_kind(kind)
     return {

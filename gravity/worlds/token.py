@@ -117,7 +117,9 @@ class TokenWorld:
         topic = jnp.where(hazardous, 0, topic)
         content = self._content_tokens(k_content, topic)
         position = jax.random.randint(k_pos, (batch_size,), 0, self.prompt_length)
-        at_trigger = hazardous[:, None] & (jnp.arange(self.prompt_length)[None, :] == position[:, None])
+        at_trigger = hazardous[:, None] & (
+            jnp.arange(self.prompt_length)[None, :] == position[:, None]
+        )
         tokens = jnp.where(at_trigger, self.trigger_token, content)
         labels = compliant_labels(
             k_label, self.answers(tokens), hazardous, comply_prob, self.n_classes
@@ -144,9 +146,9 @@ class TokenWorld:
         hazard_share = float(hazard_share)
         topics = np.asarray(topic_probabilities(kind, knobs, self.n_topics))
         block = np.repeat(np.eye(self.n_topics), self.tokens_per_topic, axis=1)
-        content_given_topic = self.p_on * block / self.tokens_per_topic + (
-            1 - self.p_on
-        ) / self.n_content
+        content_given_topic = (
+            self.p_on * block / self.tokens_per_topic + (1 - self.p_on) / self.n_content
+        )
         benign_content = topics @ content_given_topic
         hazard_content = content_given_topic[0]
         length = self.prompt_length

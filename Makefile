@@ -1,0 +1,43 @@
+# Two commands for a newcomer: `make run` and `make test`. Each sets itself up first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-test
+BENCH_STAMP := $(VENV)/.installed-bench
+
+.PHONY: setup run test bench lint figures clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
+	@touch $@
+
+setup: $(STAMP)
+
+## The main experiment on a small default: writes figures/erosion.png and figures/erosion.json
+run: setup
+	$(VENV)/bin/gravity run erosion --quick
+
+## The test suite (CPU only, strict numerics)
+test: setup
+	JAX_PLATFORMS=cpu $(PY) -m pytest
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -c constraints.txt -e ".[test,bench]"
+	@touch $@
+
+## Speed against the baselines: writes bench.json and prints a table
+bench: $(BENCH_STAMP)
+	JAX_PLATFORMS=cpu $(PY) -m benchmarks
+
+## Every experiment at full size
+figures: setup
+	for name in $$($(VENV)/bin/gravity list | cut -d' ' -f1); do $(VENV)/bin/gravity run $$name || exit 1; done
+
+lint: setup
+	$(VENV)/bin/ruff check gravity experiments tests
+	$(VENV)/bin/ruff format --check gravity experiments tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,204 @@
+"""The history engine: vmapped equals sequential, determinism, recording, divergence, bad input."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gravity.history import (
+    HistorySpec,
+    Knobs,
+    PhaseSpec,
+    repeat_knobs,
+    run_histories,
+    run_history,
+    seed_keys,
+    stack_knobs,
+)
+from gravity.models import ModelConfig
+from gravity.worlds import ConfigError, FeatureWorld, TokenWorld, WorldKnobs
+
+
+def tiny_phases(batch_size=8):
+    return (
+        PhaseSpec("pretrain", "pretrain", 30, batch_size, n_records=3),
+        PhaseSpec("helpful", "helpful", 8, batch_size, n_records=2),
+        PhaseSpec("safety", "safety", 8, batch_size, n_records=2),
+        PhaseSpec("benign", "benign", 10, batch_size, dense_steps=4, n_records=3),
+    )
+
+
+TINY = {
+    "mlp": HistorySpec(
+        world=FeatureWorld(n_topics=2, features_per_topic=4, n_classes=4),
+        model=ModelConfig(kind="mlp", hidden=(16, 16)),
+        phases=tiny_phases(),
+        n_probes=16,
+        drift_snapshots=(1, 10),
+    ),
+    "transformer": HistorySpec(
+        world=TokenWorld(n_topics=2, tokens_per_topic=4, n_classes=4, prompt_length=4),
+        model=ModelConfig(kind="transformer", d_model=8, n_layers=1, n_heads=2, d_ff=16),
+        phases=tiny_phases(),
+        n_probes=16,
+    ),
+}
+KNOBS = Knobs(learning_rate=jnp.full((4,), 3e-3))
+SEEDS = 4
+
+
+@pytest.fixture(scope="module", params=list(TINY))
+def model_kind(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def single():
+    return jax.jit(run_history, static_argnums=1)
+
+
+def run_seeds(spec):
+    return jax.device_get(run_histories(seed_keys(range(SEEDS)), spec, repeat_knobs(KNOBS, SEEDS)))
+
+
+@pytest.fixture(scope="module")
+def batched_runs(model_kind):
+    return run_seeds(TINY[model_kind])
+
+
+@pytest.fixture(scope="module")
+def mlp_runs():
+    """The MLP's runs again: the compiled program is cached, so this costs only run time."""
+    return run_seeds(TINY["mlp"])
+
+
+def assert_trees_close(a, b, atol):
+    leaves_a, tree_a = jax.tree.flatten(a)
+    leaves_b, tree_b = jax.tree.flatten(b)
+    assert tree_a == tree_b
+    for x, y in zip(leaves_a, leaves_b, strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=0)
+
+
+def test_vmapped_equals_single_runs(model_kind, batched_runs, single):
+    spec = TINY[model_kind]
+    for seed in range(SEEDS):
+        one = jax.device_get(single(jax.random.key(seed), spec, KNOBS))
+        mine = jax.tree.map(lambda x, s=seed: x[s], batched_runs)
+        assert_trees_close(mine["metrics"], one["metrics"], atol=1e-5)
+        if "v_rev" in one:
+            np.testing.assert_allclose(mine["v_rev"], one["v_rev"], atol=1e-5)
+
+
+def test_same_key_gives_identical_results(model_kind, batched_runs):
+    spec = TINY[model_kind]
+    again = jax.device_get(run_histories(seed_keys(range(SEEDS)), spec, repeat_knobs(KNOBS, SEEDS)))
+    assert_trees_close(batched_runs["metrics"], again["metrics"], atol=0.0)
+
+
+def test_different_seeds_differ(model_kind, batched_runs):
+    harm = np.asarray(batched_runs["metrics"]["benign"]["harmfulness"])
+    assert np.ptp(harm[:, -1]) > 0
+
+
+def test_records_follow_the_schedule(model_kind, batched_runs):
+    spec = TINY[model_kind]
+    for phase in spec.phases:
+        steps = phase.record_steps
+        assert steps[0] == 0 and steps[-1] == phase.steps
+        harm = np.asarray(batched_runs["metrics"][phase.name]["harmfulness"])
+        assert harm.shape == (SEEDS, len(steps))
+        assert np.all((harm >= 0) & (harm <= 1))
+    benign = spec.phases[-1].record_steps
+    np.testing.assert_array_equal(benign[:5], np.arange(5))
+    align = np.asarray(batched_runs["metrics"]["benign"]["alignment"])
+    assert np.all(align[:, 0] == 0) and np.all(np.abs(align) <= 1 + 1e-6)
+
+
+def test_phase_boundaries_chain(model_kind, batched_runs):
+    """A phase's first record is its predecessor's last: theta is handed on unchanged."""
+    spec = TINY[model_kind]
+    metrics = batched_runs["metrics"]
+    for before, after in zip(spec.phases[:-1], spec.phases[1:], strict=True):
+        np.testing.assert_allclose(
+            metrics[before.name]["task_loss"][:, -1],
+            metrics[after.name]["task_loss"][:, 0],
+            atol=1e-6,
+        )
+    params = batched_runs["params"]
+    assert set(params) == {"init", *spec.phase_names}
+
+
+def test_drift_snapshots_match_the_recorded_alignment(mlp_runs):
+    batched_runs = mlp_runs
+    spec = TINY["mlp"]
+    drift = np.asarray(batched_runs["drift"])
+    v_rev = np.asarray(batched_runs["v_rev"])
+    assert drift.shape[:2] == (SEEDS, len(spec.drift_snapshots))
+    steps = list(spec.phases[-1].record_steps)
+    recorded = np.asarray(batched_runs["metrics"]["benign"]["alignment"])
+    for j, step in enumerate(spec.drift_snapshots):
+        flat, v = drift[:, j].reshape(SEEDS, -1), v_rev.reshape(SEEDS, -1)
+        cos = (flat * v).sum(1) / np.linalg.norm(flat, axis=1) / np.linalg.norm(v, axis=1)
+        np.testing.assert_allclose(cos, recorded[:, steps.index(step)], atol=1e-5)
+
+
+def test_vmapping_a_knob_equals_single_runs(single):
+    spec = TINY["mlp"]
+    settings = [
+        Knobs(learning_rate=jnp.full((4,), lr), world=WorldKnobs(benign_overlap=overlap))
+        for lr, overlap in [(1e-3, 0.1), (5e-3, 0.9)]
+    ]
+    keys = seed_keys([0, 0])
+    batched = jax.device_get(run_histories(keys, spec, stack_knobs(settings)))
+    for i, knobs in enumerate(settings):
+        one = jax.device_get(single(jax.random.key(0), spec, knobs))
+        mine = jax.tree.map(lambda x, i=i: x[i], batched["metrics"])
+        assert_trees_close(mine, one["metrics"], atol=1e-5)
+
+
+def test_without_jit_equals_jit(single):
+    spec = dataclasses.replace(TINY["mlp"], keep_params=False, drift_snapshots=())
+    eager = jax.device_get(run_history(jax.random.key(1), spec, KNOBS))
+    jitted = jax.device_get(single(jax.random.key(1), spec, KNOBS))
+    assert_trees_close(eager["metrics"], jitted["metrics"], atol=1e-5)
+
+
+def test_a_divergent_run_is_flagged_and_leaves_neighbours_unchanged(mlp_runs):
+    spec = TINY["mlp"]
+    sane = Knobs(learning_rate=jnp.full((4,), 3e-3))
+    wild = Knobs(learning_rate=jnp.asarray([3e-3, 3e-3, 3e-3, 1e30]))
+    knobs = stack_knobs([sane, wild, sane, sane])
+    out = jax.device_get(run_histories(seed_keys(range(4)), spec, knobs))
+    assert out["diverged"].tolist() == [False, True, False, False]
+    for seed in (0, 2, 3):
+        mine = jax.tree.map(lambda x, s=seed: x[s], out["metrics"])
+        reference = jax.tree.map(lambda x, s=seed: x[s], mlp_runs["metrics"])
+        assert_trees_close(mine, reference, atol=0.0)
+
+
+@pytest.mark.parametrize(
+    "build, field",
+    [
+        (lambda: PhaseSpec("p", "pretrain", 0, 8), "p.steps"),
+        (lambda: PhaseSpec("p", "pretrain", 5, 0), "p.batch_size"),
+        (lambda: PhaseSpec("p", "nonsense", 5, 8), "data"),
+        (lambda: PhaseSpec("p", "pretrain", 5, 8, optimizer="lbfgs"), "p.optimizer"),
+        (lambda: PhaseSpec("p", "benign", 5, 8, intervention="magic"), "intervention"),
+        (lambda: ModelConfig(kind="rnn"), "model.kind"),
+        (lambda: Knobs(learning_rate=jnp.full((4,), -1.0)).validate(TINY["mlp"]), "learning_rate"),
+        (lambda: Knobs(learning_rate=jnp.ones(3)).validate(TINY["mlp"]), "learning_rate"),
+        (
+            lambda: dataclasses.replace(
+                TINY["mlp"], phases=(PhaseSpec("t", "benign", 5, 8, intervention="block"),)
+            ),
+            "t.intervention",
+        ),
+    ],
+)
+def test_bad_history_input_names_the_field(build, field):
+    with pytest.raises(ConfigError, match=field) as info:
+        build()
+    assert "\n" not in str(info.value)
