@@ -1,0 +1,237 @@
+"""The paper's main track: benign drift acquires a component along v_rev, early and strongly.
+
+For each model family the standard history (`gravity.presets`) runs over many seeds with the
+benign phase recorded at every step t = 1..100. Measured, per run and step:
+- alignment(t) = cos(drift_t, v_rev), v_rev the stacked activation displacement theta_S -> theta_H
+  on hazardous probes (the default), against two nulls: the isotropic null's exact p99 in the
+  stacked dimension, and the matched nulls (v_rev of an independent history; directions drawn
+  from other histories' benign drifts), from drift fields kept at a few steps;
+- harmfulness(t), and the Spearman correlation of alignment with harmfulness over run-steps;
+- the v_rev definitions of `gravity.geometry.DIRECTIONS` side by side;
+- specificity controls: the same cosine for the matched benign probes' drift, the hazard-specific
+  cosine (common-mode drift removed), and where the refusal mass lost in benign fine-tuning goes.
+
+Configuration: the standard histories unchanged (lr 1e-3 Adam everywhere, benign_overlap 0.5);
+nothing here was tuned toward the paper's numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import scipy.stats
+from tqdm.auto import tqdm
+
+from gravity import geometry, plotting, presets
+from gravity.history import repeat_knobs, run_histories, seed_keys
+from gravity.results import mean_sd, write_report
+
+NAME = "reversion"
+DEFINITIONS = ("stacked", "mean", "trajectory_pca", "from_pretrained")
+SNAPSHOTS = (1, 5, 20, 50, 100)
+PAPER = {
+    "alignment_step1": (0.429, 0.052),
+    "alignment_step20": (0.647, 0.021),
+    "alignment_step100": (0.648, 0.009),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    seeds: int = 16
+    models: tuple[str, ...] = presets.MODELS
+    learning_rate: float = 1e-3
+    size: str = "standard"
+
+
+def make_config(quick: bool = False, seeds: int | None = None) -> Config:
+    config = Config(seeds=4) if quick else Config()
+    return dataclasses.replace(config, seeds=seeds) if seeds else config
+
+
+def reversion_spec(model: str, size: str = "standard"):
+    """The standard history with the benign phase recorded at every step and drift kept."""
+    spec = presets.standard_spec(model, size, directions=DEFINITIONS)
+    benign = spec.phases[-1]
+    snapshots = tuple(s for s in SNAPSHOTS if s <= benign.steps)
+    spec = dataclasses.replace(spec, drift_snapshots=snapshots, keep_params=False)
+    return presets.with_phase(spec, benign.name, dense_steps=benign.steps)
+
+
+def at_step(values, steps, t):
+    return np.asarray(values)[:, list(steps).index(t)]
+
+
+def summarise(out: dict, spec) -> dict:
+    """The JSON numbers of one model family (runs that diverged are excluded and named)."""
+    ok = ~np.asarray(out["diverged"])
+    benign = spec.phases[-1]
+    steps = benign.record_steps
+    m = {k: np.asarray(v)[ok] for k, v in out["metrics"][benign.name].items()}
+    safety = {k: np.asarray(v)[ok] for k, v in out["metrics"]["safety"].items()}
+    drift, drift_matched = np.asarray(out["drift"])[ok], np.asarray(out["drift_matched"])[ok]
+    v_rev = np.asarray(out["v_rev"])[ok]
+    dim = int(np.prod(v_rev.shape[1:]))
+    iso = geometry.isotropic_null_quantile(dim, 0.99)
+    matched = geometry.cross_history_null(drift, v_rev, 0.99)
+    benign_null = geometry.benign_drift_null(drift, drift_matched, 0.99)
+    threshold = max(iso, matched, benign_null)
+    after = steps >= 1
+    align_all = m["alignment"][:, after]
+    harm_all = m["harmfulness"][:, after]
+    rho = scipy.stats.spearmanr(align_all.ravel(), harm_all.ravel()).statistic
+    last = benign.steps
+    refusal_lost = safety["refusal"][:, -1] - at_step(m["refusal"], steps, last)
+    harm_gained = at_step(m["harmfulness"], steps, last) - safety["harmfulness"][:, -1]
+    other_gained = at_step(m["other"], steps, last) - safety["other"][:, -1]
+    numbers = {
+        f"alignment_step{t}": mean_sd(at_step(m["alignment"], steps, t))
+        for t in (1, 20, last)
+        if t in steps
+    }
+    by_definition = m["alignment_by_definition"]
+    numbers.update(
+        {
+            "null_p99_isotropic": iso,
+            "null_p99_matched": matched,
+            "null_p99_benign_drift": benign_null,
+            "null_dim": dim,
+            "fraction_above_null": float(np.mean(align_all > threshold)),
+            "run_step_pairs": int(align_all.size),
+            "spearman_alignment_harmfulness": float(rho),
+            "harmfulness_aligned": mean_sd(safety["harmfulness"][:, -1]),
+            f"harmfulness_step{last}": mean_sd(at_step(m["harmfulness"], steps, last)),
+            "refusal_aligned": mean_sd(safety["refusal"][:, -1]),
+            f"refusal_step{last}": mean_sd(at_step(m["refusal"], steps, last)),
+            "lost_refusal_to_harmful": mean_sd(harm_gained / refusal_lost),
+            "lost_refusal_to_other": mean_sd(other_gained / refusal_lost),
+            f"alignment_benign_probes_step{last}": mean_sd(
+                at_step(m["alignment_benign_probes"], steps, last)
+            ),
+            f"alignment_hazard_specific_step{last}": mean_sd(
+                at_step(m["alignment_hazard_specific"], steps, last)
+            ),
+            f"weight_alignment_step{last}": mean_sd(at_step(m["weight_alignment"], steps, last)),
+            "alignment_by_definition": {
+                name: {
+                    f"step{t}": mean_sd(at_step(by_definition[..., i], steps, t))
+                    for t in (1, 20, last)
+                }
+                for i, name in enumerate(spec.directions)
+            },
+            "n_seeds": int(ok.sum()),
+            "diverged_runs": np.flatnonzero(~ok).tolist(),
+        }
+    )
+    return numbers
+
+
+def plot(results: dict, specs: dict, numbers: dict, path: Path) -> Path:
+    fig, axes = plotting.figure(4, len(results), width=3.9, height=3.1)
+    for row, (model, out) in zip(axes, results.items(), strict=True):
+        spec, n = specs[model], numbers[model]
+        benign = spec.phases[-1]
+        steps = benign.record_steps
+        m = out["metrics"][benign.name]
+        ax = row[0]
+        plotting.mean_band(
+            ax, steps, m["alignment"], color=plotting.COLORS[model], label="cos(drift, v_rev)"
+        )
+        ax.axhline(n["null_p99_isotropic"], color="#999999", ls=":", label="isotropic null p99")
+        ax.axhline(
+            n["null_p99_matched"],
+            color=plotting.COLORS["null"],
+            ls="--",
+            label="matched null p99 (other history)",
+        )
+        ax.axhline(
+            n["null_p99_benign_drift"],
+            color="#8c564b",
+            ls="-.",
+            label="matched null p99 (benign drifts)",
+        )
+        for t, (mean, sd) in PAPER.items():
+            step = int(t.removeprefix("alignment_step"))
+            ax.errorbar(
+                step, mean, yerr=sd, fmt="k*", ms=7, capsize=2, label="paper" if step == 1 else None
+            )
+        ax.set(
+            xlabel="benign step t",
+            ylabel="alignment",
+            ylim=(-0.2, 1.0),
+            title=f"{model}: alignment with v_rev",
+        )
+        ax.legend(frameon=False, fontsize=6.5, loc="lower right")
+        ax = row[1]
+        plotting.mean_band(ax, steps, m["harmfulness"], color="#d62728", label="harmfulness")
+        plotting.mean_band(
+            ax, steps, m["refusal"], color="#2ca02c", linestyle="--", label="refusal"
+        )
+        plotting.mean_band(
+            ax, steps, m["other"], color="#7f7f7f", linestyle=":", label="other answers"
+        )
+        ax.set(
+            xlabel="benign step t",
+            ylabel="probability on hazardous probes",
+            ylim=(0, 1),
+            title=f"harmfulness; Spearman {n['spearman_alignment_harmfulness']:.2f}",
+        )
+        ax.legend(frameon=False, fontsize=7)
+        ax = row[2]
+        by_definition = np.asarray(m["alignment_by_definition"])
+        for i, name in enumerate(spec.directions):
+            plotting.mean_band(ax, steps, by_definition[..., i], label=name, color=f"C{i}")
+        ax.set(
+            xlabel="benign step t", ylabel="alignment", ylim=(-0.2, 1.0), title="v_rev definitions"
+        )
+        ax.legend(frameon=False, fontsize=7)
+        ax = row[3]
+        plotting.mean_band(
+            ax, steps, m["alignment"], color=plotting.COLORS[model], label="hazardous probes"
+        )
+        plotting.mean_band(
+            ax,
+            steps,
+            m["alignment_benign_probes"],
+            color="#17becf",
+            linestyle="--",
+            label="matched benign probes",
+        )
+        plotting.mean_band(
+            ax,
+            steps,
+            m["alignment_hazard_specific"],
+            color="#bcbd22",
+            linestyle="-.",
+            label="hazard-specific",
+        )
+        ax.set(
+            xlabel="benign step t",
+            ylabel="cos with v_rev",
+            ylim=(-0.2, 1.0),
+            title="specificity controls",
+        )
+        ax.legend(frameon=False, fontsize=7)
+    return plotting.save(fig, path, "Reversion along v_rev during benign fine-tuning")
+
+
+def run(config: Config, out_dir: Path = Path("figures"), progress: bool = True) -> dict:
+    start = time.perf_counter()
+    results, specs, numbers = {}, {}, {}
+    for model in tqdm(config.models, desc=NAME, disable=not progress):
+        spec = reversion_spec(model, config.size)
+        knobs = presets.standard_knobs(spec, config.learning_rate).validate(spec)
+        out = run_histories(seed_keys(range(config.seeds)), spec, repeat_knobs(knobs, config.seeds))
+        out = jax.device_get(out)
+        results[model], specs[model] = out, spec
+        numbers[model] = summarise(out, spec)
+    plot(results, specs, numbers, Path(out_dir) / f"{NAME}.png")
+    numbers["paper"] = {k: {"mean": m, "sd": s} for k, (m, s) in PAPER.items()}
+    write_report(
+        out_dir, NAME, numbers, {"experiment": config, "specs": specs}, time.perf_counter() - start
+    )
+    return numbers

@@ -1,0 +1,95 @@
+"""Interventions on benign fine-tuning: projection removes first-order motion along v_rev, the
+block term is zero at theta_S and, one step on it alone, reduces positive drift along v_rev."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from gravity import interventions
+from gravity.models import ModelConfig, network
+from gravity.worlds import FeatureWorld, WorldKnobs
+
+WORLD = FeatureWorld(n_topics=2, features_per_topic=4, n_classes=4)
+NET = network(ModelConfig(kind="mlp", hidden=(16, 16)), WORLD)
+
+
+@pytest.fixture(scope="module")
+def setting():
+    """theta_S (a fresh init), hazardous probes, a unit v_rev field and a benign batch."""
+    k_init, k_dir, k_batch = jax.random.split(jax.random.key(0), 3)
+    theta_s = NET.init(k_init)
+    probes = WORLD.probe_set(WorldKnobs(), 16)
+    aligned = NET.activations(theta_s, probes.hazard.inputs)
+    v_rev = interventions.random_direction(k_dir, aligned.shape)
+    batch = WORLD.sample(WorldKnobs(), "benign", k_batch, 32)
+    return theta_s, probes.hazard.inputs, aligned, v_rev, batch
+
+
+def component(theta, inputs, aligned, v_rev):
+    return interventions.drift_component(NET.activations(theta, inputs), aligned, v_rev)
+
+
+def benign_update(theta, batch):
+    def loss(p):
+        logits, _ = NET.apply(p, batch.inputs)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, batch.labels).mean()
+
+    optimizer = optax.adam(1e-2)
+    updates, _ = optimizer.update(jax.grad(loss)(theta), optimizer.init(theta), theta)
+    return updates
+
+
+def test_projected_update_has_no_first_order_motion_along_v_rev(setting):
+    theta_s, inputs, aligned, v_rev, batch = setting
+    # Start a little away from theta_S, as after a few benign steps.
+    theta = jax.tree.map(lambda a, b: a + b, theta_s, benign_update(theta_s, batch))
+    update = benign_update(theta, batch)
+    u = jax.grad(component)(theta, inputs, aligned, v_rev)
+    projected = interventions.project_out(update, u)
+
+    def motion(direction):
+        return jax.jvp(lambda p: component(p, inputs, aligned, v_rev), (theta,), (direction,))[1]
+
+    before, after = float(motion(update)), float(motion(projected))
+    assert abs(before) > 1e-4
+    assert abs(after) <= 1e-5 * abs(before)
+    # The projection removes only that one direction: the rest of the update is kept.
+    kept = sum(
+        jnp.vdot(a, b)
+        for a, b in zip(jax.tree.leaves(update), jax.tree.leaves(projected), strict=True)
+    )
+    assert float(kept) > 0.5 * float(sum(jnp.vdot(a, a) for a in jax.tree.leaves(update)))
+
+
+def test_block_term_is_zero_at_theta_s_and_one_step_reduces_positive_drift(setting):
+    theta_s, inputs, aligned, v_rev, _ = setting
+    block = interventions.get("block")
+
+    def term(theta):
+        return interventions.penalty(block, component(theta, inputs, aligned, v_rev), 1.0)
+
+    assert float(term(theta_s)) == 0.0
+    u = jax.grad(component)(theta_s, inputs, aligned, v_rev)
+    theta = jax.tree.map(lambda p, g: p + 0.05 * g, theta_s, u)  # drift with s > 0
+    s_before = float(component(theta, inputs, aligned, v_rev))
+    assert s_before > 0 and float(term(theta)) > 0
+    stepped = jax.tree.map(lambda p, g: p - 0.01 * g, theta, jax.grad(term)(theta))
+    assert float(component(stepped, inputs, aligned, v_rev)) < s_before
+
+
+def test_push_has_the_opposite_sign_and_none_adds_nothing():
+    s = jnp.asarray(0.7)
+    block, push, none = (interventions.get(n) for n in ("block", "push", "none"))
+    assert float(interventions.penalty(block, s, 2.0)) == pytest.approx(1.4)
+    assert float(interventions.penalty(push, s, 2.0)) == pytest.approx(-1.4)
+    assert float(interventions.penalty(none, s, 2.0)) == 0.0
+    assert float(interventions.penalty(block, -s, 2.0)) == 0.0
+
+
+def test_random_direction_is_unit_and_seeded():
+    a = interventions.random_direction(jax.random.key(4), (5, 3))
+    b = interventions.random_direction(jax.random.key(4), (5, 3))
+    np.testing.assert_array_equal(a, b)
+    assert float(jnp.linalg.norm(a)) == pytest.approx(1.0, abs=1e-6)
