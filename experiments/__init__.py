@@ -12,6 +12,7 @@ from gravity.worlds.base import check
 EXPERIMENTS: dict[str, str] = {
     "erosion": "safety erosion: harmfulness through P -> H -> S -> T, MLP and transformer",
     "reversion": "the main track: alignment of benign drift with v_rev against nulls",
+    "blocking": "blocking, pushing or projecting out motion along v_rev, with controls",
 }
 
 

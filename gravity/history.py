@@ -38,7 +38,8 @@ class PhaseSpec:
     name: unique within the history ("pretrain", "helpful", "safety", "benign" ...).
     data: the data kind it trains on (see `gravity.worlds.DATA_KINDS`).
     dense_steps: record every step for this many first steps (then `n_records` log-spaced).
-    intervention: for benign phases after alignment, one of `interventions.INTERVENTIONS`.
+    intervention: for benign phases after alignment, one of `interventions.INTERVENTIONS`, or
+        "selected" to pick it per run with `Knobs.intervention` (one program for all variants).
     """
 
     name: str
@@ -66,7 +67,7 @@ class PhaseSpec:
             self.dense_steps >= 0, f"{self.name}.dense_steps", "an integer >= 0", self.dense_steps
         )
         check(self.n_records >= 1, f"{self.name}.n_records", "a positive integer", self.n_records)
-        interventions.get(self.intervention)
+        interventions.check_name(self.intervention)
 
     @property
     def record_steps(self) -> np.ndarray:
@@ -159,6 +160,7 @@ class Knobs:
     world: WorldKnobs = dataclasses.field(default_factory=WorldKnobs)
     weight_decay: jax.Array | float = 0.0
     intervention_strength: jax.Array | float = 1.0
+    intervention: jax.Array | int = 0
 
     def validate(self, spec: HistorySpec) -> Knobs:
         """Check concrete values against `spec` (one line naming the field on failure)."""
@@ -182,6 +184,13 @@ class Knobs:
             "intervention_strength",
             "a value >= 0",
             self.intervention_strength,
+        )
+        index = np.asarray(self.intervention)
+        check(
+            bool(np.all((index >= 0) & (index < len(interventions.INTERVENTIONS)))),
+            "intervention",
+            f"an index into {', '.join(interventions.INTERVENTIONS)}",
+            self.intervention,
         )
         return self
 
@@ -256,7 +265,7 @@ def _run_phase(net, spec, phase, index, knobs, key, params, ctx: _Context):
     world = spec.world
     n_classes = world.n_classes
     measured = spec.measures_reversion(index)
-    intervention = interventions.get(phase.intervention)
+    sign, project, use_random = interventions.settings(phase.intervention, knobs.intervention)
     optimizer = make_optimizer(phase.optimizer, knobs.learning_rate[index], knobs.weight_decay)
     opt_state = optimizer.init(params)
     record = np.zeros(phase.steps + 1, dtype=bool)
@@ -266,12 +275,9 @@ def _run_phase(net, spec, phase, index, knobs, key, params, ctx: _Context):
         snapshots[list(spec.drift_snapshots)] = True
     trajectory = spec.needs_trajectory and phase.data == "safety"
 
-    if measured and intervention.direction == "random":
-        steer = ctx.random_direction
-    elif measured:
-        steer = ctx.reference.directions[0]
-    else:
-        steer = None
+    steer = None
+    if measured:
+        steer = jnp.where(use_random, ctx.random_direction, ctx.reference.directions[0])
 
     def hazard_component(p):
         acts = net.activations(p, ctx.probes.hazard.inputs)
@@ -310,18 +316,19 @@ def _run_phase(net, spec, phase, index, knobs, key, params, ctx: _Context):
         def loss_fn(q):
             logits, _ = net.apply(q, batch.inputs)
             task_loss = cross_entropy(logits, batch.labels)
-            if intervention.sign:
+            if not isinstance(sign, float) or sign:
                 term = interventions.penalty(
-                    intervention, hazard_component(q), knobs.intervention_strength
+                    sign, hazard_component(q), knobs.intervention_strength
                 )
                 return task_loss + term, task_loss
             return task_loss, task_loss
 
         (_, task_loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(p)
         updates, opt_state = optimizer.update(grads, opt_state, p)
-        if intervention.project:
+        if not isinstance(project, bool) or project:
             u = jax.grad(hazard_component)(p)
-            updates = interventions.project_out(updates, u)
+            projected = interventions.project_out(updates, u)
+            updates = jax.tree.map(lambda a, b: jnp.where(project, a, b), projected, updates)
         p = optax.apply_updates(p, updates)
         recorded = jax.lax.cond(do_record, measure, skip, p)
         return (p, opt_state), (task_loss, recorded)

@@ -42,9 +42,38 @@ INTERVENTIONS: dict[str, Intervention] = {
 }
 
 
+SELECTED = "selected"
+"""A phase whose intervention is chosen per run by `Knobs.intervention` (an index into
+`INTERVENTIONS`), so that every variant shares one compiled program and one vmapped batch."""
+
+
 def get(name: str) -> Intervention:
     check(name in INTERVENTIONS, "intervention", f"one of {', '.join(INTERVENTIONS)}", name)
     return INTERVENTIONS[name]
+
+
+def check_name(name: str) -> None:
+    allowed = (*INTERVENTIONS, SELECTED)
+    check(name in allowed, "intervention", f"one of {', '.join(allowed)}", name)
+
+
+def index(name: str) -> int:
+    """The index of an intervention, for `Knobs.intervention`."""
+    get(name)
+    return list(INTERVENTIONS).index(name)
+
+
+def settings(name: str, selected_index=None):
+    """(sign, project, use_random) of an intervention: Python values for a named one, traced
+    arrays (looked up by `selected_index`) for `SELECTED`."""
+    if name != SELECTED:
+        chosen = get(name)
+        return chosen.sign, chosen.project, chosen.direction == "random"
+    table = jnp.asarray(
+        [[i.sign, float(i.project), float(i.direction == "random")] for i in INTERVENTIONS.values()]
+    )
+    row = table[jnp.asarray(selected_index, dtype=jnp.int32)]
+    return row[0], row[1] > 0, row[2] > 0
 
 
 def drift_component(acts_NxD: jax.Array, aligned_NxD: jax.Array, direction_NxD: jax.Array):
@@ -52,9 +81,11 @@ def drift_component(acts_NxD: jax.Array, aligned_NxD: jax.Array, direction_NxD: 
     return jnp.vdot(acts_NxD - aligned_NxD, direction_NxD) / jnp.sqrt(acts_NxD.shape[0])
 
 
-def penalty(intervention: Intervention, s: jax.Array, strength: jax.Array) -> jax.Array:
-    """The loss term: zero at theta_S (s = 0), linear in the positive part of s."""
-    return intervention.sign * strength * jax.nn.relu(s)
+def penalty(intervention: Intervention | float, s: jax.Array, strength: jax.Array) -> jax.Array:
+    """The loss term sign * strength * relu(s): zero at theta_S (s = 0), linear in the positive
+    part of s. `intervention` is an `Intervention` or its (possibly traced) sign."""
+    sign = intervention.sign if isinstance(intervention, Intervention) else intervention
+    return sign * strength * jax.nn.relu(s)
 
 
 def project_out(update, u):
