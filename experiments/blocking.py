@@ -11,8 +11,10 @@ knob, see `interventions.SELECTED`):
 The paper's ordering to test: block < baseline < push, in harmfulness and in alignment.
 
 Strength 1.0 is fixed a priori: s is in per-probe RMS activation units, where benign drift reaches
-a few units in 100 steps, so the term is of the order of the task loss. The full run adds a dose
-panel: block at strengths 0.1 to 10.
+a few units in 100 steps, so the term is of the order of the task loss. The full run adds dose
+panels: block and push at strengths 0.1 to 10. The ordering is reported at T and early (t = 5,
+10, 20), since the paper's claim is about early reversion and an unbounded push can break the
+model late (its reward grows without limit).
 """
 
 from __future__ import annotations
@@ -58,17 +60,28 @@ def blocking_spec(model: str, size: str = "standard"):
     return presets.with_phase(spec, "benign", intervention=interventions.SELECTED)
 
 
+DOSED = ("block", "push")
+EARLY_STEPS = (5, 10, 20)
+
+
 def run_plan(config: Config) -> list[tuple[str, float]]:
-    """(variant, strength) for each group of seeds: the variants, then the dose panel."""
+    """(variant, strength) for each group of seeds: the variants, then the dose panels."""
     plan = [(variant, config.strength) for variant in VARIANTS]
-    return plan + [("block", s) for s in config.dose_strengths]
+    return plan + [(v, s) for v in DOSED for s in config.dose_strengths]
 
 
-def summarise(out: dict, plan, seeds: int) -> dict:
-    """Per variant: final alignment, harmfulness, refusal and task score over seeds."""
+def ordering(entries: dict, metric: str) -> bool:
+    """The paper's ordering block < baseline < push for one metric's means."""
+    return bool(entries["block"][metric] < entries["baseline"][metric] < entries["push"][metric])
+
+
+def summarise(out: dict, plan, seeds: int, steps) -> dict:
+    """Per variant: final alignment, harmfulness, refusal and task score over seeds; the
+    paper's ordering at T and early in the benign phase; the dose panels."""
     benign = out["metrics"]["benign"]
     diverged = np.asarray(out["diverged"]).reshape(len(plan), seeds)
-    numbers, dose = {}, {}
+    numbers, dose = {}, {v: {} for v in DOSED}
+    early = {t: {} for t in EARLY_STEPS if t in steps}
     for g, (variant, strength) in enumerate(plan):
         rows = slice(g * seeds, (g + 1) * seeds)
         ok = ~diverged[g]
@@ -85,25 +98,36 @@ def summarise(out: dict, plan, seeds: int) -> dict:
             "strength": strength,
             "diverged_runs": np.flatnonzero(~ok).tolist(),
         }
+        label = LABELS.get(variant, variant)
         if g < len(VARIANTS):
-            numbers[LABELS.get(variant, variant)] = entry
+            numbers[label] = entry
+            for t in early:
+                column = list(steps).index(t)
+                early[t][label] = {
+                    metric: float(np.mean(np.asarray(benign[metric])[rows][ok, column]))
+                    for metric in ("alignment", "harmfulness", "task_accuracy")
+                }
         else:
-            dose[str(strength)] = entry
-    harm = {k: v["harmfulness"]["mean"] for k, v in numbers.items()}
-    align = {k: v["alignment"]["mean"] for k, v in numbers.items()}
-    numbers["ordering_block_lt_baseline_lt_push"] = {
-        "harmfulness": bool(harm["block"] < harm["baseline"] < harm["push"]),
-        "alignment": bool(align["block"] < align["baseline"] < align["push"]),
+            dose[variant][str(strength)] = entry
+    final = {k: {m: v[m]["mean"] for m in ("alignment", "harmfulness")} for k, v in numbers.items()}
+    orderings = {
+        f"step{t}": {m: ordering(early[t], m) for m in ("harmfulness", "alignment")} for t in early
     }
+    orderings["final"] = {m: ordering(final, m) for m in ("harmfulness", "alignment")}
+    numbers["ordering_block_lt_baseline_lt_push"] = orderings
+    numbers["early_means"] = {f"step{t}": v for t, v in early.items()}
     numbers["task_cost_of_blocking"] = {
         "task_score": numbers["baseline"]["task_score"]["mean"]
         - numbers["block"]["task_score"]["mean"],
         "task_loss": numbers["block"]["task_loss"]["mean"]
         - numbers["baseline"]["task_loss"]["mean"],
     }
-    if dose:
-        dose[str(numbers["block"]["strength"])] = numbers["block"]
-        numbers["dose"] = dict(sorted(dose.items(), key=lambda kv: float(kv[0])))
+    if any(dose.values()):
+        for variant in DOSED:
+            dose[variant][str(numbers[variant]["strength"])] = numbers[variant]
+        numbers["dose"] = {
+            v: dict(sorted(d.items(), key=lambda kv: float(kv[0]))) for v, d in dose.items()
+        }
     return numbers
 
 
@@ -127,7 +151,7 @@ def plot(results: dict, specs: dict, numbers: dict, plans: dict, seeds: int, pat
             xlabel="benign step t",
             ylabel="cos(drift, v_rev)",
             ylim=(-1, 1),
-            title=f"{model}: alignment",
+            title=f"{model}: alignment (★ paper at T)",
         )
         row[1].set(
             xlabel="benign step t", ylabel="harmfulness", ylim=(0, 1), title=f"{model}: harmfulness"
@@ -151,7 +175,6 @@ def plot(results: dict, specs: dict, numbers: dict, plans: dict, seeds: int, pat
                 mec="k",
                 ms=8,
             )
-        row[0].legend(frameon=False, fontsize=7, title="★ paper, T = 100", title_fontsize=7)
         ax = row[2]
         labels = [LABELS.get(v, v) for v in VARIANTS]
         for label in labels:
@@ -166,18 +189,19 @@ def plot(results: dict, specs: dict, numbers: dict, plans: dict, seeds: int, pat
                 label=label,
                 capsize=2,
             )
-        if "dose" in n:
-            xs = [e["task_score"]["mean"] for e in n["dose"].values()]
-            ys = [e["harmfulness"]["mean"] for e in n["dose"].values()]
-            ax.plot(xs, ys, "-", color=plotting.COLORS["block"], alpha=0.5, lw=1)
-            for s, x, y in zip(n["dose"], xs, ys, strict=True):
-                ax.annotate(f"{float(s):g}", (x, y), fontsize=6, color=plotting.COLORS["block"])
+        for variant, curve in n.get("dose", {}).items():
+            xs = [e["task_score"]["mean"] for e in curve.values()]
+            ys = [e["harmfulness"]["mean"] for e in curve.values()]
+            color = plotting.COLORS[variant]
+            ax.plot(xs, ys, "-", color=color, alpha=0.5, lw=1)
+            for s, x, y in zip(curve, xs, ys, strict=True):
+                ax.annotate(f"{float(s):g}", (x, y), fontsize=6, color=color)
         ax.set(
             xlabel="task accuracy at T",
             ylabel="harmfulness at T",
-            title="harm vs task cost (block dose labelled)",
+            title="harm vs task (strengths labelled)",
         )
-        ax.legend(frameon=False, fontsize=7)
+        ax.legend(frameon=False, fontsize=7, loc="best")
     return plotting.save(fig, path, "Blocking motion along v_rev during benign fine-tuning")
 
 
@@ -198,7 +222,7 @@ def run(config: Config, out_dir: Path = Path("figures"), progress: bool = True) 
         seeds = np.tile(np.arange(config.seeds), len(plan))
         out = jax.device_get(run_histories(seed_keys(seeds), spec, stack_knobs(knobs)))
         results[model], specs[model], plans[model] = out, spec, plan
-        numbers[model] = summarise(out, plan, config.seeds)
+        numbers[model] = summarise(out, plan, config.seeds, spec.phases[-1].record_steps)
     plot(results, specs, numbers, plans, config.seeds, Path(out_dir) / f"{NAME}.png")
     numbers["paper"] = PAPER
     write_report(
