@@ -4,6 +4,10 @@ For each model family (MLP on the feature world, transformer on the token world)
 history P -> H -> S -> T (`gravity.presets`) runs over many seeds at once. Harmfulness is the
 exact probability of complying on hazardous probes; the claim is visible when harmfulness after
 100 benign steps is clearly above its aligned level while the task score holds or improves.
+
+The full run adds a knob map, in the same compiled program (knobs are vmapped): erosion over
+pretraining's harm probability (what the basin holds) x the benign data's overlap with the hazard
+topic, which shows where the phenomenon does and does not appear.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from gravity import plotting, presets
-from gravity.history import repeat_knobs, run_histories, seed_keys
+from gravity.history import run_histories, seed_keys, stack_knobs
 from gravity.results import mean_sd, write_report
 
 NAME = "erosion"
@@ -29,10 +33,13 @@ class Config:
     models: tuple[str, ...] = presets.MODELS
     learning_rate: float = 1e-3
     size: str = "standard"
+    map_seeds: int = 4
+    map_harm_probs: tuple[float, ...] = (0.0, 0.5, 0.9)
+    map_overlaps: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
 
 
 def make_config(quick: bool = False, seeds: int | None = None) -> Config:
-    config = Config(seeds=8) if quick else Config()
+    config = Config(seeds=8, map_seeds=0) if quick else Config()
     return dataclasses.replace(config, seeds=seeds) if seeds else config
 
 
@@ -56,8 +63,10 @@ def summarise(metrics: dict, diverged: np.ndarray) -> dict:
     }
 
 
-def plot(results: dict, specs: dict, path: Path) -> Path:
-    fig, axes = plotting.figure(len(results), width=5.0, height=3.4)
+def plot(results: dict, specs: dict, path: Path, maps: dict, config: Config) -> Path:
+    fig, axes = plotting.figure(len(results), 2 if maps else 1, width=5.0, height=3.4)
+    for model, ax in zip(maps, axes[-1], strict=False):
+        plot_map(ax, maps[model], config, model)
     for ax, (model, out) in zip(axes[0], results.items(), strict=True):
         spec = specs[model]
         bounds = []
@@ -97,17 +106,84 @@ def plot(results: dict, specs: dict, path: Path) -> Path:
     return plotting.save(fig, path, "Safety erosion under benign fine-tuning")
 
 
+def map_settings(config: Config) -> list[tuple[float, float]]:
+    return [(h, o) for h in config.map_harm_probs for o in config.map_overlaps]
+
+
+def knob_map(out: dict, config: Config) -> dict:
+    """Harmfulness at P, S and T for each (harm_prob, benign_overlap) of the map."""
+    settings = map_settings(config)
+    shape = (len(settings), config.map_seeds)
+    metrics = out["metrics"]
+    harm = {
+        phase: np.asarray(metrics[phase]["harmfulness"])[:, -1].reshape(shape)
+        for phase in ("pretrain", "safety", "benign")
+    }
+    ok = ~np.asarray(out["diverged"]).reshape(shape)
+    return {
+        f"harm_prob={h:g},overlap={o:g}": {
+            "harm_prob": h,
+            "benign_overlap": o,
+            **{f"harmfulness_{phase}": mean_sd(v[i][ok[i]]) for phase, v in harm.items()},
+        }
+        for i, (h, o) in enumerate(settings)
+    }
+
+
+def plot_map(ax, entries: dict, config: Config, model: str):
+    for j, h in enumerate(config.map_harm_probs):
+        rows = [e for e in entries.values() if e["harm_prob"] == h]
+        x = [e["benign_overlap"] for e in rows]
+        color = f"C{j}"
+        ax.errorbar(
+            x,
+            [e["harmfulness_benign"]["mean"] for e in rows],
+            yerr=[e["harmfulness_benign"]["sd"] for e in rows],
+            fmt="o-",
+            color=color,
+            capsize=2,
+            label=f"harm_prob {h:g}: after benign",
+        )
+        ax.plot(
+            x,
+            [e["harmfulness_pretrain"]["mean"] for e in rows],
+            ":",
+            color=color,
+            label=f"harm_prob {h:g}: pretrained",
+        )
+        ax.plot(x, [e["harmfulness_safety"]["mean"] for e in rows], "--", color=color, lw=0.8)
+    ax.set(
+        xlabel="benign_overlap (share of benign inputs from the hazard topic)",
+        ylabel="harmfulness",
+        ylim=(-0.02, 1.0),
+        title=f"{model}: knob map ({config.map_seeds} seeds; dashed = aligned)",
+    )
+    ax.legend(frameon=False, fontsize=6.5)
+
+
 def run(config: Config, out_dir: Path = Path("figures"), progress: bool = True) -> dict:
     start = time.perf_counter()
-    results, specs, numbers = {}, {}, {}
+    results, specs, numbers, maps = {}, {}, {}, {}
     for model in tqdm(config.models, desc=NAME, disable=not progress):
         spec = presets.standard_spec(model, config.size)
-        knobs = presets.standard_knobs(spec, config.learning_rate).validate(spec)
-        out = run_histories(seed_keys(range(config.seeds)), spec, repeat_knobs(knobs, config.seeds))
+        knobs = [presets.standard_knobs(spec, config.learning_rate)] * config.seeds
+        seeds = list(range(config.seeds))
+        for h, o in map_settings(config) if config.map_seeds else ():
+            knobs += [
+                presets.standard_knobs(spec, config.learning_rate, harm_prob=h, benign_overlap=o)
+            ] * config.map_seeds
+            seeds += list(range(config.map_seeds))
+        for k in knobs[:: max(config.seeds, 1)]:
+            k.validate(spec)
+        out = run_histories(seed_keys(seeds), spec, stack_knobs(knobs))
         out = jax.device_get({"metrics": out["metrics"], "diverged": out["diverged"]})
-        results[model], specs[model] = out, spec
-        numbers[model] = summarise(out["metrics"], out["diverged"])
-    plot(results, specs, Path(out_dir) / f"{NAME}.png")
+        main = jax.tree.map(lambda x: x[: config.seeds], out)
+        results[model], specs[model] = main, spec
+        numbers[model] = summarise(main["metrics"], main["diverged"])
+        if config.map_seeds:
+            grid = jax.tree.map(lambda x: x[config.seeds :], out)
+            maps[model] = numbers[model]["knob_map"] = knob_map(grid, config)
+    plot(results, specs, Path(out_dir) / f"{NAME}.png", maps, config)
     write_report(
         out_dir, NAME, numbers, {"experiment": config, "specs": specs}, time.perf_counter() - start
     )
