@@ -98,11 +98,11 @@ def plot(results: dict, specs: dict, path: Path, maps: dict, config: Config) -> 
         ax.set_xticks(
             np.arange(len(spec.phases)) + 0.5, [f"{p.name}\n{p.steps} steps" for p in spec.phases]
         )
-        ax.set_ylim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.22)
         ax.set_ylabel("probability on probes")
         n = int((~np.asarray(out["diverged"])).sum())
         ax.set_title(f"{model}: mean ± sd over {n} seeds", pad=14)
-        ax.legend(loc="center left", frameon=False)
+        ax.legend(loc="upper center", ncol=3, frameon=False, fontsize=7)
     return plotting.save(fig, path, "Safety erosion under benign fine-tuning")
 
 
@@ -155,10 +155,10 @@ def plot_map(ax, entries: dict, config: Config, model: str):
     ax.set(
         xlabel="benign_overlap (share of benign inputs from the hazard topic)",
         ylabel="harmfulness",
-        ylim=(-0.02, 1.0),
+        ylim=(-0.02, 1.3),
         title=f"{model}: knob map ({config.map_seeds} seeds; dashed = aligned)",
     )
-    ax.legend(frameon=False, fontsize=6.5)
+    ax.legend(frameon=False, fontsize=6, ncol=2, loc="upper center")
 
 
 def run(config: Config, out_dir: Path = Path("figures"), progress: bool = True) -> dict:
