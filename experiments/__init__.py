@@ -13,6 +13,9 @@ EXPERIMENTS: dict[str, str] = {
     "erosion": "safety erosion: harmfulness through P -> H -> S -> T, MLP and transformer",
     "reversion": "the main track: alignment of benign drift with v_rev against nulls",
     "blocking": "blocking, pushing or projecting out motion along v_rev, with controls",
+    "basin_depth": "basin depth: pretraining x alignment length -> reversion, barrier, curvature",
+    "metastability": "escape times vs lr, batch and depth; Kramers fit; Langevin check",
+    "overlap": "reversion as the benign distribution moves away from the pretraining one",
 }
 
 

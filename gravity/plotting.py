@@ -85,3 +85,42 @@ def save(fig, path: Path, title: str | None = None) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def heatmap(
+    ax,
+    values_YxX,
+    x_labels,
+    y_labels,
+    *,
+    cmap: str = "viridis",
+    label: str | None = None,
+    fmt: str = "{:.2f}",
+    norm=None,
+):
+    """A grid of cell values (rows y, columns x) with each value written in its cell."""
+    values = np.asarray(values_YxX, dtype=float)
+    image = ax.imshow(values, origin="lower", aspect="auto", cmap=cmap, norm=norm)
+    ax.set_xticks(np.arange(values.shape[1]), [str(v) for v in x_labels])
+    ax.set_yticks(np.arange(values.shape[0]), [str(v) for v in y_labels])
+    ax.grid(False)
+    for (i, j), value in np.ndenumerate(values):
+        if np.isfinite(value):
+            color = "black" if image.norm(value) > 0.5 else "white"
+            ax.text(j, i, fmt.format(value), ha="center", va="center", fontsize=6.5, color=color)
+    colorbar = ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
+    if label:
+        colorbar.set_label(label)
+    return image
+
+
+def identity_scatter(ax, predicted, measured, *, label=None, color="#1f77b4", size=14):
+    """Measured against predicted values with the line y = x (the prediction without a refit)."""
+    x, y = np.asarray(predicted, dtype=float).ravel(), np.asarray(measured, dtype=float).ravel()
+    ax.scatter(x, y, s=size, color=color, alpha=0.8, label=label, lw=0)
+    finite = np.isfinite(x) & np.isfinite(y)
+    if finite.any():
+        lo = min(x[finite].min(), y[finite].min())
+        hi = max(x[finite].max(), y[finite].max())
+        pad = 0.05 * (hi - lo or 1.0)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="#444444", lw=0.8, ls="--")

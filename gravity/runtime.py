@@ -21,3 +21,43 @@ def enable_compilation_cache() -> Path:
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     return path
+
+
+DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS reports it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def use_cpu_cores(n: int | None = None) -> int | None:
+    """Split the host into one XLA CPU device per core (or `n`), so sweeps shard runs over cores.
+
+    Many small vmapped runs are faster as one device per core with the run axis sharded over them
+    than as one device (DESIGN.md measured ~9,700 against ~5,900 model-steps/s on 2 cores). The
+    flag only shapes the host platform, so accelerators are untouched. It must be set before JAX
+    first uses a device, and a choice the user made in XLA_FLAGS is kept. Returns the device
+    count set, or None when nothing was changed.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if DEVICE_COUNT_FLAG in flags or _backends_initialised():
+        return None
+    count = n or cpu_cores()
+    if count <= 1:
+        return None
+    os.environ["XLA_FLAGS"] = f"{flags} {DEVICE_COUNT_FLAG}={count}".strip()
+    return count
+
+
+def _backends_initialised() -> bool:
+    """Whether JAX has already created its backends (then XLA_FLAGS no longer has an effect)."""
+    try:
+        from jax._src import xla_bridge
+    except ImportError:
+        return False
+    check = getattr(xla_bridge, "backends_are_initialized", None)
+    return bool(check()) if check is not None else False

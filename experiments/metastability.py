@@ -1,0 +1,589 @@
+"""Metastability: how long the aligned state holds under benign fine-tuning, and why it ends.
+
+Two readings of the gravitational hypothesis make different predictions (PAPER.md):
+- **noise-activated escape** (Kramers / Arrhenius, Xie et al. 2021): the aligned state is a
+  shallow well, SGD noise at temperature T = lr / batch carries the model over a barrier, so
+  log(escape time) grows linearly in batch / lr and (near) full-batch descent does not escape;
+- **deterministic gravitational pull**: the benign gradient itself points back toward the
+  pretrained basin, so the escape time is set by the gradient flow (time ~ 1 / lr), barely depends
+  on the batch size, and large-batch descent reverts too.
+
+The escape time of a run is the first recorded benign step at which harmfulness is halfway from
+its aligned level h_S to its helpful-only level h_H (`dynamics.escape_time`; censored at the last
+step when it never gets there, and handled by Kaplan-Meier). Over a full factorial grid of
+benign learning rate x batch size x alignment depth this measures the escape-time distributions,
+fits the Arrhenius law log tau = log tau0 + barrier / T with T = lr / batch, and fits the flow
+law log tau = a - beta log lr + gamma log batch. The calibration panel runs the same statistics
+on overdamped Langevin particles in a gravity well (`dynamics.DoubleWell`, `GravityWell2D`),
+where escape *is* noise-activated, against Kramers' and Langer's formulas and the exact mean
+first-passage time.
+
+Configuration (fixed before any result was seen) and why:
+- The standard MLP history (`gravity.presets`: Adam lr 1e-3, 1,500 pretraining and 100 helpful
+  steps, batch 64) on the feature world; the MLP because ~3M model steps are needed and the
+  transformer costs ~8x more per step.
+- Benign phase: plain SGD (the setting of the SGD-temperature theory; Adam rescales the noise),
+  300 steps, recorded every step for 10 steps then at 40 log-spaced steps (~9% resolution).
+- Learning rates 0.01 ... 0.16 (doubling): a pilot showed that SGD above ~0.3 overshoots on its
+  first step, and below 0.01 escapes need more than 300 steps. Batch sizes 4 ... 1,024 (x4): a
+  256-fold range of gradient-noise variance at every lr; 1,024 stands for the large-batch
+  (near full-batch) limit, since the world's benign distribution is not a finite set to take a
+  full batch of. Safety-alignment depth 25 ... 200 steps (doubling), masked into one program
+  (`sweep.mask_phase`). 10 seeds per cell: 5 x 5 x 4 x 10 = 1,000 histories, five programs
+  (one per batch size).
+- Verdict rule, written before the runs: "noise-activated" if the Arrhenius fit over the grid has
+  a positive barrier with R^2 >= 0.8 and at most half of the large-batch runs escape; "deterministic
+  pull" if at least 90% of the large-batch runs escape and the median escape time changes by less
+  than a factor 2 across the 256-fold batch range at every learning rate; otherwise "mixed".
+- Langevin: `DoubleWell.from_barrier(1, 1, 2)` (and its 2-D gravity well with transverse
+  curvatures 8 -> 1) at barrier / T = 2.5, 3.33, 4.17, 5, 2,000 particles, dt = 0.01, horizon three
+  Kramers times: the settings the dynamics tests validate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from gravity import dynamics, plotting, presets, results, sweep
+from gravity.results import write_report
+from gravity.worlds.base import check
+
+NAME = "metastability"
+MEASURE = sweep.HistoryMetrics(
+    trajectories=(("benign", ("harmfulness", "alignment")),),
+    finals=(
+        ("pretrain", ("harmfulness",)),
+        ("helpful", ("harmfulness",)),
+        ("safety", ("harmfulness",)),
+    ),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    learning_rates: tuple[float, ...] = (0.01, 0.02, 0.04, 0.08, 0.16)
+    batch_sizes: tuple[int, ...] = (4, 16, 64, 256, 1024)
+    safety_steps: tuple[int, ...] = (25, 50, 100, 200)
+    seeds: int = 10
+    benign_steps: int = 300
+    benign_dense_steps: int = 10
+    benign_records: int = 40
+    reference_depth: int = 100
+    reference_batch: int = 64
+    learning_rate: float = 1e-3
+    size: str = "standard"
+    barrier_over_t: tuple[float, ...] = (2.5, 10 / 3, 25 / 6, 5.0)
+    particles: int = 2000
+    dt: float = 0.01
+    max_chunk: int = 200
+
+    def __post_init__(self):
+        check(
+            self.reference_depth in self.safety_steps,
+            "reference_depth",
+            f"one of safety_steps {self.safety_steps}",
+            self.reference_depth,
+        )
+        check(
+            self.reference_batch in self.batch_sizes,
+            "reference_batch",
+            f"one of batch_sizes {self.batch_sizes}",
+            self.reference_batch,
+        )
+
+
+def make_config(quick: bool = False, seeds: int | None = None) -> Config:
+    config = (
+        Config(
+            learning_rates=(0.02, 0.08),
+            batch_sizes=(16, 256),
+            safety_steps=(50, 100),
+            reference_batch=16,
+            seeds=4,
+            benign_steps=150,
+            particles=500,
+        )
+        if quick
+        else Config()
+    )
+    return dataclasses.replace(config, seeds=seeds) if seeds else config
+
+
+def history_spec(config: Config, batch_size: int):
+    """The standard MLP history, safety phase masked over the depths, SGD benign phase."""
+    base = presets.standard_spec("mlp", config.size, keep_params=False)
+    pretrain, helpful, safety, benign = base.phases
+    phases = (
+        pretrain,
+        helpful,
+        dataclasses.replace(safety, n_records=1),
+        dataclasses.replace(
+            benign,
+            steps=config.benign_steps,
+            batch_size=batch_size,
+            optimizer="sgd",
+            dense_steps=config.benign_dense_steps,
+            n_records=config.benign_records,
+        ),
+    )
+    spec = dataclasses.replace(base, phases=phases)
+    return sweep.mask_phase(spec, "safety", config.safety_steps)
+
+
+def make_sweep(config: Config) -> sweep.Sweep:
+    specs = {b: history_spec(config, b) for b in config.batch_sizes}
+
+    def build(learning_rate, batch_size, safety_steps):
+        spec = specs[batch_size]
+        rates = {"pretrain": config.learning_rate, "helpful": config.learning_rate}
+        rates |= {"safety": config.learning_rate, "benign": learning_rate}
+        lr = sweep.mask_learning_rate(spec, "safety", safety_steps, rates)
+        return spec, dataclasses.replace(presets.standard_knobs(spec), learning_rate=lr)
+
+    return sweep.Sweep(
+        name=config.size,
+        axes=(
+            sweep.Axis("learning_rate", tuple(config.learning_rates)),
+            sweep.Axis("batch_size", tuple(config.batch_sizes)),
+            sweep.Axis(
+                "safety_steps",
+                tuple(config.safety_steps),
+                note="masked: one slot phase per depth, learning rate 0 outside the run's own",
+            ),
+        ),
+        seeds=config.seeds,
+        build=build,
+        measure=MEASURE,
+        max_chunk=config.max_chunk,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Escape statistics
+# --------------------------------------------------------------------------------------------
+
+
+def escape_times(res: sweep.SweepResult, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(time, escaped) per run, (lr, batch, depth, seeds); diverged runs are NaN / False."""
+    harm = res.valid("metrics/benign/harmfulness")
+    h_s, h_h = res.valid("final/safety/harmfulness"), res.valid("final/helpful/harmfulness")
+    time_, escaped = dynamics.escape_time(steps, np.nan_to_num(harm), h_s, h_h)
+    time_, escaped = np.asarray(time_, float), np.asarray(escaped)
+    time_[res.diverged] = np.nan
+    return time_, escaped & ~res.diverged
+
+
+def cell_medians(times: np.ndarray, escaped: np.ndarray) -> np.ndarray:
+    """Kaplan-Meier median escape time per cell (inf when most runs never escape)."""
+    medians = np.full(times.shape[:-1], np.nan)
+    for index in np.ndindex(*times.shape[:-1]):
+        t, e = times[index], escaped[index]
+        ok = np.isfinite(t)
+        if ok.any():
+            medians[index] = dynamics.km_median(dynamics.kaplan_meier(t[ok], e[ok]))
+    return medians
+
+
+def _least_squares(design: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    resid = y - design @ coef
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    return coef, 1.0 - float(np.sum(resid**2)) / ss_tot if ss_tot > 0 else float("nan")
+
+
+def analyse(config: Config, times: np.ndarray, escaped: np.ndarray) -> dict:
+    """The two readings' fits and the verdict (medians in benign steps)."""
+    lrs = np.asarray(config.learning_rates, float)
+    batches = np.asarray(config.batch_sizes, float)
+    depths = np.asarray(config.safety_steps, float)
+    medians = cell_medians(times, escaped)
+    d_ref = list(config.safety_steps).index(config.reference_depth)
+    lr_grid, b_grid, d_grid = np.meshgrid(lrs, batches, depths, indexing="ij")
+    finite = np.isfinite(medians) & (medians > 0)
+    out: dict = {}
+    temperature = np.asarray(dynamics.sgd_temperature(lr_grid, b_grid))
+    if finite.sum() >= 3:
+        fit = dynamics.arrhenius_fit(temperature[finite], medians[finite])
+        out["arrhenius_all_cells"] = {
+            "barrier": fit.barrier,
+            "barrier_ci": list(fit.barrier_ci),
+            "r_squared": fit.r_squared,
+            "n_cells": fit.n,
+        }
+        ref = finite[..., d_ref]
+        if ref.sum() >= 3:
+            fit = dynamics.arrhenius_fit(temperature[..., d_ref][ref], medians[..., d_ref][ref])
+            out["arrhenius_reference_depth"] = {
+                "barrier": fit.barrier,
+                "prefactor": fit.prefactor,
+                "r_squared": fit.r_squared,
+                "n_cells": fit.n,
+            }
+        design = np.stack(
+            [np.ones(finite.sum()), np.log(lr_grid[finite]), np.log(b_grid[finite])]
+            + ([np.log(d_grid[finite])] if depths.size > 1 else []),
+            axis=1,
+        )
+        coef, r2 = _least_squares(design, np.log(medians[finite]))
+        out["flow_law"] = {
+            "form": "log tau = a + c_lr log lr + c_batch log batch + c_depth log depth",
+            "c_lr": float(coef[1]),
+            "c_batch": float(coef[2]),
+            "c_depth": float(coef[3]) if depths.size > 1 else None,
+            "r_squared": r2,
+            "n_cells": int(finite.sum()),
+        }
+    factors = {f"lr{lr:g}": batch_factor(medians[i]) for i, lr in enumerate(lrs)}
+    out["batch_factor_by_lr"] = factors
+    out["max_factor_across_batch"] = _max_or_none(factors.values())
+    out["flow_time_lr_x_tau_reference_depth"] = {
+        f"lr{lr:g}": _finite_or_none(np.nanmedian(medians[i, :, d_ref] * lr))
+        for i, lr in enumerate(lrs)
+    }
+    out["escaped_fraction_by_batch"] = {
+        f"batch{int(b)}": _escaped_fraction(times[:, j], escaped[:, j])
+        for j, b in enumerate(batches)
+    }
+    out["large_batch"] = {
+        "batch_size": int(batches[-1]),
+        "escaped_fraction": _escaped_fraction(times[:, -1], escaped[:, -1]),
+        "median_steps_by_lr": {
+            f"lr{lr:g}": _finite_or_none(np.nanmedian(medians[i, -1])) for i, lr in enumerate(lrs)
+        },
+    }
+    out["escaped_fraction_overall"] = float(escaped[np.isfinite(times)].mean())
+    out["medians_reference_depth"] = {
+        f"lr{lr:g}": {
+            f"batch{int(b)}": _finite_or_none(medians[i, j, d_ref]) for j, b in enumerate(batches)
+        }
+        for i, lr in enumerate(lrs)
+    }
+    out["medians_by_depth_reference_batch"] = {
+        f"lr{lr:g}": {
+            f"depth{int(d)}": _finite_or_none(
+                medians[i, list(config.batch_sizes).index(config.reference_batch), k]
+            )
+            for k, d in enumerate(depths)
+        }
+        for i, lr in enumerate(lrs)
+    }
+    out["verdict"] = verdict(
+        out.get("arrhenius_all_cells", {}),
+        out["large_batch"]["escaped_fraction"],
+        out["max_factor_across_batch"],
+    )
+    if lrs.size > 2:
+        keep = slice(0, lrs.size - 1)
+        factor = _max_or_none(list(factors.values())[keep])
+        large = _escaped_fraction(times[keep, -1], escaped[keep, -1])
+        out["post_hoc_without_largest_lr"] = {
+            "note": "not pre-registered: the rule applied without the largest learning rate",
+            "excluded_lr": float(lrs[-1]),
+            "excluded_lr_share_of_cells_escaping_on_step_1": float(np.mean(medians[-1] <= 1)),
+            "max_factor_across_batch": factor,
+            "large_batch_escaped_fraction": large,
+            "verdict": verdict(out.get("arrhenius_all_cells", {}), large, factor),
+        }
+    return out
+
+
+def batch_factor(medians_BxD: np.ndarray) -> float | None:
+    """max / min median escape time over batch sizes, at the worst depth (None if all censored);
+    inf when some batch sizes escape and others are censored."""
+    worst = None
+    for column in np.asarray(medians_BxD, float).T:
+        column = column[~np.isnan(column)]
+        if column.size < 2 or not np.isfinite(column).any():
+            continue
+        factor = float(column.max() / column.min()) if column.min() > 0 else math.inf
+        worst = factor if worst is None else max(worst, factor)
+    return worst
+
+
+def _max_or_none(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return max(values) if values else None
+
+
+def _escaped_fraction(times: np.ndarray, escaped: np.ndarray) -> float:
+    ok = np.isfinite(times)
+    return float(escaped[ok].mean()) if ok.any() else float("nan")
+
+
+def _finite_or_none(value) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def verdict(arrhenius: dict, large_batch_escaped: float, batch_factor: float | None) -> str:
+    """The rule fixed in the module docstring, applied to the fitted numbers."""
+    noise = arrhenius.get("barrier", 0) > 0 and arrhenius.get("r_squared", 0) >= 0.8
+    if noise and large_batch_escaped <= 0.5:
+        return "noise-activated escape"
+    if large_batch_escaped >= 0.9 and batch_factor is not None and batch_factor < 2.0:
+        return "deterministic pull"
+    return "mixed"
+
+
+def reading(escape: dict, config: Config) -> str:
+    """One paragraph with the numbers that decide between the two readings."""
+    parts = []
+    flow = escape.get("flow_law")
+    if flow:
+        parts.append(
+            f"median escape step ~ lr^{flow['c_lr']:.2f} x batch^{flow['c_batch']:.2f}"
+            + (f" x depth^{flow['c_depth']:.2f}" if flow["c_depth"] is not None else "")
+            + f" (R^2 {flow['r_squared']:.2f} over {flow['n_cells']} cells)"
+        )
+    arrhenius = escape.get("arrhenius_all_cells")
+    if arrhenius:
+        parts.append(
+            f"Arrhenius fit in batch/lr: barrier {arrhenius['barrier']:.2g} "
+            f"(95% CI {arrhenius['barrier_ci'][0]:.2g} .. {arrhenius['barrier_ci'][1]:.2g}), "
+            f"R^2 {arrhenius['r_squared']:.2f}"
+        )
+    large = escape["large_batch"]
+    parts.append(
+        f"{100 * large['escaped_fraction']:.0f}% of batch-{large['batch_size']} runs escape "
+        f"within {config.benign_steps} steps"
+    )
+    factor = escape["max_factor_across_batch"]
+    if factor is not None:
+        parts.append(f"median escape varies by at most x{factor:.3g} across batch sizes")
+    post = escape.get("post_hoc_without_largest_lr")
+    if post and post["max_factor_across_batch"] is not None:
+        parts.append(
+            f"x{post['max_factor_across_batch']:.3g} without lr {post['excluded_lr']:g} (post hoc)"
+        )
+    return "; ".join(parts) + f". Pre-registered verdict: {escape['verdict']}."
+
+
+# --------------------------------------------------------------------------------------------
+# Langevin calibration
+# --------------------------------------------------------------------------------------------
+
+
+def langevin_calibration(config: Config) -> dict:
+    """Escape times of Langevin particles in the 1-D and 2-D gravity wells against Kramers."""
+    well = dynamics.DoubleWell.from_barrier(1.0, 1.0, 2.0)
+    wells = {"1d": well, "2d": dynamics.GravityWell2D(well, 8.0, 1.0)}
+    out: dict = {"barrier": float(well.barrier()), "dt": config.dt, "particles": config.particles}
+    for name, potential in wells.items():
+        rows = []
+        for i, ratio in enumerate(config.barrier_over_t):
+            temperature = float(well.barrier()) / ratio
+            kramers = float(potential.kramers_time(temperature))
+            steps, escaped = dynamics.langevin_escape(
+                jax.random.fold_in(jax.random.key(2026), 10 * i + len(name)),
+                potential,
+                temperature,
+                n_particles=config.particles,
+                dt=config.dt,
+                max_steps=int(3 * kramers / config.dt),
+            )
+            fit = dynamics.exponential_mle(np.asarray(steps) * config.dt, np.asarray(escaped))
+            rows.append(
+                {
+                    "barrier_over_t": ratio,
+                    "temperature": temperature,
+                    "mean_escape": fit.mean,
+                    "mean_ci": list(fit.mean_ci),
+                    "escaped": fit.n_events,
+                    "kramers": kramers,
+                    "exact_mfpt": dynamics.mfpt_1d(well, temperature) if name == "1d" else None,
+                }
+            )
+        fit = dynamics.arrhenius_fit(
+            [r["temperature"] for r in rows],
+            [r["mean_escape"] for r in rows],
+            weights=[r["escaped"] for r in rows],
+        )
+        out[name] = {
+            "rows": rows,
+            "arrhenius_barrier": fit.barrier,
+            "arrhenius_barrier_ci": list(fit.barrier_ci),
+            "arrhenius_r_squared": fit.r_squared,
+            "max_relative_error_vs_kramers": max(
+                abs(r["mean_escape"] / r["kramers"] - 1) for r in rows
+            ),
+            "max_relative_error_vs_exact_mfpt": max(
+                abs(r["mean_escape"] / r["exact_mfpt"] - 1) for r in rows
+            )
+            if name == "1d"
+            else None,
+        }
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Figure
+# --------------------------------------------------------------------------------------------
+
+
+def _survival(ax, times, escaped, color, label):
+    ok = np.isfinite(times)
+    curve = dynamics.kaplan_meier(times[ok], escaped[ok])
+    x = np.concatenate([[0.0], curve.times])
+    y = np.concatenate([[1.0], curve.survival])
+    ax.step(x, y, where="post", color=color, label=label, lw=1.4)
+
+
+def plot(config, times, escaped, numbers, path: Path, n_ok: int) -> Path:
+    lrs, batches = config.learning_rates, config.batch_sizes
+    d_ref = list(config.safety_steps).index(config.reference_depth)
+    b_ref = list(batches).index(config.reference_batch)
+    medians = cell_medians(times, escaped)
+    lr_colors = plotting.plt.cm.plasma(np.linspace(0, 0.85, len(lrs)))
+    b_colors = plotting.plt.cm.viridis(np.linspace(0, 0.9, len(batches)))
+    fig, axes = plotting.figure(3, 2, width=4.4, height=3.4)
+
+    ax = axes[0, 0]
+    for i, lr in enumerate(lrs):
+        _survival(ax, times[i, b_ref, d_ref], escaped[i, b_ref, d_ref], lr_colors[i], f"{lr:g}")
+    ax.set_title(
+        f"still aligned (KM), batch {config.reference_batch}, depth {config.reference_depth}"
+    )
+    ax.legend(title="lr", frameon=False, fontsize=7)
+    lr_mid = len(lrs) // 2
+    ax = axes[0, 1]
+    for j, b in enumerate(batches):
+        _survival(ax, times[lr_mid, j, d_ref], escaped[lr_mid, j, d_ref], b_colors[j], f"{b}")
+    ax.set_title(f"still aligned (KM), lr {lrs[lr_mid]:g}, depth {config.reference_depth}")
+    ax.legend(title="batch", frameon=False, fontsize=7)
+    for ax in axes[0, :2]:
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlabel("benign step")
+        ax.set_ylabel("fraction of runs not yet escaped")
+
+    ax = axes[0, 2]
+    for i, lr in enumerate(lrs):
+        x = np.asarray(batches) / lr
+        ax.plot(x, medians[i, :, d_ref], "o-", color=lr_colors[i], label=f"lr {lr:g}")
+    fit = numbers["escape"].get("arrhenius_reference_depth")
+    if fit:
+        xs = np.geomspace(min(batches) / max(lrs), max(batches) / min(lrs), 50)
+        line = fit["prefactor"] * np.exp(np.clip(fit["barrier"] * xs, -50, 50))
+        ax.plot(xs, line, "--", color="#444444", lw=1, label="Arrhenius fit")
+        ax.set_title(
+            f"Arrhenius fit: barrier {fit['barrier']:.2g} per (batch/lr), R² {fit['r_squared']:.2f}"
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("batch / lr  (1 / SGD temperature)")
+    ax.set_ylabel("median escape step (KM)")
+    ax.legend(frameon=False, fontsize=7)
+
+    ax = axes[1, 0]
+    for i, lr in enumerate(lrs):
+        ax.plot(batches, medians[i, :, d_ref] * lr, "o-", color=lr_colors[i], label=f"lr {lr:g}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(batches, [str(b) for b in batches])
+    ax.minorticks_off()
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("lr x median escape step (flow time)")
+    flow = {"c_lr": np.nan, "c_batch": np.nan, "r_squared": np.nan}
+    flow |= numbers["escape"].get("flow_law", {})
+    ax.set_title(
+        f"flow law: c_lr {flow['c_lr']:.2f}, c_batch {flow['c_batch']:.2f}, "
+        f"R² {flow['r_squared']:.2f}"
+    )
+
+    ax = axes[1, 1]
+    for i, lr in enumerate(lrs):
+        ax.plot(
+            config.safety_steps, medians[i, b_ref], "o-", color=lr_colors[i], label=f"lr {lr:g}"
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(config.safety_steps, [str(d) for d in config.safety_steps])
+    ax.minorticks_off()
+    ax.set_xlabel("safety-alignment steps (depth)")
+    ax.set_ylabel("median escape step (KM)")
+    ax.set_title(f"escape vs alignment depth, batch {config.reference_batch}")
+
+    ax = axes[1, 2]
+    cal = numbers["langevin"]
+    for name, color, marker in (("1d", "#1f77b4", "o"), ("2d", "#d62728", "s")):
+        rows = cal[name]["rows"]
+        inv_t = np.array([1 / r["temperature"] for r in rows])
+        mean = np.array([r["mean_escape"] for r in rows])
+        ci = np.array([r["mean_ci"] for r in rows]).T
+        ax.errorbar(
+            inv_t,
+            mean,
+            yerr=np.abs(ci - mean),
+            fmt=marker,
+            color=color,
+            capsize=3,
+            label=f"Langevin {name} (barrier fit {cal[name]['arrhenius_barrier']:.2f})",
+        )
+        ax.plot(
+            inv_t,
+            [r["kramers"] for r in rows],
+            "-",
+            color=color,
+            lw=1,
+            label=f"Kramers/Langer {name}",
+        )
+        if name == "1d":
+            ax.plot(
+                inv_t,
+                [r["exact_mfpt"] for r in rows],
+                ":",
+                color=color,
+                lw=1,
+                label="exact MFPT 1d",
+            )
+    ax.set_yscale("log")
+    ax.set_xlabel("1 / T")
+    ax.set_ylabel("mean escape time")
+    ax.set_title(f"calibration: gravity well, true barrier {cal['barrier']:.2f}")
+    ax.legend(frameon=False, fontsize=6.5)
+    escape = numbers["escape"]
+    title = f"Metastability: MLP, {n_ok} histories, benign SGD. Pre-registered verdict: "
+    title += escape["verdict"]
+    if "post_hoc_without_largest_lr" in escape:
+        post = escape["post_hoc_without_largest_lr"]
+        title += f"; without lr {post['excluded_lr']:g} (post hoc): {post['verdict']}"
+    return plotting.save(fig, path, title)
+
+
+def run(
+    config: Config,
+    out_dir: Path = Path("figures"),
+    progress: bool = True,
+    store: results.ResultStore | None = None,
+) -> dict:
+    start = time.perf_counter()
+    store = store if store is not None else results.ResultStore()
+    res = sweep.run_sweep(make_sweep(config), store=store, experiment=NAME, progress=progress)
+    steps = history_spec(config, config.batch_sizes[0]).phases[-1].record_steps
+    times, escaped = escape_times(res, steps)
+    numbers = {
+        "escape": analyse(config, times, escaped),
+        "langevin": langevin_calibration(config),
+        "benign_steps": config.benign_steps,
+        "censoring_step": int(steps[-1]),
+    }
+    numbers["verdict"] = numbers["escape"]["verdict"]
+    numbers["reading"] = reading(numbers["escape"], config)
+    plot(config, times, escaped, numbers, Path(out_dir) / f"{NAME}.png", int((~res.diverged).sum()))
+    write_report(
+        out_dir,
+        NAME,
+        numbers,
+        {"experiment": config, "spec": {b: history_spec(config, b) for b in config.batch_sizes}},
+        time.perf_counter() - start,
+        n_histories=res.n_histories,
+        extra={"sweep": sweep.summary(res)},
+    )
+    return numbers
+
+
+__all__ = ["Config", "analyse", "escape_times", "langevin_calibration", "make_config", "run"]
