@@ -43,6 +43,7 @@ PAPER = {
 @dataclasses.dataclass(frozen=True)
 class Config:
     seeds: int = 16
+    dose_seeds: int = 4
     models: tuple[str, ...] = presets.MODELS
     learning_rate: float = 1e-3
     strength: float = 1.0
@@ -64,10 +65,16 @@ DOSED = ("block", "push")
 EARLY_STEPS = (5, 10, 20)
 
 
-def run_plan(config: Config) -> list[tuple[str, float]]:
-    """(variant, strength) for each group of seeds: the variants, then the dose panels."""
-    plan = [(variant, config.strength) for variant in VARIANTS]
-    return plan + [(v, s) for v in DOSED for s in config.dose_strengths]
+def run_plan(config: Config) -> list[tuple[str, float, int]]:
+    """(variant, strength, seeds) for each group of runs: the variants, then the dose panels."""
+    plan = [(variant, config.strength, config.seeds) for variant in VARIANTS]
+    return plan + [(v, s, config.dose_seeds) for v in DOSED for s in config.dose_strengths]
+
+
+def group_rows(plan) -> list[slice]:
+    """The rows of each group of runs in the batch."""
+    ends = np.cumsum([n for _, _, n in plan])
+    return [slice(int(end - n), int(end)) for end, (_, _, n) in zip(ends, plan, strict=True)]
 
 
 def ordering(entries: dict, metric: str) -> bool:
@@ -75,16 +82,15 @@ def ordering(entries: dict, metric: str) -> bool:
     return bool(entries["block"][metric] < entries["baseline"][metric] < entries["push"][metric])
 
 
-def summarise(out: dict, plan, seeds: int, steps) -> dict:
+def summarise(out: dict, plan, steps) -> dict:
     """Per variant: final alignment, harmfulness, refusal and task score over seeds; the
     paper's ordering at T and early in the benign phase; the dose panels."""
     benign = out["metrics"]["benign"]
-    diverged = np.asarray(out["diverged"]).reshape(len(plan), seeds)
+    diverged = np.asarray(out["diverged"])
     numbers, dose = {}, {v: {} for v in DOSED}
     early = {t: {} for t in EARLY_STEPS if t in steps}
-    for g, (variant, strength) in enumerate(plan):
-        rows = slice(g * seeds, (g + 1) * seeds)
-        ok = ~diverged[g]
+    for g, ((variant, strength, _), rows) in enumerate(zip(plan, group_rows(plan), strict=True)):
+        ok = ~diverged[rows]
 
         def final(metric, rows=rows, ok=ok):
             return np.asarray(benign[metric])[rows][ok, -1]
@@ -131,15 +137,14 @@ def summarise(out: dict, plan, seeds: int, steps) -> dict:
     return numbers
 
 
-def plot(results: dict, specs: dict, numbers: dict, plans: dict, seeds: int, path: Path):
+def plot(results: dict, specs: dict, numbers: dict, plans: dict, path: Path):
     fig, axes = plotting.figure(3, len(results), width=4.3, height=3.2)
     for row, (model, out) in zip(axes, results.items(), strict=True):
         spec, plan, n = specs[model], plans[model], numbers[model]
         steps = spec.phases[-1].record_steps
         benign = out["metrics"]["benign"]
-        for g, (variant, _) in enumerate(plan[: len(VARIANTS)]):
+        for (variant, _, _), rows in zip(plan[: len(VARIANTS)], group_rows(plan), strict=False):
             label = LABELS.get(variant, variant)
-            rows = slice(g * seeds, (g + 1) * seeds)
             color = plotting.COLORS[label]
             plotting.mean_band(
                 row[0], steps, np.asarray(benign["alignment"])[rows], color=color, label=label
@@ -216,14 +221,14 @@ def run(config: Config, out_dir: Path = Path("figures"), progress: bool = True) 
             dataclasses.replace(
                 base, intervention=interventions.index(variant), intervention_strength=strength
             ).validate(spec)
-            for variant, strength in plan
-            for _ in range(config.seeds)
+            for variant, strength, n in plan
+            for _ in range(n)
         ]
-        seeds = np.tile(np.arange(config.seeds), len(plan))
+        seeds = np.concatenate([np.arange(n) for _, _, n in plan])
         out = jax.device_get(run_histories(seed_keys(seeds), spec, stack_knobs(knobs)))
         results[model], specs[model], plans[model] = out, spec, plan
-        numbers[model] = summarise(out, plan, config.seeds, spec.phases[-1].record_steps)
-    plot(results, specs, numbers, plans, config.seeds, Path(out_dir) / f"{NAME}.png")
+        numbers[model] = summarise(out, plan, spec.phases[-1].record_steps)
+    plot(results, specs, numbers, plans, Path(out_dir) / f"{NAME}.png")
     numbers["paper"] = PAPER
     write_report(
         out_dir, NAME, numbers, {"experiment": config, "specs": specs}, time.perf_counter() - start
