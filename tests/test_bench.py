@@ -1,0 +1,62 @@
+"""The bench's FLOP counter against a hand count, and a tiny bench run that writes every key."""
+
+import json
+
+import pytest
+
+from benchmarks import flops
+from benchmarks.bench import KEYS, run_bench, table, write
+from benchmarks.config import SCALES, bench_spec
+from gravity.presets import standard_spec
+
+
+def test_mlp_flops_match_a_hand_count():
+    spec = standard_spec("mlp")
+    # 33 -> 128 -> 128 -> 16 on a batch of 64: forward 2 * B * sum(in * out), training 3x that.
+    forward = 2 * 64 * (33 * 128 + 128 * 128 + 128 * 16)
+    assert flops.forward_flops(spec, 64) == forward
+    assert flops.train_step_flops(spec, 64) == 3 * forward == 8_699_904
+    counted = flops.history_flops(spec)
+    records = sum(len(p.record_steps) for p in spec.phases)
+    assert counted["train"] == 1800 * 3 * forward
+    # every record evaluates 3 x 128 probes; v_rev takes 3 anchors on 2 x 128 probes once
+    probes = 2 * (33 * 128 + 128 * 128 + 128 * 16)
+    assert counted["eval"] == records * 384 * probes + 3 * 256 * probes
+    assert counted["total"] == counted["train"] + counted["eval"]
+
+
+def test_transformer_flops_match_a_hand_count():
+    spec = standard_spec("transformer")
+    # d 32, d_ff 128, 2 layers, 8 tokens, vocab 8 + 2 + 32 = 42, unembedding at the last token
+    per_layer = 8 * (4 * 32 * 32 + 2 * 32 * 128) + 2 * 8 * 8 * 32
+    assert flops.forward_flops(spec, 1) == 2 * (2 * per_layer + 32 * 42)
+
+
+@pytest.fixture(scope="module")
+def tiny_bench():
+    return run_bench(SCALES["tiny"], kinds=("mlp",), torch=False, log=lambda _: None)
+
+
+def test_a_tiny_bench_writes_every_key(tiny_bench, tmp_path):
+    out = tiny_bench
+    assert out["matmul_peak_gflops"] > 0
+    for n in SCALES["tiny"].sizes["mlp"]:
+        row = out["mlp"][str(n)]
+        assert set(KEYS) <= set(row)
+        for key in KEYS[:6] + ("ratio_vs_jax_sequential",):
+            assert row[key] is not None and row[key] > 0, key
+        # torch was left out: its ratios are missing, and the report says why
+        assert row["ratio_vs_torch_sequential"] is None
+        assert row["ratio_vs_torch_batched"] is None
+    assert set(out["missing"]) == {"torch_sequential", "torch_batched"}
+    path = tmp_path / "bench.json"
+    write(out, path)
+    assert json.loads(path.read_text())["mlp"].keys() == out["mlp"].keys()
+    assert "mlp" in table(out)
+
+
+def test_the_tiny_bench_history_is_the_tiny_preset_shortened():
+    spec = bench_spec("mlp", SCALES["tiny"])
+    assert spec.phase_names == ("pretrain",)
+    assert spec.phases[0].steps == SCALES["tiny"].steps["mlp"]["pretrain"]
+    assert spec.model == standard_spec("mlp", "tiny").model
