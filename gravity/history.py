@@ -308,15 +308,10 @@ def _run_phase(net, spec, phase, index, knobs, key, params, ctx: _Context):
     def skip(p):
         return jax.tree.map(jnp.zeros_like, jax.eval_shape(measure, p))
 
-    def sample(step_key):
-        return world.sample(knobs.world, phase.data, step_key, phase.batch_size)
-
     def step(carry, xs):
-        p, opt_state, batch = carry
-        next_key, do_record = xs
-        # Draw the next step's batch here: it does not depend on this step's update, so XLA
-        # runs the sampler (threefry) alongside this step's training on the other core.
-        next_batch = sample(next_key)
+        p, opt_state = carry
+        step_key, do_record = xs
+        batch = world.sample(knobs.world, phase.data, step_key, phase.batch_size)
 
         def loss_fn(q):
             logits, _ = net.apply(q, batch.inputs)
@@ -334,15 +329,12 @@ def _run_phase(net, spec, phase, index, knobs, key, params, ctx: _Context):
             updates = jax.tree.map(lambda a, b: jnp.where(project, a, b), projected, updates)
         p = optax.apply_updates(p, updates)
         recorded = jax.lax.cond(do_record, measure, skip, p)
-        return (p, opt_state, next_batch), (task_loss, recorded)
+        return (p, opt_state), (task_loss, recorded)
 
     initial = measure(params)
     keys = jax.random.split(key, phase.steps)
-    # Step t trains on the batch of keys[t] (drawn one step ahead); the batch drawn by the last
-    # step (from keys[0] again) is discarded.
-    next_keys = jnp.concatenate([keys[1:], keys[:1]])
-    (params, _, _), (losses, per_step) = jax.lax.scan(
-        step, (params, opt_state, sample(keys[0])), (next_keys, jnp.asarray(record[1:]))
+    (params, _), (losses, per_step) = jax.lax.scan(
+        step, (params, opt_state), (keys, jnp.asarray(record[1:]))
     )
     stacked = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), initial, per_step)
     metrics, extras = stacked

@@ -1,12 +1,24 @@
 """How many histories to vmap at once: the chunk size that runs fastest per history.
 
-Measured by `make bench` on 2 CPU cores with one XLA device per core and the run axis sharded
-(`gravity.runtime.use_cpu_cores`): a history's training state (parameters, Adam moments and
-gradients, ~0.4 MB for the standard MLP) has to stay in cache across a step, and a step's many
-small kernels have to keep both cores busy. For the standard MLP history (1800 steps, N = 128)
-the sweep ran ~21,600 model-steps/s at 4 histories per device, ~23,000 at 8, ~21,900 at 16 and
-~18,300 at 32; the standard transformer ~660 model-steps/s at 8 per device against ~500 at 32.
-Compile time barely depends on the chunk.
+Measured on 2 CPU cores with one XLA device per core and the run axis sharded
+(`gravity.runtime.use_cpu_cores`), on a quiet machine: a history's training state (parameters,
+Adam moments and gradients, ~0.4 MB for the standard MLP) has to stay in cache across a step,
+and a step's many small kernels have to keep both cores busy. For the standard MLP history
+(1800 steps, N = 128) the sweep ran ~21,600 model-steps/s at 4 histories per device, ~23,000 at
+8, ~21,900 at 16 and ~18,300 at 32 (N = 64 at 32 per device: 18,300 against 23,200 at 8); the
+110-step bench transformer history ~660-720 model-steps/s at 8 per device against ~570 at 16
+and ~500 at 32. Compile time barely depends on the chunk.
+
+Tried on the engine and not adopted (same machine, paired runs in one process):
+- drawing the next step's batch one step ahead, so the sampler overlaps the update: +8-11% on
+  one device, -2% at the best chunk on two (both cores are already busy there);
+- a counter-based integer hash instead of threefry for the world samplers: no gain (within
+  5%, slower on two devices); threefry is ~10% of a step's kernel time;
+- `jax.random.key(..., impl="rbg" | "unsafe_rbg")`: its vmap rule draws every run's bits from
+  the first key of the batch, so vmapped runs no longer equal single runs (and a run's data
+  would depend on its chunk); ruled out;
+- disabling XLA:CPU's YNNPACK fusions (`--xla_cpu_experimental_ynn_fusion_type=`): 8% slower
+  for the MLP, 40% slower for the transformer; the defaults stay.
 """
 
 from __future__ import annotations
@@ -14,7 +26,7 @@ from __future__ import annotations
 from gravity.history import HistorySpec
 
 PER_DEVICE = {"mlp": 8, "transformer": 8}
-"""Histories per XLA device at which the standard histories ran fastest on the bench."""
+"""Histories per XLA device at which the standard histories ran fastest."""
 
 
 def best_chunk_size(spec: HistorySpec, n_devices: int = 1) -> int:
