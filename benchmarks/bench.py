@@ -17,6 +17,7 @@ from pathlib import Path
 
 from benchmarks import flops
 from benchmarks.config import KINDS, Scale, bench_spec
+from benchmarks.machine import BUSY_CORES
 from benchmarks.worker import MARK, measure
 
 KEYS = (
@@ -181,6 +182,7 @@ def _row(engine: dict, baselines: dict, n: int, steps: int, history_flops, peak)
     row.update(
         chunk=engine["chunk"],
         devices=engine["devices"],
+        runs=engine["runs"],
         others_cores=engine["others_cores"],
     )
     return row
@@ -211,19 +213,16 @@ def table(out: dict) -> str:
                 f"{row['gflops']:7.1f} {_pct(row['fraction_of_peak']):>5} "
                 f"{row['compile_s']:6.1f}s {row['peak_rss_mb']:6.0f} "
                 f"{_x(row['ratio_vs_jax_sequential'])} {_x(row['ratio_vs_torch_sequential'])} "
-                f"{_x(row['ratio_vs_torch_batched'])}"
+                f"{_x(row['ratio_vs_torch_batched'])}{_busy(row)}"
             )
         lines.append(_baseline_line(out["baselines"][kind]))
-    busy = [
-        row["others_cores"]
-        for kind in out["bench_histories"]
-        for row in out[kind].values()
-        if row.get("others_cores") is not None
-    ]
-    if busy:
+    lines.append(
+        "\nxA, xB, xC: the engine's model-steps/s over baseline A (jitted step from a Python "
+        "loop), B (PyTorch eager, one model at a time), C (PyTorch, all N models in bmm)"
+    )
+    if any(_busy(run) for run in _timed_runs(out)):
         lines.append(
-            f"\nother processes used up to {max(busy):.2f} cores during the engine runs "
-            "(0 = the machine was ours)"
+            f"* other processes took more than {BUSY_CORES} cores during this timing (every try)"
         )
     if out.get("missing"):
         lines.append("missing: " + "; ".join(f"{k}: {v}" for k, v in out["missing"].items()))
@@ -236,12 +235,27 @@ def _baseline_line(baselines: dict) -> str:
         run = baselines.get(name)
         if run and "model_steps_per_s" in run:
             threads = f", {run['threads']} thread(s)" if "threads" in run else ""
-            parts.append(f"{label} {run['model_steps_per_s']:.0f} steps/s{threads}")
+            parts.append(f"{label} {run['model_steps_per_s']:.0f}{_busy(run)} steps/s{threads}")
     batched = baselines.get("torch_batched")
     if batched and "error" not in batched:
-        rates = ", ".join(f"{r['model_steps_per_s']:.0f}" for r in batched.values())
+        rates = ", ".join(f"{r['model_steps_per_s']:.0f}{_busy(r)}" for r in batched.values())
         parts.append(f"C {rates} steps/s")
     return "baselines: " + ("; ".join(parts) if parts else "none")
+
+
+def _timed_runs(out: dict):
+    for kind in out["bench_histories"]:
+        yield from out[kind].values()
+        for name, run in out["baselines"][kind].items():
+            if name == "torch_batched" and "error" not in run:
+                yield from run.values()
+            else:
+                yield run
+
+
+def _busy(run: dict) -> str:
+    others = run.get("others_cores")
+    return "*" if others is not None and others > BUSY_CORES else ""
 
 
 def _pct(x) -> str:

@@ -29,8 +29,9 @@ class Scale:
     batched_model_steps: model-steps that baseline C times at each N (between 20 and 200 steps;
         its time per step and per evaluation are constant, so the bench history's time is
         composed from the two).
-    repeat_below_s: engine runs are repeated (3 at most, the best kept) until they have taken
-        this long together.
+    repeat_below_s: timed runs are repeated (`max_runs` at most, the fastest kept) until they
+        have taken this long together (the baselines a quarter of it), and while other
+        processes took more than `machine.BUSY_CORES` cores from the last one.
     isolate: run every measurement in its own process (separable peak memory, clean XLA flags);
         the tiny scale (for tests) runs in the calling process.
     """
@@ -41,6 +42,7 @@ class Scale:
     sequential_histories: int
     batched_model_steps: int
     repeat_below_s: float = 20.0
+    max_runs: int = 3
     matmul_sizes: tuple[int, ...] = (1024, 2048)
     size: str = "standard"
     isolate: bool = True
@@ -66,7 +68,7 @@ SCALES = {
         sizes={"mlp": (1, 16, 64), "transformer": (1, 16)},
         sequential_histories=1,
         batched_model_steps=4_000,
-        repeat_below_s=0.0,
+        repeat_below_s=5.0,
         matmul_sizes=(1024,),
     ),
     "tiny": Scale(
@@ -76,6 +78,7 @@ SCALES = {
         sequential_histories=1,
         batched_model_steps=8,
         repeat_below_s=0.0,
+        max_runs=1,
         matmul_sizes=(128,),
         size="tiny",
         isolate=False,

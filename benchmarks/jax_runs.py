@@ -21,7 +21,7 @@ import numpy as np
 import optax
 
 from benchmarks.config import Scale, bench_spec
-from benchmarks.machine import Contention, peak_rss_mb
+from benchmarks.machine import best_of, peak_rss_mb
 from gravity import performance
 from gravity.history import HistorySpec, behaviour, cross_entropy, make_optimizer
 from gravity.models import network
@@ -44,29 +44,24 @@ def engine(kind: str, n: int, scale: Scale, chunk: int | None = None) -> dict:
         build=functools.partial(_point, spec),
         max_chunk=chunk,
     )
-    runs = []
-    compile_s = None
-    while True:
-        with Contention() as contention:
-            result = run_sweep(sweep, progress=False)
+    first: dict = {}
+
+    def run() -> float:
+        result = run_sweep(sweep, progress=False)  # compiles once, then reuses the program
+        if result.diverged.any():
+            raise RuntimeError(f"{kind}: {int(result.diverged.sum())} bench histories diverged")
         timing = result.info["timings"]["program_0"]
-        if compile_s is None:
-            compile_s = timing["compile_s"]
-        runs.append((timing["run_s"], contention.others_cores))
-        if sum(r for r, _ in runs) >= scale.repeat_below_s or len(runs) >= 3:
-            break
-    if result.diverged.any():
-        raise RuntimeError(f"{kind}: {int(result.diverged.sum())} bench histories diverged")
-    run_s, others = min(runs)
+        first.setdefault("timing", timing)
+        return timing["run_s"]
+
+    timed = best_of(run, min_total_s=scale.repeat_below_s, max_runs=scale.max_runs)
     return {
         "n": n,
-        "run_s": run_s,
-        "compile_s": compile_s,
+        **timed,
+        "compile_s": first["timing"]["compile_s"],
         "chunk": chunk,
-        "batch": timing["batch"],
+        "batch": first["timing"]["batch"],
         "devices": jax.device_count(),
-        "repeats": len(runs),
-        "others_cores": others,
         "peak_rss_mb": peak_rss_mb(),
     }
 
@@ -118,16 +113,17 @@ def jax_sequential(kind: str, scale: Scale) -> dict:
     start = time.perf_counter()
     train(10_000)  # compiles every phase's step and the evaluation
     compile_s = time.perf_counter() - start
-    with Contention() as contention:
+
+    def run() -> float:
         start = time.perf_counter()
         for seed in range(scale.sequential_histories):
             train(seed)
-        run_s = time.perf_counter() - start
+        return time.perf_counter() - start
+
     return {
         "n": scale.sequential_histories,
-        "run_s": run_s,
+        **best_of(run, min_total_s=scale.repeat_below_s / 4, max_runs=scale.max_runs),
         "compile_s": compile_s,
-        "others_cores": contention.others_cores,
         "peak_rss_mb": peak_rss_mb(),
     }
 
