@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from gravity.worlds.base import check
+from gravity.validation import check
 
 EXPERIMENTS: dict[str, str] = {
     "erosion": "safety erosion: harmfulness through P -> H -> S -> T, MLP and transformer",
@@ -16,6 +16,8 @@ EXPERIMENTS: dict[str, str] = {
     "basin_depth": "basin depth: pretraining x alignment length -> reversion, barrier, curvature",
     "metastability": "escape times vs lr, batch and depth; Kramers fit; Langevin check",
     "overlap": "reversion as the benign distribution moves away from the pretraining one",
+    "traits": "latent trait transfer through unrelated supervision, shared vs different init",
+    "resurgence": "an erased mode returns in a toy diffusion model after benign fine-tuning",
 }
 
 

@@ -52,7 +52,7 @@ import numpy as np
 
 from gravity import dynamics, plotting, presets, results, sweep
 from gravity.results import write_report
-from gravity.worlds.base import check
+from gravity.validation import check
 
 NAME = "metastability"
 MEASURE = sweep.HistoryMetrics(

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from gravity.worlds.base import ConfigError
+from gravity.validation import ConfigError
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -26,7 +26,8 @@ import optax
 from gravity import geometry, interventions
 from gravity.models import ModelConfig, Network, network
 from gravity.worlds import World, WorldKnobs
-from gravity.worlds.base import check, check_data_kind
+from gravity.validation import check
+from gravity.worlds.base import check_data_kind
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gravity.worlds.base import check
+from gravity.validation import check
 
 
 class Intervention(NamedTuple):

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from gravity.history import HistorySpec, Knobs, PhaseSpec
 from gravity.models import ModelConfig
 from gravity.worlds import FeatureWorld, TokenWorld, WorldKnobs
-from gravity.worlds.base import check
+from gravity.validation import check
 
 MODELS = ("mlp", "transformer")
 

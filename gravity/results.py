@@ -39,18 +39,11 @@ from typing import Any
 import jax
 import numpy as np
 
+from gravity.stats import mean_sd  # noqa: F401  (re-exported: experiments import it here)
+
 SCHEMA_VERSION = 2
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "scipy", "matplotlib")
 RESULTS_ENV = "GRAVITY_RESULTS"
-
-
-def mean_sd(values) -> dict[str, float]:
-    """{"mean", "sd", "n"} of finite values over runs (sd with ddof = 0)."""
-    array = np.asarray(values, dtype=float).ravel()
-    finite = array[np.isfinite(array)]
-    if finite.size == 0:
-        return {"mean": float("nan"), "sd": float("nan"), "n": 0}
-    return {"mean": float(finite.mean()), "sd": float(finite.std()), "n": int(finite.size)}
 
 
 def git_commit() -> str | None:

@@ -55,7 +55,7 @@ from tqdm.auto import tqdm
 
 from gravity import results
 from gravity.history import HistorySpec, Knobs, run_history
-from gravity.worlds.base import check
+from gravity.validation import check
 
 Measure = Callable[[jax.Array, HistorySpec, Knobs], dict]
 RUN_AXIS = "runs"

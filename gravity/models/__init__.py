@@ -16,7 +16,7 @@ from flax import nnx
 from gravity.models.mlp import MLP
 from gravity.models.transformer import Transformer
 from gravity.worlds import FeatureWorld, TokenWorld, World
-from gravity.worlds.base import check
+from gravity.validation import check
 
 MODEL_KINDS = ("mlp", "transformer")
 

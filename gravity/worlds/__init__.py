@@ -1,13 +1,7 @@
 """Synthetic worlds with exactly known distributions, one module per family."""
 
-from gravity.worlds.base import (
-    DATA_KINDS,
-    Batch,
-    ConfigError,
-    ProbeSet,
-    WorldKnobs,
-    check,
-)
+from gravity.validation import ConfigError, check
+from gravity.worlds.base import DATA_KINDS, Batch, ProbeSet, WorldKnobs
 from gravity.worlds.feature import FeatureWorld
 from gravity.worlds.token import TokenWorld
 

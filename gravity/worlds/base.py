@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gravity.validation import check
+
 DATA_KINDS = ("pretrain", "helpful", "safety", "benign", "hazard", "retain")
 """The data each phase can train on.
 
@@ -28,16 +30,6 @@ DATA_KINDS = ("pretrain", "helpful", "safety", "benign", "hazard", "retain")
 - hazard: hazardous inputs only, complied with (relearning / reverse fine-tuning).
 - retain: the non-hazardous part of the pretraining mixture (unlearning's retain set).
 """
-
-
-class ConfigError(ValueError):
-    """A knob or config field outside what is allowed; the message names the field."""
-
-
-def check(condition: bool, field: str, allowed: str, value: object) -> None:
-    """Raise a one-line `ConfigError` naming `field` and what is allowed, unless `condition`."""
-    if not condition:
-        raise ConfigError(f"{field} = {value!r} is invalid: {allowed}")
 
 
 @jax.tree_util.register_dataclass
