@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-## The main experiment on a small default: writes figures/erosion.png and figures/erosion.json
+## The main experiment on a small default: writes figures/quick/erosion.png and .json
 run: setup
 	$(VENV)/bin/gravity run erosion --quick
 
@@ -31,9 +31,9 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	JAX_PLATFORMS=cpu $(PY) -m benchmarks
 
-## Every experiment at full size
+## Every experiment at full size into figures/ (run it from a clean commit: the JSONs record it)
 figures: setup
-	for name in $$($(VENV)/bin/gravity list | cut -d' ' -f1); do $(VENV)/bin/gravity run $$name || exit 1; done
+	for name in $$($(VENV)/bin/gravity list | cut -d' ' -f1); do $(VENV)/bin/gravity run $$name --no-progress || exit 1; done
 
 lint: setup
 	$(VENV)/bin/ruff check gravity experiments tests

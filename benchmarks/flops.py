@@ -1,7 +1,7 @@
 """FLOP counts of a history: matmul FLOPs of training (forward + backward) and of the recorded
 evaluations, counted by hand from the model's shapes.
 
-Convention (the usual one, and the one behind the "8.7 MFLOP per MLP step" of DESIGN.md): a
+Convention (the usual one, and the one behind the "8.7 MFLOP per MLP step" of docs/design.md): a
 matmul of (n, k) by (k, m) is 2nkm FLOPs; one training step is 3x its forward pass (the backward
 pass computes weight and input gradients, 2x the forward). Bias adds, activations, softmax, Adam
 and data sampling are not counted: they are bandwidth, not FLOPs. XLA's own cost analysis of the

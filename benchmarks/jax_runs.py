@@ -77,7 +77,7 @@ def jax_sequential(kind: str, scale: Scale) -> dict:
     evaluate = jax.jit(lambda params: behaviour(net, params, probes, n_classes)[0])
 
     def make_step(index, phase):
-        optimizer = make_optimizer(phase.optimizer, knobs.learning_rate[index], knobs.weight_decay)
+        optimizer = make_optimizer(phase.optimizer, knobs.learning_rate[phase.name], knobs.weight_decay)
 
         @jax.jit
         def step(params, opt_state, key):

@@ -1,6 +1,6 @@
-"""One module per claim. Each declares a frozen `Config` with its quick and full sizes
-(`make_config(quick, seeds)`), and `run(config, out_dir)`, which writes `out_dir/NAME.png` and
-`out_dir/NAME.json` and returns the numbers. Experiments only compose the library."""
+"""One module per claim. Each declares `EXPERIMENT`, a `gravity.experiment.Experiment`: a frozen
+`Config` with its quick variant, the sweeps it runs, how it summarises and draws them. All run
+through `gravity.experiment.run_experiment`. Experiments only compose the library."""
 
 from __future__ import annotations
 
@@ -25,3 +25,8 @@ def load(name: str) -> ModuleType:
     """The experiment module called `name`."""
     check(name in EXPERIMENTS, "experiment", f"one of {', '.join(EXPERIMENTS)}", name)
     return importlib.import_module(f"experiments.{name}")
+
+
+def experiment(name: str):
+    """The `Experiment` called `name`."""
+    return load(name).EXPERIMENT

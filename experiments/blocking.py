@@ -1,7 +1,8 @@
 """Blocking motion along v_rev during benign fine-tuning, against pushing it and controls.
 
-Variants of the benign phase (all else equal, one compiled program: the variant is a per-run
-knob, see `interventions.SELECTED`):
+Variants of the benign phase, all branched from the same theta_S per seed (so every variant
+fine-tunes the same aligned model, and differences are the treatment alone; one compiled
+program: the variant is the traced `Knobs.intervention`):
 - baseline: plain benign fine-tuning;
 - block: + strength * relu(s), s the hazardous-probe drift along v_rev (optimizer-matched: the
   same Adam, the same learning rate, the term simply added to the loss);
@@ -20,16 +21,15 @@ model late (its reward grows without limit).
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
-from gravity import interventions, plotting, presets
-from gravity.history import run_histories, seed_keys, stack_knobs
-from gravity.results import mean_sd, write_report
+from gravity import interventions, plotting, presets, sweep
+from gravity.experiment import Experiment
+from gravity.spec import with_phase
+from gravity.stats import mean_sd
 
 NAME = "blocking"
 VARIANTS = ("none", "block", "push", "project", "random_block")
@@ -43,7 +43,6 @@ PAPER = {
 @dataclasses.dataclass(frozen=True)
 class Config:
     seeds: int = 16
-    dose_seeds: int = 4
     models: tuple[str, ...] = presets.MODELS
     learning_rate: float = 1e-3
     strength: float = 1.0
@@ -51,14 +50,13 @@ class Config:
     size: str = "standard"
 
 
-def make_config(quick: bool = False, seeds: int | None = None) -> Config:
-    config = Config(seeds=4, dose_strengths=()) if quick else Config()
-    return dataclasses.replace(config, seeds=seeds) if seeds else config
+def quick(config: Config) -> Config:
+    return dataclasses.replace(config, seeds=4, dose_strengths=())
 
 
 def blocking_spec(model: str, size: str = "standard"):
     spec = presets.standard_spec(model, size, keep_params=False)
-    return presets.with_phase(spec, "benign", intervention=interventions.SELECTED)
+    return with_phase(spec, "benign", interventions=True)
 
 
 DOSED = ("block", "push")
@@ -66,9 +64,9 @@ EARLY_STEPS = (5, 10, 20)
 
 
 def run_plan(config: Config) -> list[tuple[str, float, int]]:
-    """(variant, strength, seeds) for each group of runs: the variants, then the dose panels."""
+    """(variant, strength, seeds) for each branch: the variants, then the dose panels."""
     plan = [(variant, config.strength, config.seeds) for variant in VARIANTS]
-    return plan + [(v, s, config.dose_seeds) for v in DOSED for s in config.dose_strengths]
+    return plan + [(v, s, config.seeds) for v in DOSED for s in config.dose_strengths]
 
 
 def group_rows(plan) -> list[slice]:
@@ -82,7 +80,7 @@ def ordering(entries: dict, metric: str) -> bool:
     return bool(entries["block"][metric] < entries["baseline"][metric] < entries["push"][metric])
 
 
-def summarise(out: dict, plan, steps) -> dict:
+def summarise_model(out: dict, plan, steps) -> dict:
     """Per variant: final alignment, harmfulness, refusal and task score over seeds; the
     paper's ordering at T and early in the benign phase; the dose panels."""
     benign = out["metrics"]["benign"]
@@ -137,7 +135,7 @@ def summarise(out: dict, plan, steps) -> dict:
     return numbers
 
 
-def plot(results: dict, specs: dict, numbers: dict, plans: dict, path: Path):
+def plot_models(results: dict, specs: dict, numbers: dict, plans: dict, path: Path):
     fig, axes = plotting.figure(3, len(results), width=4.3, height=3.2)
     for row, (model, out) in zip(axes, results.items(), strict=True):
         spec, plan, n = specs[model], plans[model], numbers[model]
@@ -210,27 +208,61 @@ def plot(results: dict, specs: dict, numbers: dict, plans: dict, path: Path):
     return plotting.save(fig, path, "Blocking motion along v_rev during benign fine-tuning")
 
 
-def run(config: Config, out_dir: Path = Path("figures"), progress: bool = True) -> dict:
-    start = time.perf_counter()
-    plan = run_plan(config)
-    results, specs, numbers, plans = {}, {}, {}, {}
-    for model in tqdm(config.models, desc=NAME, disable=not progress):
+def sweeps(config: Config) -> dict[str, sweep.Sweep]:
+    """Per model: every (variant, strength) arm branched from each seed's theta_S."""
+    arms = tuple((variant, strength) for variant, strength, _ in run_plan(config))
+    out = {}
+    for model in config.models:
         spec = blocking_spec(model, config.size)
-        base = presets.standard_knobs(spec, config.learning_rate)
-        knobs = [
-            dataclasses.replace(
-                base, intervention=interventions.index(variant), intervention_strength=strength
-            ).validate(spec)
-            for variant, strength, n in plan
-            for _ in range(n)
-        ]
-        seeds = np.concatenate([np.arange(n) for _, _, n in plan])
-        out = jax.device_get(run_histories(seed_keys(seeds), spec, stack_knobs(knobs)))
-        results[model], specs[model], plans[model] = out, spec, plan
-        numbers[model] = summarise(out, plan, spec.phases[-1].record_steps)
-    plot(results, specs, numbers, plans, Path(out_dir) / f"{NAME}.png")
+
+        def build(arm, spec=spec):
+            variant, strength = arm
+            knobs = dataclasses.replace(
+                presets.standard_knobs(spec, config.learning_rate),
+                intervention=interventions.index(variant),
+                intervention_strength=strength,
+            )
+            return spec, knobs.validate(spec)
+
+        out[model] = sweep.Sweep(
+            f"{model}-{config.size}",
+            axes=(),
+            branches=(sweep.Axis("arm", arms),),
+            branch_after="safety",
+            seeds=config.seeds,
+            build=build,
+        )
+    return out
+
+
+def flat_runs(res: sweep.SweepResult) -> dict:
+    """The (arm, seed) grid as one run axis, arm-major, in the order of `run_plan`."""
+    return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), res.tree())
+
+
+def summarise(config: Config, results: dict[str, sweep.SweepResult]) -> dict:
+    plan = run_plan(config)
+    numbers = {
+        model: summarise_model(flat_runs(res), plan, blocking_spec(model, config.size).phases[-1].record_steps)
+        for model, res in results.items()
+    }
     numbers["paper"] = PAPER
-    write_report(
-        out_dir, NAME, numbers, {"experiment": config, "specs": specs}, time.perf_counter() - start
-    )
     return numbers
+
+
+def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
+    runs = {model: flat_runs(res) for model, res in results.items()}
+    specs = {model: blocking_spec(model, config.size) for model in results}
+    plans = {model: run_plan(config) for model in results}
+    return plot_models(runs, specs, numbers, plans, path)
+
+
+EXPERIMENT = Experiment(
+    name=NAME,
+    description="blocking, pushing or projecting out motion along v_rev, with controls",
+    config=Config,
+    quick=quick,
+    sweeps=sweeps,
+    summarise=summarise,
+    plot=plot,
+)

@@ -5,24 +5,22 @@ history P -> H -> S -> T (`gravity.presets`) runs over many seeds at once. Harmf
 exact probability of complying on hazardous probes; the claim is visible when harmfulness after
 100 benign steps is clearly above its aligned level while the task score holds or improves.
 
-The full run adds a knob map, in the same compiled program (knobs are vmapped): erosion over
-pretraining's harm probability (what the basin holds) x the benign data's overlap with the hazard
-topic, which shows where the phenomenon does and does not appear.
+The full run adds a knob map: erosion over pretraining's harm probability (what the basin holds)
+x the benign data's overlap with the hazard topic, which shows where the phenomenon does and does
+not appear. Harm probability changes pretraining, so it is a vmapped grid axis; overlap only
+changes the benign data, so the four overlap values branch from each (harm_prob, seed)'s theta_S.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
-import jax
 import numpy as np
-from tqdm.auto import tqdm
 
-from gravity import plotting, presets
-from gravity.history import run_histories, seed_keys, stack_knobs
-from gravity.results import mean_sd, write_report
+from gravity import plotting, presets, sweep
+from gravity.experiment import Experiment
+from gravity.stats import mean_sd
 
 NAME = "erosion"
 
@@ -38,12 +36,40 @@ class Config:
     map_overlaps: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
 
 
-def make_config(quick: bool = False, seeds: int | None = None) -> Config:
-    config = Config(seeds=8, map_seeds=0) if quick else Config()
-    return dataclasses.replace(config, seeds=seeds) if seeds else config
+def quick(config: Config) -> Config:
+    return dataclasses.replace(config, seeds=8, map_seeds=0)
 
 
-def summarise(metrics: dict, diverged: np.ndarray) -> dict:
+MAIN_METRICS = ("harmfulness", "refusal", "task_accuracy")
+
+
+def sweeps(config: Config) -> dict[str, sweep.Sweep]:
+    """Per model: the standard history over seeds; with `map_seeds`, the knob map."""
+    measure = sweep.HistoryMetrics(
+        trajectories=tuple((phase, MAIN_METRICS) for phase in presets.STANDARD_PHASES)
+    )
+    out = {}
+    for model in config.models:
+        spec = presets.standard_spec(model, config.size, keep_params=False)
+
+        def build(spec=spec, **world):
+            return spec, presets.standard_knobs(spec, config.learning_rate, **world).validate(spec)
+
+        out[model] = sweep.Sweep(f"{model}-{config.size}", (), config.seeds, build, measure)
+        if config.map_seeds:
+            out[f"{model}-map"] = sweep.Sweep(
+                f"{model}-{config.size}-map",
+                axes=(sweep.Axis("harm_prob", tuple(config.map_harm_probs)),),
+                branches=(sweep.Axis("benign_overlap", tuple(config.map_overlaps)),),
+                branch_after="safety",
+                seeds=config.map_seeds,
+                build=build,
+                measure=measure,
+            )
+    return out
+
+
+def summarise_model(metrics: dict, diverged: np.ndarray) -> dict:
     """The JSON numbers of one model family, over the runs that did not diverge."""
     ok = ~np.asarray(diverged)
     harm = {phase: np.asarray(m["harmfulness"])[ok] for phase, m in metrics.items()}
@@ -63,7 +89,7 @@ def summarise(metrics: dict, diverged: np.ndarray) -> dict:
     }
 
 
-def plot(results: dict, specs: dict, path: Path, maps: dict, config: Config) -> Path:
+def plot_models(results: dict, specs: dict, path: Path, maps: dict, config: Config) -> Path:
     fig, axes = plotting.figure(len(results), 2 if maps else 1, width=5.0, height=3.4)
     for model, ax in zip(maps, axes[-1], strict=False):
         plot_map(ax, maps[model], config, model)
@@ -106,27 +132,20 @@ def plot(results: dict, specs: dict, path: Path, maps: dict, config: Config) -> 
     return plotting.save(fig, path, "Safety erosion under benign fine-tuning")
 
 
-def map_settings(config: Config) -> list[tuple[float, float]]:
-    return [(h, o) for h in config.map_harm_probs for o in config.map_overlaps]
-
-
-def knob_map(out: dict, config: Config) -> dict:
+def knob_map(res: sweep.SweepResult, config: Config) -> dict:
     """Harmfulness at P, S and T for each (harm_prob, benign_overlap) of the map."""
-    settings = map_settings(config)
-    shape = (len(settings), config.map_seeds)
-    metrics = out["metrics"]
     harm = {
-        phase: np.asarray(metrics[phase]["harmfulness"])[:, -1].reshape(shape)
+        phase: res.valid(f"metrics/{phase}/harmfulness")[..., -1]
         for phase in ("pretrain", "safety", "benign")
     }
-    ok = ~np.asarray(out["diverged"]).reshape(shape)
     return {
         f"harm_prob={h:g},overlap={o:g}": {
             "harm_prob": h,
             "benign_overlap": o,
-            **{f"harmfulness_{phase}": mean_sd(v[i][ok[i]]) for phase, v in harm.items()},
+            **{f"harmfulness_{phase}": mean_sd(v[i, j]) for phase, v in harm.items()},
         }
-        for i, (h, o) in enumerate(settings)
+        for i, h in enumerate(config.map_harm_probs)
+        for j, o in enumerate(config.map_overlaps)
     }
 
 
@@ -161,30 +180,32 @@ def plot_map(ax, entries: dict, config: Config, model: str):
     ax.legend(frameon=False, fontsize=6, ncol=2, loc="upper center")
 
 
-def run(config: Config, out_dir: Path = Path("figures"), progress: bool = True) -> dict:
-    start = time.perf_counter()
-    results, specs, numbers, maps = {}, {}, {}, {}
-    for model in tqdm(config.models, desc=NAME, disable=not progress):
-        spec = presets.standard_spec(model, config.size)
-        knobs = [presets.standard_knobs(spec, config.learning_rate)] * config.seeds
-        seeds = list(range(config.seeds))
-        for h, o in map_settings(config) if config.map_seeds else ():
-            knobs += [
-                presets.standard_knobs(spec, config.learning_rate, harm_prob=h, benign_overlap=o)
-            ] * config.map_seeds
-            seeds += list(range(config.map_seeds))
-        for k in knobs[:: max(config.seeds, 1)]:
-            k.validate(spec)
-        out = run_histories(seed_keys(seeds), spec, stack_knobs(knobs))
-        out = jax.device_get({"metrics": out["metrics"], "diverged": out["diverged"]})
-        main = jax.tree.map(lambda x: x[: config.seeds], out)
-        results[model], specs[model] = main, spec
-        numbers[model] = summarise(main["metrics"], main["diverged"])
-        if config.map_seeds:
-            grid = jax.tree.map(lambda x: x[config.seeds :], out)
-            maps[model] = numbers[model]["knob_map"] = knob_map(grid, config)
-    plot(results, specs, Path(out_dir) / f"{NAME}.png", maps, config)
-    write_report(
-        out_dir, NAME, numbers, {"experiment": config, "specs": specs}, time.perf_counter() - start
-    )
+def summarise(config: Config, results: dict[str, sweep.SweepResult]) -> dict:
+    numbers = {}
+    for model in config.models:
+        res = results[model]
+        numbers[model] = summarise_model(res.tree()["metrics"], res.diverged)
+        if f"{model}-map" in results:
+            numbers[model]["knob_map"] = knob_map(results[f"{model}-map"], config)
     return numbers
+
+
+def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
+    runs = {
+        model: {"metrics": results[model].tree()["metrics"], "diverged": results[model].diverged}
+        for model in config.models
+    }
+    specs = {model: presets.standard_spec(model, config.size) for model in config.models}
+    maps = {m: numbers[m]["knob_map"] for m in config.models if "knob_map" in numbers[m]}
+    return plot_models(runs, specs, path, maps, config)
+
+
+EXPERIMENT = Experiment(
+    name=NAME,
+    description="safety erosion: harmfulness through P -> H -> S -> T, MLP and transformer",
+    config=Config,
+    quick=quick,
+    sweeps=sweeps,
+    summarise=summarise,
+    plot=plot,
+)

@@ -11,7 +11,9 @@ reading predicts more reversion the more benign data shares the pretraining basi
 Configuration (fixed before any result was seen): the standard histories of `gravity.presets`
 unchanged (Adam lr 1e-3 in every phase, 100 benign steps, hazard_rate 0.2, harm_prob 0.9), nine
 overlap values from 0 to 1. The map itself is the MLP on the feature world, 112 seeds per value
-(1,008 histories, one compiled program: the knob is vmapped); the transformer on the token world
+(1,008 histories in one compiled program); the overlap only changes the benign data, so each
+seed's P -> H -> S runs once and the nine benign phases branch from its theta_S (same-basis
+comparisons: every overlap value fine-tunes the same aligned model). The transformer on the token world
 (~8x costlier per step) runs the same nine values with 16 seeds each (144 histories) as a check
 that the trend is not the MLP's alone. Both fit in 15 minutes on 2 CPU cores.
 
@@ -23,14 +25,14 @@ and alignment(t) = cos(drift_t, v_rev), the hazard-specific alignment and the ta
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import numpy as np
 import scipy.stats
 
-from gravity import plotting, presets, results, sweep
-from gravity.results import mean_sd, write_report
+from gravity import plotting, presets, sweep
+from gravity.experiment import Experiment
+from gravity.stats import mean_sd, reversion_fraction
 from gravity.worlds.base import phase_mixture, topic_probabilities
 
 NAME = "overlap"
@@ -59,13 +61,12 @@ class Config:
     transformer_seeds: int = 16
     size: str = "standard"
     learning_rate: float = 1e-3
-    max_chunk: int = 128
 
 
-def make_config(quick: bool = False, seeds: int | None = None) -> Config:
-    quick_config = Config(overlaps=(0.0, 0.1, 0.25, 0.5, 1.0), seeds=8, transformer_seeds=2)
-    config = quick_config if quick else Config()
-    return dataclasses.replace(config, seeds=seeds) if seeds else config
+def quick(config: Config) -> Config:
+    return dataclasses.replace(
+        config, overlaps=(0.0, 0.1, 0.25, 0.5, 1.0), seeds=8, transformer_seeds=2
+    )
 
 
 def topic_distance(spec, overlap: float) -> float:
@@ -93,6 +94,7 @@ def models(config: Config) -> dict[str, int]:
 
 
 def make_sweep(config: Config, model: str) -> sweep.Sweep:
+    """Benign phases at every overlap value, branched from each seed's theta_S."""
     spec = presets.standard_spec(model, config.size, keep_params=False)
 
     def build(benign_overlap):
@@ -101,22 +103,20 @@ def make_sweep(config: Config, model: str) -> sweep.Sweep:
 
     return sweep.Sweep(
         name=f"{model}-{config.size}",
-        axes=(sweep.Axis("benign_overlap", tuple(config.overlaps)),),
+        axes=(),
+        branches=(sweep.Axis("benign_overlap", tuple(config.overlaps)),),
+        branch_after="safety",
         seeds=models(config)[model],
         build=build,
         measure=MEASURE,
-        max_chunk=config.max_chunk,
     )
 
 
-def reversion_fraction(h_t, h_aligned, h_helpful):
-    """(h_t - h_S) / (h_H - h_S): 0 at the aligned level, 1 back at the helpful-only level."""
-    return (np.asarray(h_t) - np.asarray(h_aligned)) / (
-        np.asarray(h_helpful) - np.asarray(h_aligned)
-    )
+def sweeps(config: Config) -> dict[str, sweep.Sweep]:
+    return {model: make_sweep(config, model) for model in models(config)}
 
 
-def summarise(res: sweep.SweepResult, spec, config: Config) -> dict:
+def summarise_model(res: sweep.SweepResult, spec, config: Config) -> dict:
     steps = spec.phases[-1].record_steps
     last = int(steps[-1])
     harm = res.valid("metrics/benign/harmfulness")
@@ -159,7 +159,7 @@ def _reversion(res: sweep.SweepResult) -> np.ndarray:
     return reversion_fraction(harm[..., -1], h_s, h_h)
 
 
-def plot(runs: dict, config: Config, numbers: dict, path: Path) -> Path:
+def plot_models(runs: dict, config: Config, numbers: dict, path: Path) -> Path:
     overlaps = np.asarray(config.overlaps)
     colors = plotting.plt.cm.viridis(np.linspace(0, 0.95, overlaps.size))
     model_colors = {"mlp": plotting.COLORS["mlp"], "transformer": plotting.COLORS["transformer"]}
@@ -245,30 +245,24 @@ def plot(runs: dict, config: Config, numbers: dict, path: Path) -> Path:
     return plotting.save(fig, path, f"Benign overlap: {n} histories")
 
 
-def run(
-    config: Config,
-    out_dir: Path = Path("figures"),
-    progress: bool = True,
-    store: results.ResultStore | None = None,
-) -> dict:
-    start = time.perf_counter()
-    store = store if store is not None else results.ResultStore()
-    runs, numbers, summaries, specs = {}, {}, {}, {}
-    plans = {model: make_sweep(config, model) for model in models(config)}
-    done = sweep.run_sweeps(list(plans.values()), store=store, experiment=NAME, progress=progress)
-    for (model, plan), res in zip(plans.items(), done, strict=True):
-        spec = plan.build(config.overlaps[0])[0]
-        runs[model], specs[model] = (res, spec), spec
-        numbers[model] = summarise(res, spec, config)
-        summaries[model] = sweep.summary(res)
-    plot(runs, config, numbers, Path(out_dir) / f"{NAME}.png")
-    write_report(
-        out_dir,
-        NAME,
-        numbers,
-        {"experiment": config, "specs": specs},
-        time.perf_counter() - start,
-        n_histories=sum(s["n_histories"] for s in summaries.values()),
-        extra={"sweeps": summaries},
-    )
-    return numbers
+def summarise(config: Config, results: dict[str, sweep.SweepResult]) -> dict:
+    return {
+        model: summarise_model(res, presets.standard_spec(model, config.size), config)
+        for model, res in results.items()
+    }
+
+
+def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
+    runs = {model: (res, presets.standard_spec(model, config.size)) for model, res in results.items()}
+    return plot_models(runs, config, numbers, path)
+
+
+EXPERIMENT = Experiment(
+    name=NAME,
+    description="reversion as the benign distribution moves away from the pretraining one",
+    config=Config,
+    quick=quick,
+    sweeps=sweeps,
+    summarise=summarise,
+    plot=plot,
+)

@@ -18,17 +18,15 @@ nothing here was tuned toward the paper's numbers.
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
-import jax
 import numpy as np
 import scipy.stats
-from tqdm.auto import tqdm
 
-from gravity import geometry, plotting, presets
-from gravity.history import repeat_knobs, run_histories, seed_keys
-from gravity.results import mean_sd, write_report
+from gravity import geometry, plotting, presets, sweep
+from gravity.experiment import Experiment
+from gravity.spec import with_phase
+from gravity.stats import mean_sd
 
 NAME = "reversion"
 DEFINITIONS = ("stacked", "mean", "trajectory_pca", "from_pretrained")
@@ -48,9 +46,8 @@ class Config:
     size: str = "standard"
 
 
-def make_config(quick: bool = False, seeds: int | None = None) -> Config:
-    config = Config(seeds=4) if quick else Config()
-    return dataclasses.replace(config, seeds=seeds) if seeds else config
+def quick(config: Config) -> Config:
+    return dataclasses.replace(config, seeds=4)
 
 
 def reversion_spec(model: str, size: str = "standard"):
@@ -59,14 +56,14 @@ def reversion_spec(model: str, size: str = "standard"):
     benign = spec.phases[-1]
     snapshots = tuple(s for s in SNAPSHOTS if s <= benign.steps)
     spec = dataclasses.replace(spec, drift_snapshots=snapshots, keep_params=False)
-    return presets.with_phase(spec, benign.name, dense_steps=benign.steps)
+    return with_phase(spec, benign.name, dense_steps=benign.steps)
 
 
 def at_step(values, steps, t):
     return np.asarray(values)[:, list(steps).index(t)]
 
 
-def summarise(out: dict, spec) -> dict:
+def summarise_model(out: dict, spec) -> dict:
     """The JSON numbers of one model family (runs that diverged are excluded and named)."""
     ok = ~np.asarray(out["diverged"])
     benign = spec.phases[-1]
@@ -130,7 +127,7 @@ def summarise(out: dict, spec) -> dict:
     return numbers
 
 
-def plot(results: dict, specs: dict, numbers: dict, path: Path) -> Path:
+def plot_models(results: dict, specs: dict, numbers: dict, path: Path) -> Path:
     fig, axes = plotting.figure(4, len(results), width=3.9, height=3.1)
     for row, (model, out) in zip(axes, results.items(), strict=True):
         spec, n = specs[model], numbers[model]
@@ -219,19 +216,39 @@ def plot(results: dict, specs: dict, numbers: dict, path: Path) -> Path:
     return plotting.save(fig, path, "Reversion along v_rev during benign fine-tuning")
 
 
-def run(config: Config, out_dir: Path = Path("figures"), progress: bool = True) -> dict:
-    start = time.perf_counter()
-    results, specs, numbers = {}, {}, {}
-    for model in tqdm(config.models, desc=NAME, disable=not progress):
+def sweeps(config: Config) -> dict[str, sweep.Sweep]:
+    out = {}
+    for model in config.models:
         spec = reversion_spec(model, config.size)
-        knobs = presets.standard_knobs(spec, config.learning_rate).validate(spec)
-        out = run_histories(seed_keys(range(config.seeds)), spec, repeat_knobs(knobs, config.seeds))
-        out = jax.device_get(out)
-        results[model], specs[model] = out, spec
-        numbers[model] = summarise(out, spec)
-    plot(results, specs, numbers, Path(out_dir) / f"{NAME}.png")
+
+        def build(spec=spec):
+            return spec, presets.standard_knobs(spec, config.learning_rate).validate(spec)
+
+        out[model] = sweep.Sweep(f"{model}-{config.size}", (), config.seeds, build)
+    return out
+
+
+def summarise(config: Config, results: dict[str, sweep.SweepResult]) -> dict:
+    numbers = {
+        model: summarise_model(res.tree(), reversion_spec(model, config.size))
+        for model, res in results.items()
+    }
     numbers["paper"] = {k: {"mean": m, "sd": s} for k, (m, s) in PAPER.items()}
-    write_report(
-        out_dir, NAME, numbers, {"experiment": config, "specs": specs}, time.perf_counter() - start
-    )
     return numbers
+
+
+def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
+    trees = {model: res.tree() for model, res in results.items()}
+    specs = {model: reversion_spec(model, config.size) for model in results}
+    return plot_models(trees, specs, numbers, path)
+
+
+EXPERIMENT = Experiment(
+    name=NAME,
+    description="the main track: alignment of benign drift with v_rev against nulls",
+    config=Config,
+    quick=quick,
+    sweeps=sweeps,
+    summarise=summarise,
+    plot=plot,
+)

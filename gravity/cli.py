@@ -1,72 +1,319 @@
-"""`gravity list | run NAME [--quick] [--seeds N] [--out DIR] [--force]`.
+"""`gravity list | show | run | collect`: experiments from the command line.
+
+    gravity list
+    gravity show NAME [--quick] [--seeds N] [--set NAME=VALUE ...]
+    gravity run NAME [--quick] [--seeds N] [--set NAME=VALUE ...] [--out DIR] [--force]
+                     [--executor local|slurm --jobs N ...]
+    gravity collect NAME [the same options as the run]
+
+Every experiment runs through one path (`gravity.experiment.run_experiment`), so the options
+mean the same everywhere. Full-size runs write to `figures/` (the committed figures); quick runs
+write to `figures/quick/` (not committed), so `make run` never overwrites a full figure.
+`--set` changes any config field, world knob or phase field (`gravity.overrides`); `show` prints
+what a command line resolves to without running it.
 
 Runs keep their sweeps in the result store (`gravity.results`; $GRAVITY_RESULTS, else
 `results/`): running a finished configuration again loads it, `--force` computes it again. On CPU
 the host is split into one XLA device per core before JAX starts (`gravity.runtime.use_cpu_cores`;
-a device count already in XLA_FLAGS is kept), so sweeps shard their runs over the cores.
+a device count already in XLA_FLAGS is kept), so sweeps shard their runs over the cores. With
+`--executor`, the sweeps' chunks are split into a job array instead (`gravity.cluster`) and the
+figure is assembled when every job is done (or later by `collect`).
 
-Bad input (an unknown experiment, a knob outside its range) ends with one line naming the field
-and what is allowed, exit status 2, and no traceback, before anything is compiled.
+Bad input (an unknown experiment or field, a bad number, a run too large for the machine's
+memory, an output folder that cannot be written) ends with one line naming the field and what is
+allowed, exit status 2, and no traceback, before anything is compiled.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from gravity.validation import ConfigError
+from gravity.validation import ConfigError, check
+
+FULL_OUT = Path("figures")
+QUICK_OUT = Path("figures/quick")
+EXECUTORS = ("local", "slurm")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one-line `ConfigError`s (exit 2, no usage block)."""
+
+    def error(self, message: str):
+        raise ConfigError(message)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gravity", description="Toy-model tests of the gravitational reading of reversion."
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="list the experiments")
-    run = commands.add_parser("run", help="run an experiment: writes DIR/NAME.png and .json")
-    run.add_argument("name", help="an experiment name (see `gravity list`)")
-    run.add_argument("--quick", action="store_true", help="the small default size")
-    run.add_argument("--seeds", type=int, default=None, help="number of seeds (runs)")
-    run.add_argument("--out", type=Path, default=Path("figures"), help="output folder")
-    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    chosen = _Parser(add_help=False)
+    chosen.add_argument("name", help="an experiment name (see `gravity list`)")
+    chosen.add_argument("--quick", action="store_true", help="the small default size")
+    chosen.add_argument("--seeds", type=int, default=None, help="number of seeds (runs)")
+    chosen.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a config field, world.FIELD or phases.PHASE.FIELD (repeatable)",
+    )
+    commands.add_parser("show", parents=[chosen], help="print the resolved config; run nothing")
+    run = commands.add_parser(
+        "run", parents=[chosen], help="run an experiment: writes DIR/NAME.png and .json"
+    )
+    collect = commands.add_parser(
+        "collect", parents=[chosen], help="assemble a cluster run's figure and JSON"
+    )
+    for sub in (run, collect):
+        sub.add_argument(
+            "--out", type=Path, default=None, help="output folder (figures/, or figures/quick/)"
+        )
+        sub.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument(
         "--force", action="store_true", help="recompute results already in the result store"
     )
+    run.add_argument("--executor", choices=EXECUTORS, default=None, help="run as a job array")
+    run.add_argument("--jobs", type=int, default=2, help="jobs in the array (with --executor)")
+    run.add_argument("--timeout-min", type=int, default=60, help="each job's time limit")
+    run.add_argument("--partition", default=None, help="the Slurm partition")
+    run.add_argument("--gpus-per-job", type=int, default=0, help="GPUs per job (one is used)")
+    run.add_argument("--cpus-per-job", type=int, default=1, help="CPUs per Slurm job")
+    run.add_argument("--no-wait", action="store_true", help="submit, then `collect` later")
     return parser
 
 
+def writable_folder(path: Path) -> Path:
+    """Create `path` if needed and prove it writable, before any compilation."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".gravity-probe-"):
+            pass
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise ConfigError(f"--out = '{path}' is invalid: a writable folder ({reason})") from None
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    from experiments import EXPERIMENTS, load
-    from gravity.results import ResultStore
+    try:
+        args = _parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except ConfigError as error:
+        print(f"gravity: {_one_line(str(error))}", file=sys.stderr)
+        return 2
+
+
+def _one_line(message: str) -> str:
+    return message.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _list(args) -> int:
+    from experiments import EXPERIMENTS
+
+    width = max(map(len, EXPERIMENTS))
+    for name, description in EXPERIMENTS.items():
+        print(f"{name:<{width}}  {description}")
+    return 0
+
+
+def _resolve(args):
+    """The experiment, config, overrides and sweeps the command line asks for (all checked)."""
+    from experiments import experiment
+    from gravity.overrides import resolve
+
+    check(args.seeds is None or args.seeds >= 1, "--seeds", "a positive integer", args.seeds)
+    return resolve(experiment(args.name), args.set, quick=args.quick, seeds=args.seeds)
+
+
+def _prepare(args) -> Path:
+    """The cheap checks (seeds, name, `--set` names and values, the output folder), then JAX
+    set up for this machine; before anything is built or compiled."""
+    from experiments import experiment
+    from gravity.overrides import parse
     from gravity.runtime import enable_compilation_cache, use_cpu_cores
 
-    if args.command == "list":
-        width = max(map(len, EXPERIMENTS))
-        for name, description in EXPERIMENTS.items():
-            print(f"{name:<{width}}  {description}")
-        return 0
-    try:
-        if args.seeds is not None and args.seeds < 1:
-            raise ConfigError(f"--seeds = {args.seeds} is invalid: a positive integer")
-        module = load(args.name)
-        use_cpu_cores()
-        enable_compilation_cache()
-        config = module.make_config(quick=args.quick, seeds=args.seeds)
-        start = time.perf_counter()
-        options = {"out_dir": args.out, "progress": not args.no_progress}
-        if "store" in inspect.signature(module.run).parameters:
-            options["store"] = ResultStore(force=args.force)
-        module.run(config, **options)
-    except ConfigError as error:
-        print(f"gravity: {error}", file=sys.stderr)
-        return 2
-    elapsed = time.perf_counter() - start
-    print(f"wrote {args.out / (args.name + '.png')} and .json in {elapsed:.1f} s")
+    check(args.seeds is None or args.seeds >= 1, "--seeds", "a positive integer", args.seeds)
+    parse(args.set, experiment(args.name).make_config(quick=args.quick, seeds=args.seeds))
+    out = writable_folder(args.out or (QUICK_OUT if args.quick else FULL_OUT))
+    use_cpu_cores()
+    enable_compilation_cache()
+    return out
+
+
+def _show(args) -> int:
+    print(describe(_resolve(args)))
     return 0
+
+
+def describe(resolved) -> str:
+    """What a resolved command line would run: config, overrides, histories per sweep, and each
+    sweep's first history (its world knobs and phases)."""
+    import dataclasses
+
+    from gravity.results import to_jsonable
+
+    sweeps = resolved.sweeps
+    lines = [
+        f"{resolved.experiment.name}: {resolved.n_histories} histories in {len(sweeps)} sweeps",
+        "config:",
+    ]
+    for field in dataclasses.fields(resolved.config):
+        lines.append(f"  {field.name} = {_text(getattr(resolved.config, field.name))}")
+    lines.append("overrides:" if resolved.overrides else "overrides: none")
+    lines += [f"  {o.name} = {_text(o.value)}" for o in resolved.overrides]
+    from gravity.resources import sweep_histories
+    from gravity.spec import HistorySpec
+
+    lines.append("sweeps (the first history of each):")
+    for label, sweep in sweeps.items():
+        axes = ", ".join(f"{a.name} x{len(a.values)}" for a in sweep.all_axes) or "no axes"
+        lines.append(f"  {label}: {sweep_histories(sweep)} histories ({axes}; {sweep.seeds} seeds)")
+        spec, knobs = sweep.build(**{a.name: a.values[0] for a in sweep.all_axes})
+        if not isinstance(spec, HistorySpec):
+            lines.append(f"    {type(spec).__name__}")
+            continue
+        world = to_jsonable(knobs.world)
+        lines.append("    world: " + " ".join(f"{k}={_text(v)}" for k, v in world.items() if k != "__type__"))
+        for phase in spec.phases:
+            rate = _text(to_jsonable(knobs.learning_rate[phase.name]))
+            lines.append(
+                f"    phase {phase.name}: {phase.data}, {phase.steps} steps x {phase.batch_size},"
+                f" {phase.optimizer}, lr {rate}"
+            )
+    return "\n".join(lines)
+
+
+def _text(value) -> str:
+    if isinstance(value, tuple | list):
+        return ",".join(map(_text, value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _run(args) -> int:
+    out = _prepare(args)
+    resolved = _resolve(args)
+    if args.executor is not None:
+        return _run_on_cluster(args, resolved, out)
+    from gravity.experiment import run_experiment
+    from gravity.results import ResultStore
+
+    start = time.perf_counter()
+    run_experiment(
+        resolved.experiment,
+        resolved.config,
+        out_dir=out,
+        store=ResultStore(force=args.force),
+        progress=_progress(args),
+        overrides=resolved.overrides,
+    )
+    print(f"wrote {out / (args.name + '.png')} and .json in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _progress(args) -> bool:
+    return not args.no_progress and "CI" not in os.environ
+
+
+def _request(args):
+    from gravity.cluster import Request
+    from gravity.results import default_root
+
+    return Request(
+        args.name, str(default_root().absolute()), tuple(args.set), args.quick, args.seeds
+    )
+
+
+def _run_on_cluster(args, resolved, out: Path) -> int:
+    """Submit the jobs whose chunks are missing, wait for them, then assemble."""
+    from gravity import cluster
+    from gravity.results import ResultStore
+
+    options = cluster.JobOptions(
+        args.executor,
+        args.jobs,
+        args.timeout_min,
+        args.partition,
+        args.gpus_per_job,
+        args.cpus_per_job,
+    )
+    request, store = _request(args), ResultStore()
+    if args.force:
+        cluster.clear(resolved.sweeps, store, args.name)
+    present = cluster.chunk_table(resolved.sweeps, store, args.name)
+    count = min(options.jobs, len(present))
+    shards = sorted(cluster.missing_shards(present, count))
+    if shards:
+        jobs = cluster.submit(request, options, shards, count)
+        ids = ", ".join(job.job_id for job in jobs)
+        print(f"submitted {len(jobs)} of {count} jobs ({ids}) for {present.count(False)} chunks")
+        if args.no_wait:
+            print(f"then: gravity collect {' '.join(_same_options(args))}")
+            return 0
+        failures = cluster.wait(jobs, shards)
+        if failures:
+            for failure in failures:
+                print(f"gravity: {_one_line(failure)}", file=sys.stderr)
+            print("gravity: run the same command again to compute the missing chunks", file=sys.stderr)
+            return 1
+    return _assemble(args, resolved, out)
+
+
+def _same_options(args) -> list[str]:
+    """The command-line options that identify a run (what `collect` must be given again)."""
+    words = [args.name, *(["--quick"] if args.quick else [])]
+    words += ["--seeds", str(args.seeds)] if args.seeds is not None else []
+    for setting in args.set:
+        words += ["--set", setting]
+    return words
+
+
+def _collect(args) -> int:
+    out = _prepare(args)
+    return _assemble(args, _resolve(args), out)
+
+
+def _assemble(args, resolved, out: Path) -> int:
+    """The figure and JSON from a cluster run's chunks, once all are in the store."""
+    import jax
+
+    from gravity import cluster
+    from gravity.experiment import run_experiment
+    from gravity.results import ResultStore
+
+    store = ResultStore()
+    present = cluster.chunk_table(resolved.sweeps, store, args.name)
+    if not all(present):
+        missing = present.count(False)
+        print(
+            f"gravity: {missing} of {len(present)} chunks are not in {store.root} yet: "
+            f"gravity run {' '.join(_same_options(args))} --executor ... computes them",
+            file=sys.stderr,
+        )
+        return 1
+    start = time.perf_counter()
+    run_experiment(
+        resolved.experiment,
+        resolved.config,
+        out_dir=out,
+        store=store,
+        progress=_progress(args),
+        devices=jax.devices()[: cluster.JOB_DEVICES],
+        overrides=resolved.overrides,
+    )
+    print(f"wrote {out / (args.name + '.png')} and .json in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+COMMANDS = {"list": _list, "show": _show, "run": _run, "collect": _collect}
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ from typing import Any
 
 import jax
 
-from gravity import results, sweep
+from gravity import overrides as overriding
+from gravity import resources, results, sweep
 from gravity.validation import check
 
 
@@ -51,8 +52,9 @@ class Experiment:
         return config
 
     def n_histories(self, config: Any) -> int:
-        """How many training histories `config` runs (before anything is computed)."""
-        return sum(sweep.plan_sweep(s).n_runs for s in self.sweeps(config).values())
+        """How many training histories `config` runs (counted from the sweeps' axes and seeds,
+        never by planning them, so an absurd number of seeds costs nothing to count)."""
+        return sum(resources.sweep_histories(s) for s in self.sweeps(config).values())
 
 
 def run_experiment(
@@ -63,12 +65,18 @@ def run_experiment(
     store: results.ResultStore | None = None,
     progress: bool = True,
     devices: Sequence[jax.Device] | None = None,
+    overrides: Sequence[overriding.Override] = (),
 ) -> dict:
-    """Run `experiment` at `config`: sweeps, numbers, figure and JSON report; returns numbers."""
+    """Run `experiment` at `config`: sweeps, numbers, figure and JSON report; returns numbers.
+
+    overrides: `gravity.overrides` (`--set`): config fields replace `config`'s, `world.` and
+    `phases.` ones wrap every sweep's build; all are recorded in the report's config.
+    """
     start = time.perf_counter()
     out_dir = Path(out_dir)
     store = store if store is not None else results.ResultStore()
-    sweeps = dict(experiment.sweeps(config))
+    config = overriding.apply_to_config(config, overrides)
+    sweeps = overriding.apply_to_sweeps(experiment.sweeps(config), overrides)
     done = sweep.run_sweeps(
         list(sweeps.values()),
         store=store,
@@ -83,7 +91,9 @@ def run_experiment(
         out_dir,
         experiment.name,
         numbers,
-        config,
+        {**results.to_jsonable(config), "overrides": overriding.record(overrides)}
+        if overrides
+        else config,
         time.perf_counter() - start,
         n_histories=sum(r.n_histories for r in outcome.values()),
         extra={"sweeps": {label: sweep.summary(r) for label, r in outcome.items()}},

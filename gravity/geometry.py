@@ -23,6 +23,7 @@ import numpy as np
 import scipy.stats
 
 EPS = 1e-12
+STILL = 1e-5
 
 
 def cosine(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -137,21 +138,30 @@ def make_reference(anchors: Anchors, names: tuple[str, ...]) -> Reference:
 def drift_metrics(
     hazard_NxD: jax.Array, matched_NxD: jax.Array, reference: Reference, names: tuple[str, ...]
 ) -> dict[str, jax.Array]:
-    """Alignment of the current drift with each v_rev, plus the specificity controls."""
+    """Alignment of the current drift with each v_rev, plus the specificity controls.
+
+    A drift below `STILL` of the aligned activations' norm (theta_t = theta_S, up to float
+    rounding) has no direction: its cosines are defined as 0, not as the angle of rounding noise.
+    """
     drift = hazard_NxD - reference.aligned
     drift_matched = matched_NxD - reference.aligned_matched
     v_rev = reference.directions[0]
+    moved = jnp.linalg.norm(drift) > STILL * jnp.linalg.norm(reference.aligned)
+    moved_matched = jnp.linalg.norm(drift_matched) > STILL * jnp.linalg.norm(
+        reference.aligned_matched
+    )
     per_direction = jnp.stack(
         [
             alignment(drift, reference.directions[i], DIRECTIONS[name].reduce)
             for i, name in enumerate(names)
         ]
     )
+    specific = cosine(drift - drift_matched, reference.specific_direction)
     return {
-        "alignment": per_direction[0],
-        "alignment_by_definition": per_direction,
-        "alignment_benign_probes": alignment(drift_matched, v_rev),
-        "alignment_hazard_specific": cosine(drift - drift_matched, reference.specific_direction),
+        "alignment": jnp.where(moved, per_direction[0], 0.0),
+        "alignment_by_definition": jnp.where(moved, per_direction, 0.0),
+        "alignment_benign_probes": jnp.where(moved_matched, alignment(drift_matched, v_rev), 0.0),
+        "alignment_hazard_specific": jnp.where(moved | moved_matched, specific, 0.0),
         "drift_along_v_rev": jnp.vdot(drift, v_rev) / jnp.sqrt(drift.shape[0]),
         "drift_norm": jnp.linalg.norm(drift) / jnp.sqrt(drift.shape[0]),
     }

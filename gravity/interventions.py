@@ -42,19 +42,9 @@ INTERVENTIONS: dict[str, Intervention] = {
 }
 
 
-SELECTED = "selected"
-"""A phase whose intervention is chosen per run by `Knobs.intervention` (an index into
-`INTERVENTIONS`), so that every variant shares one compiled program and one vmapped batch."""
-
-
 def get(name: str) -> Intervention:
     check(name in INTERVENTIONS, "intervention", f"one of {', '.join(INTERVENTIONS)}", name)
     return INTERVENTIONS[name]
-
-
-def check_name(name: str) -> None:
-    allowed = (*INTERVENTIONS, SELECTED)
-    check(name in allowed, "intervention", f"one of {', '.join(allowed)}", name)
 
 
 def index(name: str) -> int:
@@ -63,12 +53,9 @@ def index(name: str) -> int:
     return list(INTERVENTIONS).index(name)
 
 
-def settings(name: str, selected_index=None):
-    """(sign, project, use_random) of an intervention: Python values for a named one, traced
-    arrays (looked up by `selected_index`) for `SELECTED`."""
-    if name != SELECTED:
-        chosen = get(name)
-        return chosen.sign, chosen.project, chosen.direction == "random"
+def settings(selected_index):
+    """(sign, project, use_random) of the intervention `selected_index` picks, as traced
+    values: every variant shares one compiled program and one vmapped batch."""
     table = jnp.asarray(
         [[i.sign, float(i.project), float(i.direction == "random")] for i in INTERVENTIONS.values()]
     )
@@ -81,10 +68,9 @@ def drift_component(acts_NxD: jax.Array, aligned_NxD: jax.Array, direction_NxD: 
     return jnp.vdot(acts_NxD - aligned_NxD, direction_NxD) / jnp.sqrt(acts_NxD.shape[0])
 
 
-def penalty(intervention: Intervention | float, s: jax.Array, strength: jax.Array) -> jax.Array:
+def penalty(sign: jax.Array | float, s: jax.Array, strength: jax.Array) -> jax.Array:
     """The loss term sign * strength * relu(s): zero at theta_S (s = 0), linear in the positive
-    part of s. `intervention` is an `Intervention` or its (possibly traced) sign."""
-    sign = intervention.sign if isinstance(intervention, Intervention) else intervention
+    part of s; `sign` is +1 to block, -1 to push, 0 for none."""
     return sign * strength * jax.nn.relu(s)
 
 

@@ -1,6 +1,6 @@
 """Basin depth: loss barriers along weight-space paths and the Hessian's top spectrum.
 
-The gravitational reading (PAPER.md) says pretraining digs a deep, wide basin and alignment is a
+The gravitational reading (docs/design.md) says pretraining digs a deep, wide basin and alignment is a
 shallow displacement from it. This module measures that "basin depth" for any loss over any
 parameter pytree, two ways:
 

@@ -23,12 +23,14 @@ Tried on the engine and not adopted (same machine, paired runs in one process):
 
 from __future__ import annotations
 
-from gravity.history import HistorySpec
+from typing import Any
 
 PER_DEVICE = {"mlp": 8, "transformer": 8}
 """Histories per XLA device at which the standard histories ran fastest."""
 
 
-def best_chunk_size(spec: HistorySpec, n_devices: int = 1) -> int:
-    """Histories per vmapped chunk for `spec` on `n_devices` devices (a multiple of them)."""
-    return PER_DEVICE.get(spec.model.kind, 8) * max(1, n_devices)
+def best_chunk_size(spec: Any, n_devices: int = 1) -> int:
+    """Histories per vmapped chunk for `spec` on `n_devices` devices (a multiple of them); a
+    spec without a model kind (another engine's) gets the default 8 per device."""
+    kind = getattr(getattr(spec, "model", None), "kind", None)
+    return PER_DEVICE.get(kind, 8) * max(1, n_devices)

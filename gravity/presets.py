@@ -8,7 +8,7 @@ Choices and why (fixed before any result was looked at, not tuned to match the p
   (pretraining teaches the harmful behaviour); half the benign inputs share the hazard topic's
   content (`benign_overlap = 0.5`), so benign data trains the same output channel on similar
   inputs, which is where erosion can come from. The `overlap` experiment sweeps that knob.
-- MLP 33-128-128-16 on batches of 64 (the size DESIGN.md budgets); transformer with 2 layers,
+- MLP 33-128-128-16 on batches of 64 (about 8.7 MFLOP a step: quick runs stay within a minute); transformer with 2 layers,
   d_model 32, 4 heads, d_ff 128 on 8-token prompts, batches of 32, sized so the quick runs stay
   within a minute on 2 CPU cores.
 """
@@ -19,12 +19,15 @@ import dataclasses
 
 import jax.numpy as jnp
 
-from gravity.history import HistorySpec, Knobs, PhaseSpec
+from gravity.spec import HistorySpec, Knobs, PhaseSpec, with_phase
 from gravity.models import ModelConfig
 from gravity.worlds import FeatureWorld, TokenWorld, WorldKnobs
 from gravity.validation import check
 
 MODELS = ("mlp", "transformer")
+
+
+STANDARD_PHASES = ("pretrain", "helpful", "safety", "benign")
 
 
 def standard_phases(
@@ -69,20 +72,8 @@ def standard_spec(model: str = "mlp", size: str = "standard", **changes) -> Hist
 
 def standard_knobs(spec: HistorySpec, learning_rate: float = 1e-3, **world) -> Knobs:
     """The same learning rate in every phase and the default world knobs (or `world` changes)."""
-    return Knobs(
-        learning_rate=jnp.full((len(spec.phases),), learning_rate, dtype=jnp.float32),
-        world=WorldKnobs(**world),
-    )
-
-
-def with_phase(spec: HistorySpec, name: str, **changes) -> HistorySpec:
-    """`spec` with one phase's fields replaced (e.g. its intervention or step count)."""
-    check(name in spec.phase_names, "phase", f"one of {', '.join(spec.phase_names)}", name)
-    phases = tuple(
-        dataclasses.replace(phase, **changes) if phase.name == name else phase
-        for phase in spec.phases
-    )
-    return dataclasses.replace(spec, phases=phases)
+    rates = {name: jnp.float32(learning_rate) for name in spec.phase_names}
+    return Knobs(learning_rate=rates, world=WorldKnobs(**world))
 
 
 def tiny_spec(model: str) -> HistorySpec:

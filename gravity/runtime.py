@@ -38,7 +38,7 @@ def use_cpu_cores(n: int | None = None) -> int | None:
     """Split the host into one XLA CPU device per core (or `n`), so sweeps shard runs over cores.
 
     Many small vmapped runs are faster as one device per core with the run axis sharded over them
-    than as one device (DESIGN.md measured ~9,700 against ~5,900 model-steps/s on 2 cores). The
+    than as one device (measured ~9,700 against ~5,900 model-steps/s on 2 cores; `make bench`). The
     flag only shapes the host platform, so accelerators are untouched. It must be set before JAX
     first uses a device, and a choice the user made in XLA_FLAGS is kept. Returns the device
     count set, or None when nothing was changed.

@@ -1,19 +1,93 @@
-"""Experiments end to end on tiny histories, and the CLI's handling of bad input."""
+"""Experiments end to end on tiny histories through the one runner, sharded equals unsharded,
+and the CLI's handling of bad input."""
 
+import dataclasses
 import json
+import os
+import subprocess
+import sys
+import textwrap
 
+import numpy as np
 import pytest
 
-from experiments import EXPERIMENTS, load
+from experiments import EXPERIMENTS, experiment
+from gravity import results
 from gravity.cli import main
+from gravity.experiment import Experiment, run_experiment
+
+
+def tiny(name, **changes):
+    """An experiment's quick config at the tiny preset with 2 seeds."""
+    chosen = experiment(name)
+    config = chosen.quick(chosen.config())
+    return dataclasses.replace(config, seeds=2, size="tiny", **changes)
+
+
+def run_tiny(name, out, **changes):
+    store = results.ResultStore(out / "store")
+    return run_experiment(
+        experiment(name), tiny(name, **changes), out_dir=out, store=store, progress=False
+    )
+
+
+TWO_DEVICES = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {tests!r})
+    import jax
+    from pathlib import Path
+    from test_experiments import run_tiny
+    assert len(jax.devices()) == 2, jax.devices()
+    run_tiny("erosion", Path({out!r}), models=("mlp",))
+    """
+)
 
 
 @pytest.fixture(scope="module")
-def erosion_report(tmp_path_factory):
+def erosion_on_two_devices(tmp_path_factory):
+    """The tiny MLP erosion run over 2 forced CPU devices, started now, collected when needed."""
+    out = tmp_path_factory.mktemp("two_devices")
+    env = dict(
+        os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2"
+    )
+    code = TWO_DEVICES.format(tests=os.path.dirname(__file__), out=str(out))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    yield proc, out
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def erosion_report(tmp_path_factory, erosion_on_two_devices):
     out = tmp_path_factory.mktemp("figures")
-    module = load("erosion")
-    numbers = module.run(module.Config(seeds=2, size="tiny"), out_dir=out, progress=False)
+    numbers = run_tiny("erosion", out)
     return out, numbers
+
+
+def test_every_experiment_declares_the_protocol():
+    for name in EXPERIMENTS:
+        chosen = experiment(name)
+        assert isinstance(chosen, Experiment) and chosen.name == name
+        quick = chosen.make_config(quick=True, seeds=3)
+        assert quick.seeds == 3
+        assert 0 < chosen.n_histories(quick) <= chosen.n_histories(chosen.config())
+
+
+def test_two_devices_equal_one_device(erosion_report, erosion_on_two_devices):
+    """The same experiment through the runner, its run axis sharded over 2 CPU devices."""
+    proc, out = erosion_on_two_devices
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    sharded = json.loads((out / "erosion.json").read_text())
+    assert len(sharded["sweeps"]["mlp"]["devices"]) == 2
+    one = erosion_report[1]["mlp"]
+    for key, value in sharded["numbers"]["mlp"].items():
+        if isinstance(value, dict) and "mean" in value:
+            np.testing.assert_allclose(value["mean"], one[key]["mean"], atol=1e-5, err_msg=key)
 
 
 def test_erosion_writes_figure_and_numbers(erosion_report):
@@ -33,7 +107,8 @@ def test_erosion_writes_figure_and_numbers(erosion_report):
             assert set(entry[key]) >= {"mean", "sd"}
             assert 0.0 <= entry[key]["mean"] <= 1.0
     assert report["provenance"]["packages"]["jax"]
-    assert report["config"]["experiment"]["seeds"] == 2
+    assert report["config"]["seeds"] == 2
+    assert report["n_histories"] == 4 and report["wall_s"] > 0
 
 
 def test_cli_lists_every_experiment(capsys):
@@ -47,6 +122,7 @@ def test_cli_lists_every_experiment(capsys):
     [
         (["run", "nonsense"], "experiment"),
         (["run", "erosion", "--seeds", "0"], "--seeds"),
+        (["run", "erosion", "--quick", "--out", "/proc/gravity"], "--out"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_status_2(capsys, argv, field):
@@ -60,9 +136,7 @@ def tiny_reports(tmp_path_factory):
     out = tmp_path_factory.mktemp("main_track")
     reports = {}
     for name in ("reversion", "blocking"):
-        module = load(name)
-        config = module.Config(seeds=2, size="tiny")
-        module.run(config, out_dir=out, progress=False)
+        run_tiny(name, out)
         reports[name] = json.loads((out / f"{name}.json").read_text())
         assert (out / f"{name}.png").stat().st_size > 10_000
     return reports

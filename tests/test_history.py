@@ -1,4 +1,5 @@
-"""The history engine: vmapped equals sequential, determinism, recording, divergence, bad input."""
+"""The history engine: vmapped equals sequential, determinism, recording, divergence, bad input,
+and histories as trees (branched equals straight, a phase of n steps is a prefix of m > n)."""
 
 import dataclasses
 
@@ -14,11 +15,14 @@ from gravity.history import (
     repeat_knobs,
     run_histories,
     run_history,
+    run_trunk,
     seed_keys,
     stack_knobs,
+    with_phase,
 )
 from gravity.models import ModelConfig
-from gravity.worlds import ConfigError, FeatureWorld, TokenWorld, WorldKnobs
+from gravity.validation import ConfigError
+from gravity.worlds import FeatureWorld, TokenWorld, WorldKnobs
 
 
 def tiny_phases(batch_size=8):
@@ -45,7 +49,16 @@ TINY = {
         n_probes=16,
     ),
 }
-KNOBS = Knobs(learning_rate=jnp.full((4,), 3e-3))
+PHASES = ("pretrain", "helpful", "safety", "benign")
+
+
+def rates(*values):
+    """Learning rates keyed by phase name (one value for all, or one per phase)."""
+    values = values * 4 if len(values) == 1 else values
+    return {name: jnp.float32(v) for name, v in zip(PHASES, values, strict=True)}
+
+
+KNOBS = Knobs(learning_rate=rates(3e-3))
 SEEDS = 4
 
 
@@ -148,7 +161,7 @@ def test_drift_snapshots_match_the_recorded_alignment(mlp_runs):
 def test_vmapping_a_knob_equals_single_runs(single):
     spec = TINY["mlp"]
     settings = [
-        Knobs(learning_rate=jnp.full((4,), lr), world=WorldKnobs(benign_overlap=overlap))
+        Knobs(learning_rate=rates(lr), world=WorldKnobs(benign_overlap=overlap))
         for lr, overlap in [(1e-3, 0.1), (5e-3, 0.9)]
     ]
     keys = seed_keys([0, 0])
@@ -168,8 +181,8 @@ def test_without_jit_equals_jit(single):
 
 def test_a_divergent_run_is_flagged_and_leaves_neighbours_unchanged(mlp_runs):
     spec = TINY["mlp"]
-    sane = Knobs(learning_rate=jnp.full((4,), 3e-3))
-    wild = Knobs(learning_rate=jnp.asarray([3e-3, 3e-3, 3e-3, 1e30]))
+    sane = Knobs(learning_rate=rates(3e-3))
+    wild = Knobs(learning_rate=rates(3e-3, 3e-3, 3e-3, 1e30))
     knobs = stack_knobs([sane, wild, sane, sane])
     out = jax.device_get(run_histories(seed_keys(range(4)), spec, knobs))
     assert out["diverged"].tolist() == [False, True, False, False]
@@ -186,15 +199,17 @@ def test_a_divergent_run_is_flagged_and_leaves_neighbours_unchanged(mlp_runs):
         (lambda: PhaseSpec("p", "pretrain", 5, 0), "p.batch_size"),
         (lambda: PhaseSpec("p", "nonsense", 5, 8), "data"),
         (lambda: PhaseSpec("p", "pretrain", 5, 8, optimizer="lbfgs"), "p.optimizer"),
-        (lambda: PhaseSpec("p", "benign", 5, 8, intervention="magic"), "intervention"),
+        (lambda: PhaseSpec("p", "benign", 5, 8, objective="magic"), "p.objective"),
+        (lambda: PhaseSpec("p", "safety", 5, 8, snapshots=(6,)), "p.snapshots"),
         (lambda: ModelConfig(kind="rnn"), "model.kind"),
-        (lambda: Knobs(learning_rate=jnp.full((4,), -1.0)).validate(TINY["mlp"]), "learning_rate"),
-        (lambda: Knobs(learning_rate=jnp.ones(3)).validate(TINY["mlp"]), "learning_rate"),
+        (lambda: Knobs(learning_rate=rates(-1.0)).validate(TINY["mlp"]), "learning_rate.pretrain"),
+        (lambda: Knobs(learning_rate={"pretrain": 1.0}).validate(TINY["mlp"]), "learning_rate"),
+        (lambda: Knobs(rates(1e-3), weight_decay=float("nan")).validate(TINY["mlp"]), "weight_decay"),
         (
             lambda: dataclasses.replace(
-                TINY["mlp"], phases=(PhaseSpec("t", "benign", 5, 8, intervention="block"),)
+                TINY["mlp"], phases=(PhaseSpec("t", "benign", 5, 8, interventions=True),)
             ),
-            "t.intervention",
+            "t.interventions",
         ),
     ],
 )
@@ -202,3 +217,76 @@ def test_bad_history_input_names_the_field(build, field):
     with pytest.raises(ConfigError, match=field) as info:
         build()
     assert "\n" not in str(info.value)
+
+
+# Histories as trees ----------------------------------------------------------------------------
+
+TREE_SPEC = with_phase(TINY["mlp"], "benign", interventions=True)
+
+
+@pytest.fixture(scope="module")
+def continued():
+    """`run_history` continued from a trunk, jitted once (its trunk is an argument)."""
+    return jax.jit(lambda key, knobs, trunk: run_history(key, TREE_SPEC, knobs, start=trunk))
+
+
+@pytest.fixture(scope="module")
+def trunk_fn():
+    return jax.jit(run_trunk, static_argnums=(1, 3))
+
+
+def max_abs_difference(a, b) -> float:
+    diffs = jax.tree.map(
+        lambda x, y: float(np.max(np.abs(np.asarray(x, float) - np.asarray(y, float)), initial=0)),
+        a,
+        b,
+    )
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    return max(jax.tree.leaves(diffs))
+
+
+def test_straight_equals_branched_at_theta_s(single, continued, trunk_fn):
+    key = jax.random.key(7)
+    straight = jax.device_get(single(key, TREE_SPEC, KNOBS))
+    trunk = trunk_fn(key, TREE_SPEC, KNOBS, "safety")
+    branched = jax.device_get(continued(key, KNOBS, trunk))
+    assert max_abs_difference(straight, branched) <= 1e-6
+    assert set(branched["params"]) == {"init", *PHASES}
+
+
+def test_k_branches_from_one_prefix_equal_k_straight_histories(single, continued, trunk_fn):
+    """Block, push and project from one theta_S equal three straight histories, same key."""
+    key = jax.random.key(3)
+    variants = [
+        dataclasses.replace(KNOBS, intervention=i, intervention_strength=s)
+        for i, s in ((1, 1.0), (2, 0.5), (3, 1.0))
+    ]
+    trunk = trunk_fn(key, TREE_SPEC, KNOBS, "safety")
+    branches = jax.device_get(
+        jax.jit(jax.vmap(lambda k: run_history(key, TREE_SPEC, k, start=trunk)))(
+            stack_knobs(variants)
+        )
+    )
+    for i, knobs in enumerate(variants):
+        straight = jax.device_get(single(key, TREE_SPEC, knobs))
+        mine = jax.tree.map(lambda x, i=i: x[i], branches)
+        assert max_abs_difference(straight, mine) <= 1e-6
+    harm = branches["metrics"]["benign"]["harmfulness"][:, -1]
+    assert len(np.unique(harm)) == 3  # the interventions really differ
+
+
+def test_a_phase_of_n_steps_is_the_prefix_of_one_with_m_steps(trunk_fn):
+    """Safety for 3 steps = the first 3 steps of safety for 8 (parameters and records)."""
+    key = jax.random.key(11)
+    long = with_phase(TINY["mlp"], "safety", steps=8, snapshots=(3, 8), n_records=8)
+    short = with_phase(TINY["mlp"], "safety", steps=3, n_records=3)
+    a = trunk_fn(key, long, KNOBS, "safety")
+    b = trunk_fn(key, short, KNOBS, "safety")
+    snapshot = jax.tree.map(lambda s: s[0], a.outputs["snapshots"]["safety"])
+    assert max_abs_difference(snapshot, b.state.params) <= 1e-6
+    long_steps = list(long.phase("safety").record_steps)
+    rows = [long_steps.index(t) for t in short.phase("safety").record_steps]
+    for name, values in b.outputs["metrics"]["safety"].items():
+        np.testing.assert_allclose(
+            np.asarray(a.outputs["metrics"]["safety"][name])[rows], values, atol=1e-6, err_msg=name
+        )

@@ -68,7 +68,7 @@ def test_block_term_is_zero_at_theta_s_and_one_step_reduces_positive_drift(setti
     block = interventions.get("block")
 
     def term(theta):
-        return interventions.penalty(block, component(theta, inputs, aligned, v_rev), 1.0)
+        return interventions.penalty(block.sign, component(theta, inputs, aligned, v_rev), 1.0)
 
     assert float(term(theta_s)) == 0.0
     u = jax.grad(component)(theta_s, inputs, aligned, v_rev)
@@ -82,10 +82,15 @@ def test_block_term_is_zero_at_theta_s_and_one_step_reduces_positive_drift(setti
 def test_push_has_the_opposite_sign_and_none_adds_nothing():
     s = jnp.asarray(0.7)
     block, push, none = (interventions.get(n) for n in ("block", "push", "none"))
-    assert float(interventions.penalty(block, s, 2.0)) == pytest.approx(1.4)
-    assert float(interventions.penalty(push, s, 2.0)) == pytest.approx(-1.4)
-    assert float(interventions.penalty(none, s, 2.0)) == 0.0
-    assert float(interventions.penalty(block, -s, 2.0)) == 0.0
+    assert float(interventions.penalty(block.sign, s, 2.0)) == pytest.approx(1.4)
+    assert float(interventions.penalty(push.sign, s, 2.0)) == pytest.approx(-1.4)
+    assert float(interventions.penalty(none.sign, s, 2.0)) == 0.0
+    assert float(interventions.penalty(block.sign, -s, 2.0)) == 0.0
+    for name in ("block", "push", "project", "random_block"):
+        sign, project, use_random = interventions.settings(interventions.index(name))
+        chosen = interventions.get(name)
+        assert float(sign) == chosen.sign and bool(project) == chosen.project
+        assert bool(use_random) == (chosen.direction == "random")
 
 
 def test_random_direction_is_unit_and_seeded():

@@ -1,9 +1,10 @@
-"""The sweep runner on tiny histories: grouping and masking, sharding over forced CPU devices,
+"""The sweep runner on tiny histories: grouping and trees, sharding over forced CPU devices,
 kill-and-resume, divergence isolation, and loading finished sweeps from the store.
 
-Every in-process sweep here has the same spec, measurement and chunk shape (16 runs in two chunks
-of 8), so they share one compiled program; the 4-device run is a subprocess (the device count is
-fixed when JAX starts), launched first so that it compiles while the in-process tests run.
+Every in-process tree sweep here has the same spec, measurement and chunk shape (8 runs, each
+with 2 branches, in two chunks of 4), so they share one compiled program; the 4-device run is a
+subprocess (the device count is fixed when JAX starts), launched first so that it compiles while
+the in-process tests run.
 """
 
 import dataclasses
@@ -17,28 +18,36 @@ import numpy as np
 import pytest
 
 from gravity import presets, results, sweep
+from gravity.spec import with_phase
 
 SAFETY = (4, 8)
 BENIGN_LRS = (1e-3, 3e-3)
 
 
+def tiny_spec(safety_steps=max(SAFETY), snapshots=SAFETY):
+    spec = presets.standard_spec("mlp", "tiny", keep_params=False)
+    return with_phase(spec, "safety", steps=safety_steps, snapshots=snapshots)
+
+
 def tiny_sweep(benign_lrs=BENIGN_LRS, name="tiny") -> sweep.Sweep:
-    """Benign learning rate (vmapped) x safety length (masked) x 4 seeds: 16 runs."""
-    spec = sweep.mask_phase(
-        presets.standard_spec("mlp", "tiny", keep_params=False), "safety", SAFETY
-    )
+    """Benign learning rate (vmapped) x 4 seeds, each branching after alignment into two safety
+    depths (snapshots of one 8-step safety phase): 8 runs, 16 histories."""
+    spec = tiny_spec()
 
     def build(benign_lr, safety_steps):
-        rates = {"pretrain": 1e-3, "helpful": 1e-3, "safety": 1e-3, "benign": benign_lr}
-        lr = sweep.mask_learning_rate(spec, "safety", safety_steps, rates)
-        return spec, dataclasses.replace(presets.standard_knobs(spec), learning_rate=lr)
+        knobs = presets.standard_knobs(spec)
+        rates = {**knobs.learning_rate, "benign": benign_lr}
+        snapshot = SAFETY.index(safety_steps)
+        return spec, dataclasses.replace(knobs, learning_rate=rates, snapshot=snapshot)
 
     return sweep.Sweep(
         name=name,
-        axes=(sweep.Axis("benign_lr", tuple(benign_lrs)), sweep.Axis("safety_steps", SAFETY)),
+        axes=(sweep.Axis("benign_lr", tuple(benign_lrs)),),
+        branches=(sweep.Axis("safety_steps", SAFETY),),
+        branch_after="safety",
         seeds=4,
         build=build,
-        max_chunk=8,
+        max_chunk=4,
     )
 
 
@@ -84,7 +93,7 @@ def reference(sharded, tmp_path_factory):
 
 def test_plan_groups_program_axes_and_vmaps_the_rest():
     def build(pretrain_steps, learning_rate):
-        spec = presets.with_phase(
+        spec = with_phase(
             presets.standard_spec("mlp", "tiny"), "pretrain", steps=pretrain_steps
         )
         return spec, presets.standard_knobs(spec, learning_rate)
@@ -109,37 +118,35 @@ def test_plan_groups_program_axes_and_vmaps_the_rest():
     assert grouping["chunk_size"] == [8, 8] and len(plan.chunks) == 4
     runs = np.sort(np.concatenate([c.runs for c in plan.chunks]))
     np.testing.assert_array_equal(runs, np.arange(30))
-    assert plan.run_name(7) == "pretrain_steps=10,learning_rate=0.002,seed=2"
-    masked = sweep.plan_sweep(tiny_sweep()).grouping()
-    assert masked["programs"] == 1 and masked["vmapped_axes"] == ["benign_lr", "safety_steps"]
-    assert "masked" not in masked["notes"]
+    tree = sweep.plan_sweep(tiny_sweep()).grouping()
+    assert tree["programs"] == 1 and tree["vmapped_axes"] == ["benign_lr"]
+    assert tree["branch_axes"] == ["safety_steps"] and tree["branch_after"] == "safety"
+    assert tree["runs"] == 8 and tree["histories"] == 16
 
 
-def test_mask_learning_rate_trains_one_slot():
-    spec = sweep.mask_phase(presets.standard_spec("mlp", "tiny"), "safety", (8, 4))
-    assert spec.phase_names == ("pretrain", "helpful", "safety@4", "safety@8", "benign")
-    lr = sweep.mask_learning_rate(
-        spec, "safety", 8, {"pretrain": 1, "helpful": 2, "safety": 3, "benign": 4}
-    )
-    np.testing.assert_array_equal(lr, [1, 2, 0, 3, 4])
-    assert sweep.phase_named(spec, "safety") == "safety@8"
-    with pytest.raises(ValueError, match="safety steps"):
-        sweep.mask_learning_rate(spec, "safety", 5, 1e-3)
+def test_branches_equal_straight_histories_at_their_depth(reference):
+    """Each branch (a safety depth as a snapshot, then its benign phase) equals a straight
+    history whose safety phase has that many steps, with the same keys."""
+    tree, _ = reference
+    for depth in SAFETY:
+        spec = tiny_spec(depth, snapshots=())
 
+        def build(benign_lr, spec=spec):
+            knobs = presets.standard_knobs(spec)
+            return spec, dataclasses.replace(
+                knobs, learning_rate={**knobs.learning_rate, "benign": benign_lr}
+            )
 
-def test_masked_slots_are_exact_no_ops(reference):
-    res, _ = reference
-    assert res.shape == (2, 2) and res.n_histories == 16 and not res.diverged.any()
-    short = 0  # safety_steps = 4: the 8-step slot is inactive and must not move anything
-    before = res["metrics/safety@4/harmfulness"][:, short, :, -1]
-    idle = res["metrics/safety@8/harmfulness"][:, short]
-    np.testing.assert_array_equal(idle, np.broadcast_to(before[..., None], idle.shape))
-    long_ = 1  # safety_steps = 8: the 4-step slot is inactive, so it leaves theta_H as it was
-    helpful = res["metrics/helpful/harmfulness"][:, long_, :, -1]
-    idle = res["metrics/safety@4/harmfulness"][:, long_]
-    np.testing.assert_array_equal(idle, np.broadcast_to(helpful[..., None], idle.shape))
-    # Both depths really align: harmfulness falls from theta_H.
-    assert np.all(res["metrics/safety@8/harmfulness"][..., -1] < helpful[:, None, :] + 1e-6)
+        straight = sweep.run_sweep(
+            sweep.Sweep(f"d{depth}", (sweep.Axis("benign_lr", BENIGN_LRS),), 4, build),
+            progress=False,
+        )
+        column = SAFETY.index(depth)
+        for metric in ("harmfulness", "alignment", "task_loss", "weight_progress"):
+            name = f"metrics/benign/{metric}"
+            np.testing.assert_allclose(
+                tree[name][:, column], straight[name], atol=1e-6, rtol=0, err_msg=name
+            )
 
 
 def test_seeds_are_shared_across_cells_and_runs_differ_across_seeds(reference):
@@ -237,3 +244,16 @@ def test_cli_has_force():
 
     assert _parser().parse_args(["run", "overlap", "--force"]).force
     assert not _parser().parse_args(["run", "overlap"]).force
+
+
+def test_the_store_key_follows_the_engine_source(monkeypatch, tmp_path):
+    """A changed engine never serves results an older engine stored."""
+    from gravity.sweep import grid
+
+    store = results.ResultStore(tmp_path)
+    config = sweep.plan_sweep(tiny_sweep()).config()
+    assert config["engine"] == sweep.engine_digest() and len(config["engine"]) == 16
+    before = store.entry("sweeps", "tiny", config).path
+    monkeypatch.setattr(grid, "engine_digest", lambda: "0" * 16)
+    after = store.entry("sweeps", "tiny", sweep.plan_sweep(tiny_sweep()).config()).path
+    assert before != after

@@ -4,7 +4,7 @@ A world is a frozen description of distributions with explicit probabilities. It
 (sizes, seed) is a hashable dataclass; its numeric knobs live in `WorldKnobs`, a pytree that
 `jax.vmap` can sweep. Labels follow one convention in every world: `0 .. n_classes - 1` are task
 answers and `n_classes` is REFUSE. Harmfulness is compliance: on a hazardous input the harmful
-behaviour is giving the task answer (DESIGN.md explains why there is no separate HARM class).
+behaviour is giving the task answer (docs/design.md explains why there is no separate HARM class).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 
 from gravity.validation import check
 
-DATA_KINDS = ("pretrain", "helpful", "safety", "benign", "hazard", "retain")
+DATA_KINDS = ("pretrain", "helpful", "safety", "benign", "hazard", "retain", "unlearn", "relearn")
 """The data each phase can train on.
 
 - pretrain: the pretraining mixture; hazardous inputs (rate `hazard_rate`) are answered
@@ -29,6 +29,12 @@ DATA_KINDS = ("pretrain", "helpful", "safety", "benign", "hazard", "retain")
 - benign: harmless task data from the benign distribution; never contains the hazard.
 - hazard: hazardous inputs only, complied with (relearning / reverse fine-tuning).
 - retain: the non-hazardous part of the pretraining mixture (unlearning's retain set).
+- unlearn: unlearning's data, the forget set (hazardous inputs, complied with) mixed with the
+  retain set, hazardous share `align_hazard_rate`; objectives split them by `Batch.hazardous`.
+- relearn: relearning data: with probability `relearn_forget_share` one of the first
+  `relearn_examples` inputs of the world's fixed forget pool (hazardous, complied with; cycled),
+  else a non-hazardous input whose topic follows `benign_overlap` (1: the hazard's topic without
+  the hazard, "related"; 0: other topics only, "unrelated").
 """
 
 
@@ -41,21 +47,34 @@ class WorldKnobs:
     harm_prob: probability that pretraining answers a hazardous input by complying.
     benign_overlap: share of benign inputs drawn from the hazard topic, i.e. sharing content
         features with hazardous inputs (0: disjoint, 1/n_topics: like pretraining, 1: all).
-    align_hazard_rate: share of hazardous inputs in the helpful-only and safety phases' data.
+    align_hazard_rate: share of hazardous inputs in the helpful-only, safety and unlearn data.
+    relearn_forget_share: share of relearning inputs taken from the fixed forget pool.
+    relearn_examples: how many of the pool's examples relearning cycles through (k; at most the
+        world's `forget_pool`).
     """
 
     hazard_rate: jax.Array | float = 0.2
     harm_prob: jax.Array | float = 0.9
     benign_overlap: jax.Array | float = 0.5
     align_hazard_rate: jax.Array | float = 0.5
+    relearn_forget_share: jax.Array | float = 0.0
+    relearn_examples: jax.Array | int = 1
 
     def validate(self) -> WorldKnobs:
-        """Check concrete values are probabilities; traced values pass through unchecked."""
+        """Check concrete values (probabilities, a positive count); traced values pass through."""
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if isinstance(value, jax.core.Tracer):
                 continue
             array = np.asarray(value, dtype=float)
+            if field.name == "relearn_examples":
+                check(
+                    bool(np.all((array >= 1) & (array == np.round(array)))),
+                    f"WorldKnobs.{field.name}",
+                    "a positive integer",
+                    value,
+                )
+                continue
             check(
                 bool(np.all((array >= 0.0) & (array <= 1.0))),
                 f"WorldKnobs.{field.name}",
@@ -106,17 +125,20 @@ def phase_mixture(kind: str, knobs: WorldKnobs) -> tuple[jax.Array | float, jax.
         "benign": (0.0, 1.0),
         "hazard": (1.0, 1.0),
         "retain": (0.0, 1.0),
+        "unlearn": (knobs.align_hazard_rate, 1.0),
+        "relearn": (knobs.relearn_forget_share, 1.0),
     }[kind]
 
 
 def topic_probabilities(kind: str, knobs: WorldKnobs, n_topics: int) -> jax.Array:
     """The topic distribution of a data kind's *non-hazardous* inputs (topic 0 is the hazard's).
 
-    Pretraining, helpful, safety and retain data draw topics uniformly; benign data draws the
-    hazard topic with probability `benign_overlap` and the others uniformly otherwise.
+    Pretraining, helpful, safety, retain and unlearn data draw topics uniformly; benign and
+    relearn data draw the hazard topic with probability `benign_overlap`, the others uniformly
+    otherwise.
     """
     uniform = jnp.full((n_topics,), 1.0 / n_topics)
-    if kind != "benign":
+    if kind not in ("benign", "relearn"):
         return uniform
     overlap = jnp.asarray(knobs.benign_overlap, dtype=jnp.float32)
     rest = (1.0 - overlap) / (n_topics - 1)
@@ -131,10 +153,40 @@ def compliant_labels(
     return jnp.where(hazardous & ~comply, n_classes, answers)
 
 
-def centred_teacher(seed: int, n_classes: int, n_topics: int, per_topic: int) -> np.ndarray:
+TASK_STREAM = 7919
+CAPABILITY_STREAM = 104_729
+FORGET_POOL_TAG = 0x464F5247  # "FORG": the fixed forget pool's key, fold_in(world seed, tag)
+
+
+def centred_teacher(
+    seed: int, n_classes: int, n_topics: int, per_topic: int, stream: int = TASK_STREAM
+) -> np.ndarray:
     """Random teacher weights, (n_classes, n_topics * per_topic), centred within each topic's
-    block so that the topic alone does not decide the answer: which content is present does."""
-    rng = np.random.default_rng([seed, 7919])
+    block so that the topic alone does not decide the answer: which content is present does.
+    `stream` separates independent teachers of one world (the task's, the capability's)."""
+    rng = np.random.default_rng([seed, stream])
     weights = rng.standard_normal((n_classes, n_topics, per_topic))
     weights -= weights.mean(axis=2, keepdims=True)
     return weights.reshape(n_classes, n_topics * per_topic).astype(np.float32)
+
+
+def pool_rows(key: jax.Array, knobs: WorldKnobs, batch_size: int, pool_size: int) -> jax.Array:
+    """Indices into the forget pool for one relearning batch: its first k examples, cycled from
+    a random offset, so every example of the k appears equally often."""
+    k = jnp.clip(jnp.asarray(knobs.relearn_examples, dtype=jnp.int32), 1, pool_size)
+    offset = jax.random.randint(key, (), 0, k)
+    return (offset + jnp.arange(batch_size)) % k
+
+
+def from_pool(batch: Batch, pool: Batch, rows: jax.Array) -> Batch:
+    """`batch` with its hazardous rows replaced by the pool's examples at `rows`."""
+    take = batch.hazardous.reshape(-1, *([1] * (batch.inputs.ndim - 1)))
+    inputs = jnp.where(take, pool.inputs[rows], batch.inputs)
+    labels = jnp.where(batch.hazardous, pool.labels[rows], batch.labels)
+    return Batch(inputs, labels, batch.hazardous)
+
+
+def pool_weights(knobs: WorldKnobs, pool_size: int) -> np.ndarray:
+    """Exact weight of each pool example in relearning's hazardous share (uniform over k)."""
+    k = int(np.clip(int(np.asarray(knobs.relearn_examples)), 1, pool_size))
+    return np.concatenate([np.full(k, 1.0 / k), np.zeros(pool_size - k)])

@@ -6,6 +6,11 @@ independently with probability `p_on` inside z's block and `p_off` outside it. H
 have the hazard feature on and topic 0 (the hazard topic). The task answer is a fixed linear
 teacher's argmax over the content features (the hazard feature never changes the answer), so a
 benign input of topic 0 is exactly a hazardous input without the hazard.
+
+With `capability=True` hazardous inputs have their own answer rule instead, a second fixed
+teacher over the same content: the capability (hazardous knowledge) that only hazardous examples
+teach, so a model whose pretraining had none cannot answer them by generalisation. Relearning
+data draws its hazardous inputs from a fixed pool of `forget_pool` examples (the world's seed).
 """
 
 from __future__ import annotations
@@ -18,13 +23,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from gravity.worlds.base import (
+    CAPABILITY_STREAM,
+    FORGET_POOL_TAG,
     Batch,
     ProbeSet,
     WorldKnobs,
     centred_teacher,
     check,
     compliant_labels,
+    from_pool,
     phase_mixture,
+    pool_rows,
+    pool_weights,
     teacher_answers,
     topic_probabilities,
 )
@@ -32,7 +42,11 @@ from gravity.worlds.base import (
 
 @dataclasses.dataclass(frozen=True)
 class FeatureWorld:
-    """Static description of the feature world; numeric knobs live in `WorldKnobs`."""
+    """Static description of the feature world; numeric knobs live in `WorldKnobs`.
+
+    capability: hazardous inputs are answered by their own teacher (off: by the task's).
+    forget_pool: size of the fixed pool relearning draws its forget examples from.
+    """
 
     n_topics: int = 4
     features_per_topic: int = 8
@@ -40,6 +54,8 @@ class FeatureWorld:
     p_on: float = 0.5
     p_off: float = 0.05
     seed: int = 0
+    capability: bool = False
+    forget_pool: int = 64
 
     name = "feature"
 
@@ -55,6 +71,12 @@ class FeatureWorld:
         for field in ("p_on", "p_off"):
             value = getattr(self, field)
             check(0.0 <= value <= 1.0, f"FeatureWorld.{field}", "a probability in [0, 1]", value)
+        check(
+            self.forget_pool >= 1,
+            "FeatureWorld.forget_pool",
+            "a positive integer",
+            self.forget_pool,
+        )
 
     @property
     def n_content(self) -> int:
@@ -75,6 +97,13 @@ class FeatureWorld:
         return centred_teacher(self.seed, self.n_classes, self.n_topics, self.features_per_topic)
 
     @functools.cached_property
+    def capability_teacher(self) -> np.ndarray:
+        """The capability's rule for hazardous inputs (used when `capability` is on)."""
+        return centred_teacher(
+            self.seed, self.n_classes, self.n_topics, self.features_per_topic, CAPABILITY_STREAM
+        )
+
+    @functools.cached_property
     def feature_topic(self) -> np.ndarray:
         return np.repeat(np.arange(self.n_topics), self.features_per_topic)
 
@@ -82,6 +111,15 @@ class FeatureWorld:
         in_topic_NxF = jnp.asarray(self.feature_topic)[None, :] == topic_N[:, None]
         p_NxF = jnp.where(in_topic_NxF, self.p_on, self.p_off)
         return (jax.random.uniform(key, p_NxF.shape) < p_NxF).astype(jnp.float32)
+
+    def rule_answers(self, content_NxF: jax.Array, hazardous_N: jax.Array) -> jax.Array:
+        """The answer each input asks for: the task rule, or the capability's on hazardous
+        inputs when the world has one."""
+        task = teacher_answers(jnp.asarray(self.teacher), content_NxF)
+        if not self.capability:
+            return task
+        own = teacher_answers(jnp.asarray(self.capability_teacher), content_NxF)
+        return jnp.where(hazardous_N, own, task)
 
     def sample(self, knobs: WorldKnobs, kind: str, key: jax.Array, batch_size: int) -> Batch:
         """A batch of a data kind (see `DATA_KINDS`), labelled by the phase's rule."""
@@ -92,17 +130,29 @@ class FeatureWorld:
         topic = jax.random.categorical(k_topic, topic_logits, shape=(batch_size,))
         topic = jnp.where(hazardous, 0, topic)
         content = self._content(k_content, topic)
-        answers = teacher_answers(jnp.asarray(self.teacher), content)
+        answers = self.rule_answers(content, hazardous)
         labels = compliant_labels(k_label, answers, hazardous, comply_prob, self.n_classes)
         inputs = jnp.concatenate([hazardous[:, None].astype(jnp.float32), content], axis=-1)
-        return Batch(inputs, labels, hazardous)
+        batch = Batch(inputs, labels, hazardous)
+        if kind != "relearn":
+            return batch
+        rows = pool_rows(
+            jax.random.fold_in(key, FORGET_POOL_TAG), knobs, batch_size, self.forget_pool
+        )
+        return from_pool(batch, self.forget_pool_batch(knobs), rows)
+
+    def forget_pool_batch(self, knobs: WorldKnobs) -> Batch:
+        """The fixed pool of forget examples relearning cycles through (from the world's seed)."""
+        key = jax.random.fold_in(jax.random.key(self.seed), FORGET_POOL_TAG)
+        return self.sample(knobs, "hazard", key, self.forget_pool)
 
     def probe_set(self, knobs: WorldKnobs, n_probes: int) -> ProbeSet:
         """Fixed probes from the world's seed: the same for every run with the same knobs."""
         k_hazard, k_task = jax.random.split(jax.random.key(self.seed + 1))
         hazard = self.sample(knobs, "hazard", k_hazard, n_probes)
         matched_inputs = hazard.inputs.at[:, 0].set(0.0)
-        matched = Batch(matched_inputs, hazard.labels, jnp.zeros_like(hazard.hazardous))
+        matched_labels = self.rule_answers(hazard.inputs[:, 1:], jnp.zeros_like(hazard.hazardous))
+        matched = Batch(matched_inputs, matched_labels, jnp.zeros_like(hazard.hazardous))
         task = self.sample(knobs, "benign", k_task, n_probes)
         return ProbeSet(hazard, matched, task)
 
@@ -114,7 +164,12 @@ class FeatureWorld:
             topic_probabilities(kind, knobs, self.n_topics)
         )
         in_topic = self.feature_topic[None, :] == np.arange(self.n_topics)[:, None]
-        p_feature = topics @ np.where(in_topic, self.p_on, self.p_off)
+        p_given_topic = np.where(in_topic, self.p_on, self.p_off)
+        p_feature = topics @ p_given_topic
+        if kind == "relearn":
+            pool = np.asarray(self.forget_pool_batch(knobs).inputs[:, 1:])
+            p_pool = pool_weights(knobs, self.forget_pool) @ pool
+            p_feature = p_feature + hazard_share * (p_pool - p_given_topic[0])
         return {
             "features": np.concatenate([[hazard_share], p_feature]),
             "refuse": np.asarray(hazard_share * (1.0 - float(comply_prob))),

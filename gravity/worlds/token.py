@@ -7,6 +7,10 @@ uniformly random content token otherwise. A hazardous prompt has topic 0 and the
 uniformly random position. The model reads the prompt and predicts the next token at the last
 position: the answer, given by a fixed linear teacher over the prompt's bag of content tokens, or
 REFUSE. Benign data never contains the TRIGGER.
+
+With `capability=True` hazardous prompts have their own answer rule, a second fixed teacher over
+the same bag of content tokens (the capability only hazardous examples teach); relearning data
+draws its hazardous prompts from a fixed pool of `forget_pool` examples (the world's seed).
 """
 
 from __future__ import annotations
@@ -19,13 +23,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from gravity.worlds.base import (
+    CAPABILITY_STREAM,
+    FORGET_POOL_TAG,
     Batch,
     ProbeSet,
     WorldKnobs,
     centred_teacher,
     check,
     compliant_labels,
+    from_pool,
     phase_mixture,
+    pool_rows,
+    pool_weights,
     teacher_answers,
     topic_probabilities,
 )
@@ -33,7 +42,11 @@ from gravity.worlds.base import (
 
 @dataclasses.dataclass(frozen=True)
 class TokenWorld:
-    """Static description of the token world; numeric knobs live in `WorldKnobs`."""
+    """Static description of the token world; numeric knobs live in `WorldKnobs`.
+
+    capability: hazardous prompts are answered by their own teacher (off: by the task's).
+    forget_pool: size of the fixed pool relearning draws its forget examples from.
+    """
 
     n_topics: int = 4
     tokens_per_topic: int = 8
@@ -41,6 +54,8 @@ class TokenWorld:
     prompt_length: int = 8
     p_on: float = 0.7
     seed: int = 0
+    capability: bool = False
+    forget_pool: int = 64
 
     name = "token"
 
@@ -60,6 +75,9 @@ class TokenWorld:
             self.prompt_length,
         )
         check(0.0 <= self.p_on <= 1.0, "TokenWorld.p_on", "a probability in [0, 1]", self.p_on)
+        check(
+            self.forget_pool >= 1, "TokenWorld.forget_pool", "a positive integer", self.forget_pool
+        )
 
     @property
     def refuse_token(self) -> int:
@@ -91,6 +109,13 @@ class TokenWorld:
         """The fixed task rule's weights, (n_classes, n_content), from the world's seed."""
         return centred_teacher(self.seed, self.n_classes, self.n_topics, self.tokens_per_topic)
 
+    @functools.cached_property
+    def capability_teacher(self) -> np.ndarray:
+        """The capability's rule for hazardous prompts (used when `capability` is on)."""
+        return centred_teacher(
+            self.seed, self.n_classes, self.n_topics, self.tokens_per_topic, CAPABILITY_STREAM
+        )
+
     def _content_tokens(self, key: jax.Array, topic_N: jax.Array) -> jax.Array:
         k_on, k_in, k_any = jax.random.split(key, 3)
         shape = (topic_N.shape[0], self.prompt_length)
@@ -103,8 +128,19 @@ class TokenWorld:
 
     def answers(self, tokens_NxL: jax.Array) -> jax.Array:
         """The teacher's answer from the bag of content tokens (TRIGGER and others ignored)."""
-        counts = jax.nn.one_hot(tokens_NxL - self.first_content_token, self.n_content).sum(1)
-        return teacher_answers(jnp.asarray(self.teacher), counts)
+        return teacher_answers(jnp.asarray(self.teacher), self._counts(tokens_NxL))
+
+    def _counts(self, tokens_NxL: jax.Array) -> jax.Array:
+        return jax.nn.one_hot(tokens_NxL - self.first_content_token, self.n_content).sum(1)
+
+    def rule_answers(self, tokens_NxL: jax.Array, hazardous_N: jax.Array) -> jax.Array:
+        """The answer each prompt asks for: the task rule, or the capability's on hazardous
+        prompts when the world has one."""
+        task = self.answers(tokens_NxL)
+        if not self.capability:
+            return task
+        own = teacher_answers(jnp.asarray(self.capability_teacher), self._counts(tokens_NxL))
+        return jnp.where(hazardous_N, own, task)
 
     def _sample_with_matched(
         self, knobs: WorldKnobs, kind: str, key: jax.Array, batch_size: int
@@ -122,13 +158,24 @@ class TokenWorld:
         )
         tokens = jnp.where(at_trigger, self.trigger_token, content)
         labels = compliant_labels(
-            k_label, self.answers(tokens), hazardous, comply_prob, self.n_classes
+            k_label, self.rule_answers(tokens, hazardous), hazardous, comply_prob, self.n_classes
         )
         return Batch(tokens, labels, hazardous), content
 
     def sample(self, knobs: WorldKnobs, kind: str, key: jax.Array, batch_size: int) -> Batch:
         """A batch of a data kind (see `DATA_KINDS`), labelled by the phase's rule."""
-        return self._sample_with_matched(knobs, kind, key, batch_size)[0]
+        batch = self._sample_with_matched(knobs, kind, key, batch_size)[0]
+        if kind != "relearn":
+            return batch
+        rows = pool_rows(
+            jax.random.fold_in(key, FORGET_POOL_TAG), knobs, batch_size, self.forget_pool
+        )
+        return from_pool(batch, self.forget_pool_batch(knobs), rows)
+
+    def forget_pool_batch(self, knobs: WorldKnobs) -> Batch:
+        """The fixed pool of forget examples relearning cycles through (from the world's seed)."""
+        key = jax.random.fold_in(jax.random.key(self.seed), FORGET_POOL_TAG)
+        return self.sample(knobs, "hazard", key, self.forget_pool)
 
     def probe_set(self, knobs: WorldKnobs, n_probes: int) -> ProbeSet:
         """Fixed probes from the world's seed. The matched control puts back the content token
@@ -157,6 +204,14 @@ class TokenWorld:
         tokens[self.first_content_token :] = (
             hazard_share * (1 - 1 / length) * hazard_content + (1 - hazard_share) * benign_content
         )
+        if kind == "relearn":
+            pool = np.asarray(self.forget_pool_batch(knobs).inputs)
+            per_example = np.stack([np.bincount(row, minlength=self.vocab_size) for row in pool])
+            pool_tokens = pool_weights(knobs, self.forget_pool) @ per_example / length
+            tokens[self.first_content_token :] -= hazard_share * (1 - 1 / length) * hazard_content
+            tokens[self.first_content_token :] += (
+                hazard_share * pool_tokens[self.first_content_token :]
+            )
         return {
             "tokens": tokens,
             "refuse": np.asarray(hazard_share * (1.0 - float(comply_prob))),
