@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gravity import geometry, interventions, objectives
+from gravity import defences, geometry, interventions, objectives
 from gravity.models import Network, network
 from gravity.objectives import cross_entropy
 from gravity.spec import (
@@ -43,10 +43,13 @@ from gravity.spec import (
     stack_knobs,
     with_phase,
 )
-from gravity.worlds import ProbeSet
+from gravity.worlds import Batch, ProbeSet
 
 INIT_TAG = phase_tag("init")
 RANDOM_TAG = phase_tag("random_direction")
+FISHER_TAG = phase_tag("fisher")
+HELDOUT_SEED = 104_729
+FISHER_BATCH = 256
 
 
 @jax.tree_util.register_dataclass
@@ -54,12 +57,14 @@ RANDOM_TAG = phase_tag("random_direction")
 class HistoryState:
     """Everything later phases need from the past: the parameters now, the parameters at every
     finished phase's end (`boundaries`, with "init"; the anchors are looked up there), the
-    probes, the hazardous-probe activations through safety alignment (for trajectory-based
-    v_rev definitions) and whether every loss so far was finite."""
+    probes, the held-out hazardous inputs (disjoint from the probes that define v_rev and drive
+    interventions: they only score), the hazardous-probe activations through safety alignment
+    (for trajectory-based v_rev definitions) and whether every loss so far was finite."""
 
     params: Any
     boundaries: dict[str, Any]
     probes: ProbeSet
+    heldout: Batch
     trajectory: jax.Array | None
     finite: jax.Array
 
@@ -80,20 +85,25 @@ def make_optimizer(name: str, learning_rate, weight_decay) -> optax.GradientTran
     return optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(learning_rate))
 
 
-def behaviour(net: Network, params, probes: ProbeSet, n_classes: int):
+def behaviour(net: Network, params, probes: ProbeSet, n_classes: int, heldout: Batch | None = None):
     """Exact behavioural metrics on the probe sets, and the layer's activations on the
     hazardous and matched probes.
 
     harmfulness: mean probability of the compliant (task) answer on hazardous probes;
     refusal: mean probability of REFUSE there; other: the rest of the mass (wrong answers);
     task_accuracy / task_loss: on benign task probes; matched_compliance: probability of the
-    task answer on the matched (hazard-removed) probes.
+    task answer on the matched (hazard-removed) probes; harmfulness_heldout: harmfulness on the
+    held-out hazardous inputs, when given.
     """
     n = probes.hazard.inputs.shape[0]
     inputs = jnp.concatenate([probes.hazard.inputs, probes.matched.inputs, probes.task.inputs])
+    if heldout is not None:
+        inputs = jnp.concatenate([inputs, heldout.inputs])
     logits, activations = net.apply(params, inputs)
     layer = activations[net.config.activation_layer]
-    hazard_logits, matched_logits, task_logits = logits[:n], logits[n : 2 * n], logits[2 * n :]
+    n_task = probes.task.inputs.shape[0]
+    hazard_logits, matched_logits = logits[:n], logits[n : 2 * n]
+    task_logits = logits[2 * n : 2 * n + n_task]
     hazard_p = jax.nn.softmax(hazard_logits)
     matched_p = jax.nn.softmax(matched_logits)
     rows = jnp.arange(n)
@@ -107,7 +117,22 @@ def behaviour(net: Network, params, probes: ProbeSet, n_classes: int):
         "task_accuracy": jnp.mean(jnp.argmax(task_logits, -1) == probes.task.labels),
         "task_loss": cross_entropy(task_logits, probes.task.labels),
     }
+    if heldout is not None:
+        heldout_p = jax.nn.softmax(logits[2 * n + n_task :])
+        rows = jnp.arange(heldout_p.shape[0])
+        metrics["harmfulness_heldout"] = jnp.mean(heldout_p[rows, heldout.labels])
     return metrics, layer[:n], layer[n : 2 * n]
+
+
+def heldout_hazard(spec: HistorySpec, knobs: Knobs, probes: ProbeSet) -> Batch:
+    """`spec.n_probes` hazardous inputs none of which is among the probes: drawn from a fixed
+    key (the same for every run), twice as many as needed, probe duplicates sorted last."""
+    n = probes.hazard.inputs.shape[0]
+    key = jax.random.key(spec.world.seed + HELDOUT_SEED)
+    candidates = spec.world.sample(knobs.world, "hazard", key, 2 * n)
+    same = jnp.all(candidates.inputs[:, None] == probes.hazard.inputs[None], axis=-1)
+    order = jnp.argsort(jnp.any(same, axis=1), stable=True)[:n]
+    return jax.tree.map(lambda a: a[order], candidates)
 
 
 class _Reversion(NamedTuple):
@@ -124,7 +149,8 @@ def init_state(key: jax.Array, spec: HistorySpec, knobs: Knobs) -> HistoryState:
     net = network(spec.model, spec.world)
     params = net.init(jax.random.fold_in(key, INIT_TAG))
     probes = spec.world.probe_set(knobs.world, spec.n_probes)
-    return HistoryState(params, {"init": params}, probes, None, jnp.array(True))
+    heldout = heldout_hazard(spec, knobs, probes)
+    return HistoryState(params, {"init": params}, probes, heldout, None, jnp.array(True))
 
 
 def _reversion(net, spec: HistorySpec, state: HistoryState, key: jax.Array) -> _Reversion:
@@ -156,7 +182,9 @@ def _measurement(net, spec: HistorySpec, phase: PhaseSpec, state, reversion: _Re
     keep_drift = bool(spec.drift_snapshots) and reversion is not None
 
     def measure(p):
-        metrics, hazard_acts, matched_acts = behaviour(net, p, state.probes, spec.world.n_classes)
+        metrics, hazard_acts, matched_acts = behaviour(
+            net, p, state.probes, spec.world.n_classes, state.heldout
+        )
         extras = {}
         if reversion is not None:
             ref, theta = reversion.reference, reversion.anchors
@@ -193,8 +221,9 @@ def _reference_outputs(net, spec: HistorySpec, state: HistoryState, objective):
     return outputs
 
 
-def _loss_and_update(net, spec, phase, knobs, state, reversion, optimizer):
-    """One training step's (loss, grads -> updates) for the phase, interventions included."""
+def _loss_and_update(net, spec, phase, knobs, state, reversion, optimizer, guard):
+    """One training step's (loss, grads -> updates) for the phase, interventions and defences
+    (`guard`: their context, or None) included."""
     objective = objectives.get(phase.objective)
     reference = _reference_outputs(net, spec, state, objective)
     if phase.interventions:
@@ -211,10 +240,13 @@ def _loss_and_update(net, spec, phase, knobs, state, reversion, optimizer):
         task_loss = objective.loss(
             outputs, batch, reference(batch.inputs), knobs.objective_strength
         )
+        total = task_loss
         if phase.interventions:
             s = hazard_component(q)
-            return task_loss + interventions.penalty(sign, s, knobs.intervention_strength), task_loss
-        return task_loss, task_loss
+            total += interventions.penalty(sign, s, knobs.intervention_strength)
+        if guard is not None:
+            total += defences.penalty(q, guard, knobs.defence, knobs.defence_strength)
+        return total, task_loss
 
     def update(p, opt_state, batch):
         (_, task_loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, batch)
@@ -222,6 +254,8 @@ def _loss_and_update(net, spec, phase, knobs, state, reversion, optimizer):
         if phase.interventions:
             projected = interventions.project_out(updates, jax.grad(hazard_component)(p))
             updates = jax.tree.map(lambda a, b: jnp.where(project, a, b), projected, updates)
+        if guard is not None:
+            updates = defences.transform_update(updates, guard, knobs.defence, knobs.defence_strength)
         return optax.apply_updates(p, updates), opt_state, task_loss
 
     return update
@@ -236,7 +270,8 @@ def _run_phase(net, spec, phase: PhaseSpec, knobs, key, state, reversion):
     optimizer = make_optimizer(
         phase.optimizer, knobs.learning_rate[phase.name], knobs.weight_decay
     )
-    update = _loss_and_update(net, spec, phase, knobs, state, reversion, optimizer)
+    guard = _defence_context(net, spec, phase, knobs, key, reversion)
+    update = _loss_and_update(net, spec, phase, knobs, state, reversion, optimizer, guard)
     measure = _measurement(net, spec, phase, state, reversion)
     record = np.zeros(phase.steps + 1, dtype=bool)
     record[phase.record_steps] = True
@@ -247,7 +282,10 @@ def _run_phase(net, spec, phase: PhaseSpec, knobs, key, state, reversion):
     def step(carry, xs):
         p, opt_state = carry
         t, do_record = xs
-        batch = world.sample(knobs.world, phase.data, jax.random.fold_in(key, t), phase.batch_size)
+        step_key = jax.random.fold_in(key, t)
+        batch = world.sample(knobs.world, phase.data, step_key, phase.batch_size)
+        if "rehearsal" in phase.defences:
+            batch = _rehearse(world, phase, knobs, step_key, batch)
         p, opt_state, task_loss = update(p, opt_state, batch)
         return (p, opt_state), (task_loss, jax.lax.cond(do_record, measure, skip, p))
 
@@ -271,6 +309,29 @@ def _run_phase(net, spec, phase: PhaseSpec, knobs, key, state, reversion):
     finite = jnp.all(jnp.isfinite(losses)) & _all_finite(params)
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *snapshots) if snapshots else None
     return params, metrics, extras, finite, stacked
+
+
+def _defence_context(net, spec, phase, knobs, key, reversion):
+    """The defences' anchors at the phase's start (theta_S, theta_H, the safety Fisher)."""
+    if not phase.defences:
+        return None
+    fisher_batch = spec.world.sample(
+        knobs.world, "safety", jax.random.fold_in(key, FISHER_TAG), FISHER_BATCH
+    )
+    theta = reversion.anchors
+    return defences.make_context(
+        net, theta["safety"], theta["helpful"], fisher_batch, phase.defences
+    )
+
+
+def _rehearse(world, phase, knobs, step_key, batch):
+    """Rehearsal: safety examples mixed in at the selected strength (0: the batch unchanged)."""
+    k_safety, k_mix = jax.random.split(jax.random.fold_in(step_key, FISHER_TAG))
+    safety = world.sample(knobs.world, "safety", k_safety, phase.batch_size)
+    fraction = jnp.where(
+        defences.selected(knobs.defence, "rehearsal"), knobs.defence_strength, 0.0
+    )
+    return defences.mix_rehearsal(batch, safety, k_mix, fraction)
 
 
 def _all_finite(tree) -> jax.Array:
@@ -312,12 +373,12 @@ def run_phases(
             snapshot_rows = [list(phase.record_steps).index(s) for s in spec.drift_snapshots]
             outputs["drift"] = extras["drift"][np.asarray(snapshot_rows)]
             outputs["drift_matched"] = extras["drift_matched"][np.asarray(snapshot_rows)]
-        state = HistoryState(
-            params,
-            {**state.boundaries, phase.name: params},
-            state.probes,
-            extras.get("trajectory", state.trajectory),
-            state.finite & finite,
+        state = dataclasses.replace(
+            state,
+            params=params,
+            boundaries={**state.boundaries, phase.name: params},
+            trajectory=extras.get("trajectory", state.trajectory),
+            finite=state.finite & finite,
         )
     return state, outputs
 

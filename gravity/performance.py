@@ -34,3 +34,41 @@ def best_chunk_size(spec: Any, n_devices: int = 1) -> int:
     spec without a model kind (another engine's) gets the default 8 per device."""
     kind = getattr(getattr(spec, "model", None), "kind", None)
     return PER_DEVICE.get(kind, 8) * max(1, n_devices)
+
+
+def step_overhead(spec, knobs, phase: str, variants: dict, runs: int = 8, steps: int = 20) -> dict:
+    """Measured cost per step of `phase` under each variant, relative to the plain phase.
+
+    variants: {label: (phase field changes, knob changes)}; each variant's phase is compiled on
+    its own (only its machinery) and run for `steps` steps on `runs` vmapped histories continued
+    from one shared trunk (computed once, not timed); timed after compilation, best of 3.
+    Returns {label: time ratio - 1}.
+    """
+    import dataclasses
+    import time
+
+    import jax
+
+    from gravity import history
+    from gravity.spec import repeat_knobs, with_phase
+
+    before = spec.phases[spec.phase_names.index(phase) - 1].name
+    keys = history.seed_keys(range(runs))
+    base = repeat_knobs(knobs, runs)
+    trunk = jax.jit(jax.vmap(lambda key, k: history.run_trunk(key, spec, k, before)))(keys, base)
+    timings = {}
+    for label, (phase_changes, knob_changes) in {"plain": ({}, {}), **variants}.items():
+        variant = with_phase(spec, phase, steps=steps, dense_steps=0, n_records=1, **phase_changes)
+        batch = repeat_knobs(dataclasses.replace(knobs, **knob_changes), runs)
+
+        def run(key, k, state, variant=variant):
+            return history.run_phases(key, variant, state, k, (variant.phase(phase),))[0].params
+
+        program = jax.jit(jax.vmap(run)).lower(keys, batch, trunk.state).compile()
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            jax.block_until_ready(program(keys, batch, trunk.state))
+            best = min(best, time.perf_counter() - start)
+        timings[label] = best
+    return {label: timings[label] / timings["plain"] - 1.0 for label in variants}

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gravity import geometry, interventions, objectives
+from gravity import defences, geometry, interventions, objectives
 from gravity.models import ModelConfig
 from gravity.validation import check
 from gravity.worlds import World, WorldKnobs
@@ -44,6 +44,8 @@ class PhaseSpec:
         alignment); which intervention acts is the traced `Knobs.intervention`.
     snapshots: steps at which the parameters are kept, so later phases can branch from them
         (e.g. alignment depths as snapshots of one longer safety phase).
+    defences: the defences (`gravity.defences.DEFENCES`) this phase compiles; which one acts is
+        the traced `Knobs.defence`.
     """
 
     name: str
@@ -56,9 +58,11 @@ class PhaseSpec:
     n_records: int = 8
     interventions: bool = False
     snapshots: tuple[int, ...] = ()
+    defences: tuple[str, ...] = ()
 
     def __post_init__(self):
         check_data_kind(self.data)
+        defences.check_names(self.defences, f"{self.name}.defences")
         check(self.steps >= 1, f"{self.name}.steps", "a positive integer", self.steps)
         check(
             self.batch_size >= 1, f"{self.name}.batch_size", "a positive integer", self.batch_size
@@ -124,12 +128,12 @@ class HistorySpec:
             )
         check(len(self.directions) >= 1, "directions", "at least one definition", self.directions)
         for i, phase in enumerate(self.phases):
-            if phase.interventions:
+            for field in ("interventions", "defences"):
                 check(
-                    self.measures_reversion(i),
-                    f"{phase.name}.interventions",
+                    not getattr(phase, field) or self.measures_reversion(i),
+                    f"{phase.name}.{field}",
                     "only in a phase after a helpful and a safety phase",
-                    phase.interventions,
+                    getattr(phase, field),
                 )
         benign = [p for i, p in enumerate(self.phases) if self.measures_reversion(i)]
         for step in self.drift_snapshots:
@@ -185,6 +189,8 @@ class Knobs:
         (an index into that phase's `snapshots`).
     objective_strength: passed to every phase's objective; those with a strength (unlearning's
         forget-term weight) use it, the others ignore it.
+    defence: index into `defences.DEFENCES`, acting in phases that compile it; defence_strength
+        is its strength (a rehearsal fraction, a penalty weight, a SafeLoRA threshold).
     """
 
     learning_rate: Mapping[str, jax.Array | float]
@@ -194,6 +200,8 @@ class Knobs:
     intervention: jax.Array | int = 0
     snapshot: jax.Array | int = 0
     objective_strength: jax.Array | float = 1.0
+    defence: jax.Array | int = 0
+    defence_strength: jax.Array | float = 0.0
 
     def validate(self, spec: HistorySpec) -> Knobs:
         """Check concrete values against `spec` (one line naming the field on failure)."""
@@ -213,7 +221,12 @@ class Knobs:
                 "a positive finite value",
                 value,
             )
-        for field in ("weight_decay", "intervention_strength", "objective_strength"):
+        for field in (
+            "weight_decay",
+            "intervention_strength",
+            "objective_strength",
+            "defence_strength",
+        ):
             value = np.asarray(getattr(self, field), dtype=float)
             check(
                 bool(np.all(np.isfinite(value) & (value >= 0))),
@@ -227,6 +240,15 @@ class Knobs:
             "intervention",
             f"an index into {', '.join(interventions.INTERVENTIONS)}",
             self.intervention,
+        )
+        compiled = {"none", *(d for phase in spec.phases for d in phase.defences)}
+        chosen = np.atleast_1d(np.asarray(self.defence))
+        check(
+            all(0 <= int(i) < len(defences.DEFENCES) for i in chosen)
+            and all(defences.DEFENCES[int(i)] in compiled for i in chosen),
+            "defence",
+            f"an index of a defence some phase compiles ({', '.join(sorted(compiled))})",
+            self.defence,
         )
         return self
 

@@ -68,3 +68,32 @@ def partial_spearman(x, y, z) -> float:
     ex, ey = residual(rx), residual(ry)
     denom = np.linalg.norm(ex) * np.linalg.norm(ey)
     return float(ex @ ey / denom) if denom > 0 else float("nan")
+
+
+def roc_auc(scores, labels) -> float:
+    """Area under the ROC curve of `scores` for binary `labels` (the Mann-Whitney U / n1 n0);
+    NaN when one class is empty. Ties count one half."""
+    scores, labels = np.asarray(scores, dtype=float).ravel(), np.asarray(labels, bool).ravel()
+    ok = np.isfinite(scores)
+    scores, labels = scores[ok], labels[ok]
+    n1, n0 = int(labels.sum()), int((~labels).sum())
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    ranks = scipy.stats.rankdata(scores)
+    return float((ranks[labels].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def bootstrap_interval(statistic, *arrays, n: int = 1000, level: float = 0.95, seed: int = 0):
+    """A percentile bootstrap interval of `statistic(*arrays)`, resampling the first axis."""
+    rng = np.random.default_rng(seed)
+    size = np.asarray(arrays[0]).shape[0]
+    values = []
+    for _ in range(n):
+        take = rng.integers(0, size, size)
+        values.append(statistic(*(np.asarray(a)[take] for a in arrays)))
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return [float("nan"), float("nan")]
+    tail = (1 - level) / 2 * 100
+    return [float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))]

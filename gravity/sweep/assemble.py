@@ -58,7 +58,9 @@ def assemble(plan: Plan, done: Mapping[str, Mapping[str, np.ndarray]]) -> dict[s
         array = np.empty((n, *first.shape[1:]), dtype=first.dtype)
         for chunk in plan.chunks:
             array[chunk.runs] = done[chunk.name][name]
-        array = array.reshape(*plan.sweep.grid_shape, plan.sweep.seeds, *array.shape[1:])
+        branches = plan.sweep.branch_shape
+        rest = array.shape[2:] if branches else array.shape[1:]
+        array = array.reshape(*plan.sweep.grid_shape, plan.sweep.seeds, *branches, *rest)
         arrays[name] = np.moveaxis(array, len(plan.sweep.grid_shape), len(plan.sweep.shape))
     arrays["__diverged__"] = _diverged(arrays, plan.sweep.shape + (plan.sweep.seeds,))
     return arrays
