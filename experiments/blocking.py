@@ -4,18 +4,22 @@ Variants of the benign phase, all branched from the same theta_S per seed (so ev
 fine-tunes the same aligned model, and differences are the treatment alone; one compiled
 program: the variant is the traced `Knobs.intervention`):
 - baseline: plain benign fine-tuning;
-- block: + strength * relu(s), s the hazardous-probe drift along v_rev (optimizer-matched: the
-  same Adam, the same learning rate, the term simply added to the loss);
-- push: - strength * relu(s);
+- block: + strength * (softplus(s) - log 2), s the hazardous-probe drift along v_rev
+  (optimizer-matched: the same Adam, the same learning rate, the term simply added to the loss;
+  softplus rather than relu so that the first step, at s = 0, is blocked too);
+- push: the block term with the opposite sign (the paper's reward, unbounded);
+- push_bounded: a reward for drift toward the witness's own component s_H that saturates there;
 - project: each update minus its first-order motion along v_rev (u = J^T v_rev by a VJP);
-- random_block: the block term against a random unit direction of the same dimension (control).
-The paper's ordering to test: block < baseline < push, in harmfulness and in alignment.
+- random_block: the block term against a random unit direction of the same dimension (control);
+- matched_block: the block term on the matched benign probes' own theta_S -> theta_H direction
+  (control: blocking the common-mode drift rather than the hazard's).
+The paper's ordering to test: block < baseline < push, in held-out harmfulness and in alignment,
+at every recorded step (and with the bounded push).
 
 Strength 1.0 is fixed a priori: s is in per-probe RMS activation units, where benign drift reaches
 a few units in 100 steps, so the term is of the order of the task loss. The full run adds dose
-panels: block and push at strengths 0.1 to 10. The ordering is reported at T and early (t = 5,
-10, 20), since the paper's claim is about early reversion and an unbounded push can break the
-model late (its reward grows without limit).
+panels: block, push and push_bounded at strengths 0.1 to 10. Harmfulness is reported on the
+probes the interventions act on and on held-out hazardous inputs (which only score).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from gravity.spec import with_phase
 from gravity.stats import mean_sd
 
 NAME = "blocking"
-VARIANTS = ("none", "block", "push", "project", "random_block")
+VARIANTS = ("none", "block", "push", "push_bounded", "project", "random_block", "matched_block")
 LABELS = {"none": "baseline"}
 PAPER = {
     "baseline": {"alignment": (0.648, 0.009), "harmfulness": (0.190, 0.040)},
@@ -59,7 +63,7 @@ def blocking_spec(model: str, size: str = "standard"):
     return with_phase(spec, "benign", interventions=True)
 
 
-DOSED = ("block", "push")
+DOSED = ("block", "push", "push_bounded")
 EARLY_STEPS = (5, 10, 20)
 
 
@@ -75,9 +79,39 @@ def group_rows(plan) -> list[slice]:
     return [slice(int(end - n), int(end)) for end, (_, _, n) in zip(ends, plan, strict=True)]
 
 
-def ordering(entries: dict, metric: str) -> bool:
+def ordering(entries: dict, metric: str, push: str = "push") -> bool:
     """The paper's ordering block < baseline < push for one metric's means."""
-    return bool(entries["block"][metric] < entries["baseline"][metric] < entries["push"][metric])
+    return bool(entries["block"][metric] < entries["baseline"][metric] < entries[push][metric])
+
+
+def ordering_by_step(benign: dict, plan, steps, diverged) -> list[dict]:
+    """The ordering (plain and bounded push) and blocking's task cost at every recorded step."""
+    rows = dict(zip((LABELS.get(v, v) for v, _, _ in plan), group_rows(plan), strict=False))
+    out = []
+    for column, t in enumerate(steps):
+        if t == 0:
+            continue
+        means = {
+            label: {
+                m: float(np.mean(np.asarray(benign[m])[r][~diverged[r], column]))
+                for m in ("alignment", "harmfulness_heldout", "task_accuracy")
+            }
+            for label, r in rows.items()
+            if label in ("baseline", "block", "push", "push_bounded")
+        }
+        out.append(
+            {
+                "step": int(t),
+                "harmfulness_heldout": ordering(means, "harmfulness_heldout"),
+                "alignment": ordering(means, "alignment"),
+                "harmfulness_heldout_bounded_push": ordering(
+                    means, "harmfulness_heldout", "push_bounded"
+                ),
+                "task_cost_of_blocking": means["baseline"]["task_accuracy"]
+                - means["block"]["task_accuracy"],
+            }
+        )
+    return out
 
 
 def summarise_model(out: dict, plan, steps) -> dict:
@@ -96,6 +130,7 @@ def summarise_model(out: dict, plan, steps) -> dict:
         entry = {
             "alignment": mean_sd(final("alignment")),
             "harmfulness": mean_sd(final("harmfulness")),
+            "harmfulness_heldout": mean_sd(final("harmfulness_heldout")),
             "refusal": mean_sd(final("refusal")),
             "task_score": mean_sd(final("task_accuracy")),
             "task_loss": mean_sd(final("task_loss")),
@@ -119,6 +154,7 @@ def summarise_model(out: dict, plan, steps) -> dict:
     }
     orderings["final"] = {m: ordering(final, m) for m in ("harmfulness", "alignment")}
     numbers["ordering_block_lt_baseline_lt_push"] = orderings
+    numbers["ordering_by_step"] = ordering_by_step(benign, plan, steps, diverged)
     numbers["early_means"] = {f"step{t}": v for t, v in early.items()}
     numbers["task_cost_of_blocking"] = {
         "task_score": numbers["baseline"]["task_score"]["mean"]
@@ -243,7 +279,9 @@ def flat_runs(res: sweep.SweepResult) -> dict:
 def summarise(config: Config, results: dict[str, sweep.SweepResult]) -> dict:
     plan = run_plan(config)
     numbers = {
-        model: summarise_model(flat_runs(res), plan, blocking_spec(model, config.size).phases[-1].record_steps)
+        model: summarise_model(
+            flat_runs(res), plan, blocking_spec(model, config.size).phases[-1].record_steps
+        )
         for model, res in results.items()
     }
     numbers["paper"] = PAPER

@@ -11,6 +11,19 @@ benign phase recorded at every step t = 1..100. Measured, per run and step:
 - specificity controls: the same cosine for the matched benign probes' drift, the hazard-specific
   cosine (common-mode drift removed), and where the refusal mass lost in benign fine-tuning goes.
 
+Controls in the same basis (fixed before the results were seen): every seed's theta_S also
+branches into a *control fine-tuning* on benign data from the other topics only
+(`benign_overlap = 0`), whose drift is compared with the same v_rev: the p99 of its alignment
+over run-steps is the same-basis null (`null_p99_same_basis`), and the p99 of its hazard-specific
+cosine is the null of the hazard-specific cosine. A *never-harmful world* (pretraining never
+complies: `harm_prob = 0`, the same phases otherwise) runs beside the main one: if alignment
+rises there while harmfulness does not, alignment alone is no evidence of harm returning.
+Harmfulness is reported on the probes that define v_rev and on held-out hazardous inputs.
+Correlations of alignment with harmfulness are reported pooled over run-steps (what the paper
+reports), as the median over steps of the across-run correlation, and partial on the step.
+Control fine-tuning with overlap 0 is not fully disjoint from the hazard topic: its inputs keep
+the topic's features at the background rate `p_off`.
+
 Configuration: the standard histories unchanged (lr 1e-3 Adam everywhere, benign_overlap 0.5);
 nothing here was tuned toward the paper's numbers.
 """
@@ -26,7 +39,7 @@ import scipy.stats
 from gravity import geometry, plotting, presets, sweep
 from gravity.experiment import Experiment
 from gravity.spec import with_phase
-from gravity.stats import mean_sd
+from gravity.stats import mean_sd, spearman_by_step
 
 NAME = "reversion"
 DEFINITIONS = ("stacked", "mean", "trajectory_pca", "from_pretrained")
@@ -59,12 +72,62 @@ def reversion_spec(model: str, size: str = "standard"):
     return with_phase(spec, benign.name, dense_steps=benign.steps)
 
 
+HARM_PROBS = (0.9, 0.0)
+ARMS = ("benign", "control")
+
+
 def at_step(values, steps, t):
     return np.asarray(values)[:, list(steps).index(t)]
 
 
-def summarise_model(out: dict, spec) -> dict:
-    """The JSON numbers of one model family (runs that diverged are excluded and named)."""
+def same_basis(numbers: dict, m: dict, control: dict, steps, last: int) -> None:
+    """Add the same-basis nulls (the control fine-tuning from the same theta_S)."""
+    after = steps >= 1
+    null = float(np.nanquantile(control["alignment"][:, after], 0.99))
+    specific = float(np.nanquantile(control["alignment_hazard_specific"][:, after], 0.99))
+    numbers.update(
+        {
+            "null_p99_same_basis": null,
+            "fraction_above_same_basis_null": float(np.mean(m["alignment"][:, after] > null)),
+            f"alignment_control_finetune_step{last}": mean_sd(
+                at_step(control["alignment"], steps, last)
+            ),
+            f"harmfulness_control_finetune_step{last}": mean_sd(
+                at_step(control["harmfulness_heldout"], steps, last)
+            ),
+            "hazard_specific_null_p99": specific,
+            "fraction_hazard_specific_above_its_null": float(
+                np.mean(m["alignment_hazard_specific"][:, after] > specific)
+            ),
+        }
+    )
+
+
+def never_harmful(world: dict, steps, last: int) -> dict:
+    """The harm_prob = 0 world's numbers beside the main ones."""
+    return {
+        f"alignment_step{last}": mean_sd(at_step(world["alignment"], steps, last)),
+        f"alignment_hazard_specific_step{last}": mean_sd(
+            at_step(world["alignment_hazard_specific"], steps, last)
+        ),
+        f"harmfulness_step{last}": mean_sd(at_step(world["harmfulness"], steps, last)),
+        f"harmfulness_heldout_step{last}": mean_sd(
+            at_step(world["harmfulness_heldout"], steps, last)
+        ),
+        "harmfulness_aligned": mean_sd(world["harmfulness"][:, 0]),
+    }
+
+
+def benign_arrays(out: dict, ok=None) -> dict:
+    ok = ~np.asarray(out["diverged"]) if ok is None else ok
+    return {k: np.asarray(v)[ok] for k, v in out["metrics"]["benign"].items()}
+
+
+def summarise_model(
+    out: dict, spec, control: dict | None = None, world: dict | None = None
+) -> dict:
+    """The JSON numbers of one model family (runs that diverged are excluded and named); with
+    the same-basis control fine-tuning and the never-harmful world when given."""
     ok = ~np.asarray(out["diverged"])
     benign = spec.phases[-1]
     steps = benign.record_steps
@@ -81,6 +144,7 @@ def summarise_model(out: dict, spec) -> dict:
     align_all = m["alignment"][:, after]
     harm_all = m["harmfulness"][:, after]
     rho = scipy.stats.spearmanr(align_all.ravel(), harm_all.ravel()).statistic
+    correlations = spearman_by_step(align_all, harm_all)
     last = benign.steps
     refusal_lost = safety["refusal"][:, -1] - at_step(m["refusal"], steps, last)
     harm_gained = at_step(m["harmfulness"], steps, last) - safety["harmfulness"][:, -1]
@@ -100,6 +164,11 @@ def summarise_model(out: dict, spec) -> dict:
             "fraction_above_null": float(np.mean(align_all > threshold)),
             "run_step_pairs": int(align_all.size),
             "spearman_alignment_harmfulness": float(rho),
+            "spearman_within_step_median": correlations["within_step_median"],
+            "spearman_partial_step": correlations["partial_step"],
+            f"harmfulness_heldout_step{last}": mean_sd(
+                at_step(m["harmfulness_heldout"], steps, last)
+            ),
             "harmfulness_aligned": mean_sd(safety["harmfulness"][:, -1]),
             f"harmfulness_step{last}": mean_sd(at_step(m["harmfulness"], steps, last)),
             "refusal_aligned": mean_sd(safety["refusal"][:, -1]),
@@ -124,10 +193,14 @@ def summarise_model(out: dict, spec) -> dict:
             "diverged_runs": np.flatnonzero(~ok).tolist(),
         }
     )
+    if control is not None:
+        same_basis(numbers, m, benign_arrays(control), steps, last)
+    if world is not None:
+        numbers["controls"] = {"harm_prob_0": never_harmful(benign_arrays(world), steps, last)}
     return numbers
 
 
-def plot_models(results: dict, specs: dict, numbers: dict, path: Path) -> Path:
+def plot_models(results: dict, specs: dict, numbers: dict, path: Path, controls=None) -> Path:
     fig, axes = plotting.figure(4, len(results), width=3.9, height=3.1)
     for row, (model, out) in zip(axes, results.items(), strict=True):
         spec, n = specs[model], numbers[model]
@@ -151,6 +224,27 @@ def plot_models(results: dict, specs: dict, numbers: dict, path: Path) -> Path:
             ls="-.",
             label="matched null p99 (benign drifts)",
         )
+        if controls is not None:
+            control, world = controls[model]
+            ax.axhline(
+                n["null_p99_same_basis"], color="#2ca02c", ls="--", label="same-basis null p99"
+            )
+            plotting.mean_band(
+                ax,
+                steps,
+                control["metrics"]["benign"]["alignment"],
+                color="#2ca02c",
+                linestyle=":",
+                label="control fine-tuning (same theta_S)",
+            )
+            plotting.mean_band(
+                ax,
+                steps,
+                world["metrics"]["benign"]["alignment"],
+                color="#9467bd",
+                linestyle="--",
+                label="never-harmful world (harm_prob 0)",
+            )
         for t, (mean, sd) in PAPER.items():
             step = int(t.removeprefix("alignment_step"))
             ax.errorbar(
@@ -217,30 +311,63 @@ def plot_models(results: dict, specs: dict, numbers: dict, path: Path) -> Path:
 
 
 def sweeps(config: Config) -> dict[str, sweep.Sweep]:
+    """Per model: the main world and the never-harmful one (harm_prob 0, vmapped), each seed's
+    theta_S branching into the benign run and the same-basis control fine-tuning."""
     out = {}
     for model in config.models:
         spec = reversion_spec(model, config.size)
 
-        def build(spec=spec):
-            return spec, presets.standard_knobs(spec, config.learning_rate).validate(spec)
+        def build(harm_prob, arm, spec=spec):
+            overlap = 0.0 if arm == "control" else presets.WorldKnobs().benign_overlap
+            knobs = presets.standard_knobs(
+                spec, config.learning_rate, harm_prob=harm_prob, benign_overlap=overlap
+            )
+            return spec, knobs.validate(spec)
 
-        out[model] = sweep.Sweep(f"{model}-{config.size}", (), config.seeds, build)
+        out[model] = sweep.Sweep(
+            f"{model}-{config.size}",
+            axes=(sweep.Axis("harm_prob", HARM_PROBS),),
+            branches=(sweep.Axis("arm", ARMS),),
+            branch_after="safety",
+            seeds=config.seeds,
+            build=build,
+        )
     return out
+
+
+def part(res: sweep.SweepResult, harm_prob: int, arm: int) -> dict:
+    """One (world, arm) cell of the result as a run-major tree."""
+    tree = res.tree()
+    tree["diverged"] = res.diverged
+    return {
+        k: (np.asarray(v)[harm_prob, arm] if k != "metrics" else _slice(v, harm_prob, arm))
+        for k, v in tree.items()
+    }
+
+
+def _slice(tree, i, j):
+    return {
+        k: _slice(v, i, j) if isinstance(v, dict) else np.asarray(v)[i, j] for k, v in tree.items()
+    }
 
 
 def summarise(config: Config, results: dict[str, sweep.SweepResult]) -> dict:
     numbers = {
-        model: summarise_model(res.tree(), reversion_spec(model, config.size))
+        model: summarise_model(
+            part(res, 0, 0), reversion_spec(model, config.size), part(res, 0, 1), part(res, 1, 0)
+        )
         for model, res in results.items()
     }
     numbers["paper"] = {k: {"mean": m, "sd": s} for k, (m, s) in PAPER.items()}
+    numbers["paper"]["spearman_alignment_harmfulness"] = 0.958
     return numbers
 
 
 def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
-    trees = {model: res.tree() for model, res in results.items()}
+    trees = {model: part(res, 0, 0) for model, res in results.items()}
+    controls = {model: (part(res, 0, 1), part(res, 1, 0)) for model, res in results.items()}
     specs = {model: reversion_spec(model, config.size) for model in results}
-    return plot_models(trees, specs, numbers, path)
+    return plot_models(trees, specs, numbers, path, controls)
 
 
 EXPERIMENT = Experiment(

@@ -125,14 +125,24 @@ class Reference(NamedTuple):
     aligned_matched: jax.Array
     directions: jax.Array
     specific_direction: jax.Array
+    helpful: jax.Array
+    helpful_matched: jax.Array
+    matched_direction: jax.Array
 
 
 def make_reference(anchors: Anchors, names: tuple[str, ...]) -> Reference:
     directions = jnp.stack([reversion_direction(name, anchors) for name in names])
-    specific = (anchors.helpful - anchors.aligned) - (
-        anchors.helpful_matched - anchors.aligned_matched
+    matched = anchors.helpful_matched - anchors.aligned_matched
+    specific = (anchors.helpful - anchors.aligned) - matched
+    return Reference(
+        anchors.aligned,
+        anchors.aligned_matched,
+        directions,
+        unit(specific),
+        anchors.helpful,
+        anchors.helpful_matched,
+        unit(matched),
     )
-    return Reference(anchors.aligned, anchors.aligned_matched, directions, unit(specific))
 
 
 def drift_metrics(

@@ -221,18 +221,44 @@ def _reference_outputs(net, spec: HistorySpec, state: HistoryState, objective):
     return outputs
 
 
+class _Steered(NamedTuple):
+    """Where an intervention measures s: probe inputs, their theta_S activations, the unit
+    direction, and the witness's own component s_H along it."""
+
+    inputs: jax.Array
+    aligned: jax.Array
+    direction: jax.Array
+    witness: jax.Array
+
+
+def _steered(reversion: _Reversion, probes: ProbeSet, direction: jax.Array) -> _Steered:
+    """The selected direction (0 v_rev, 1 random, 2 matched benign) and its probe set."""
+    ref = reversion.reference
+    matched = direction == 2
+    inputs = jnp.where(matched, probes.matched.inputs, probes.hazard.inputs)
+    aligned = jnp.where(matched, ref.aligned_matched, ref.aligned)
+    helpful = jnp.where(matched, ref.helpful_matched, ref.helpful)
+    unit = jnp.where(
+        direction == 1,
+        reversion.random_direction,
+        jnp.where(matched, ref.matched_direction, ref.directions[0]),
+    )
+    witness = interventions.drift_component(helpful, aligned, unit)
+    return _Steered(inputs, aligned, unit, witness)
+
+
 def _loss_and_update(net, spec, phase, knobs, state, reversion, optimizer, guard):
     """One training step's (loss, grads -> updates) for the phase, interventions and defences
     (`guard`: their context, or None) included."""
     objective = objectives.get(phase.objective)
     reference = _reference_outputs(net, spec, state, objective)
     if phase.interventions:
-        sign, project, use_random = interventions.settings(knobs.intervention)
-        steer = jnp.where(use_random, reversion.random_direction, reversion.reference.directions[0])
+        chosen = interventions.settings(knobs.intervention)
+        steered = _steered(reversion, state.probes, chosen.direction)
 
-        def hazard_component(q):
-            acts = net.activations(q, state.probes.hazard.inputs)
-            return interventions.drift_component(acts, reversion.reference.aligned, steer)
+        def component(q):
+            acts = net.activations(q, steered.inputs)
+            return interventions.drift_component(acts, steered.aligned, steered.direction)
 
     def loss_fn(q, batch):
         logits, acts = net.apply(q, batch.inputs)
@@ -242,8 +268,10 @@ def _loss_and_update(net, spec, phase, knobs, state, reversion, optimizer, guard
         )
         total = task_loss
         if phase.interventions:
-            s = hazard_component(q)
-            total += interventions.penalty(sign, s, knobs.intervention_strength)
+            term = interventions.penalty(
+                chosen, component(q), steered.witness, knobs.intervention_strength
+            )
+            total += term
         if guard is not None:
             total += defences.penalty(q, guard, knobs.defence, knobs.defence_strength)
         return total, task_loss
@@ -252,10 +280,12 @@ def _loss_and_update(net, spec, phase, knobs, state, reversion, optimizer, guard
         (_, task_loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, batch)
         updates, opt_state = optimizer.update(grads, opt_state, p)
         if phase.interventions:
-            projected = interventions.project_out(updates, jax.grad(hazard_component)(p))
-            updates = jax.tree.map(lambda a, b: jnp.where(project, a, b), projected, updates)
+            projected = interventions.project_out(updates, jax.grad(component)(p))
+            updates = jax.tree.map(lambda a, b: jnp.where(chosen.project, a, b), projected, updates)
         if guard is not None:
-            updates = defences.transform_update(updates, guard, knobs.defence, knobs.defence_strength)
+            updates = defences.transform_update(
+                updates, guard, knobs.defence, knobs.defence_strength
+            )
         return optax.apply_updates(p, updates), opt_state, task_loss
 
     return update
@@ -267,9 +297,7 @@ def _run_phase(net, spec, phase: PhaseSpec, knobs, key, state, reversion):
     Returns (params, metrics at the record steps, extras, finite, snapshots (S, ...) or None).
     """
     world = spec.world
-    optimizer = make_optimizer(
-        phase.optimizer, knobs.learning_rate[phase.name], knobs.weight_decay
-    )
+    optimizer = make_optimizer(phase.optimizer, knobs.learning_rate[phase.name], knobs.weight_decay)
     guard = _defence_context(net, spec, phase, knobs, key, reversion)
     update = _loss_and_update(net, spec, phase, knobs, state, reversion, optimizer, guard)
     measure = _measurement(net, spec, phase, state, reversion)
@@ -328,9 +356,7 @@ def _rehearse(world, phase, knobs, step_key, batch):
     """Rehearsal: safety examples mixed in at the selected strength (0: the batch unchanged)."""
     k_safety, k_mix = jax.random.split(jax.random.fold_in(step_key, FISHER_TAG))
     safety = world.sample(knobs.world, "safety", k_safety, phase.batch_size)
-    fraction = jnp.where(
-        defences.selected(knobs.defence, "rehearsal"), knobs.defence_strength, 0.0
-    )
+    fraction = jnp.where(defences.selected(knobs.defence, "rehearsal"), knobs.defence_strength, 0.0)
     return defences.mix_rehearsal(batch, safety, k_mix, fraction)
 
 

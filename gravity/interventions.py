@@ -1,15 +1,22 @@
 """Interventions on benign fine-tuning ("anti-gravity"): blocking, pushing or projecting out
 motion along v_rev, and controls.
 
-The engine measures s(theta) = <activations(theta) - activations(theta_S), v> / sqrt(N) on the
-hazardous probes, the drift's signed component along a direction v (v_rev, or a random unit
-direction of the same shape for the control), and asks each intervention for
-- an extra loss term in s, added to the task loss with the same optimizer ("optimizer-matched");
+The engine measures s(theta) = <activations(theta) - activations(theta_S), v> / sqrt(N) on a probe
+set, the drift's signed component along a unit direction v: v_rev on the hazardous probes, a
+random unit direction of the same shape (control), or the matched benign probes' own
+theta_S -> theta_H direction on those probes (control: the common-mode drift). Each
+intervention gives
+- an extra loss term in s, added to the task loss with the same optimizer ("optimizer-matched"):
+  block + strength * (softplus(s) - log 2), zero at theta_S with slope 1/2 there, so the first
+  step is blocked too (relu's gradient at s = 0 is 0); push the same with the opposite sign
+  (the paper's unbounded reward); push_bounded + strength * (softplus(s_H - s) - softplus(s_H)),
+  which rewards drift toward the witness's own component s_H and saturates there;
 - whether to remove from each update the part that moves s to first order (u = J^T v by a VJP).
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -17,27 +24,32 @@ import jax.numpy as jnp
 
 from gravity.validation import check
 
+DIRECTIONS = ("v_rev", "random", "matched")
+
 
 class Intervention(NamedTuple):
     direction: str
-    sign: float
+    block: float
+    bounded_push: bool
     project: bool
     description: str
 
 
 INTERVENTIONS: dict[str, Intervention] = {
-    "none": Intervention("v_rev", 0.0, False, "plain benign fine-tuning (baseline)"),
-    "block": Intervention(
-        "v_rev", 1.0, False, "penalise positive drift along v_rev: + strength * relu(s)"
-    ),
-    "push": Intervention(
-        "v_rev", -1.0, False, "reward positive drift along v_rev: - strength * relu(s)"
-    ),
+    "none": Intervention("v_rev", 0.0, False, False, "plain benign fine-tuning (baseline)"),
+    "block": Intervention("v_rev", 1.0, False, False, "penalise drift along v_rev"),
+    "push": Intervention("v_rev", -1.0, False, False, "reward drift along v_rev, unbounded"),
     "project": Intervention(
-        "v_rev", 0.0, True, "remove from each update its first-order motion along v_rev"
+        "v_rev", 0.0, False, True, "remove from each update its first-order motion along v_rev"
     ),
     "random_block": Intervention(
-        "random", 1.0, False, "the block term against a random direction (control)"
+        "random", 1.0, False, False, "the block term against a random direction (control)"
+    ),
+    "push_bounded": Intervention(
+        "v_rev", 0.0, True, False, "reward drift along v_rev up to the witness's own s_H"
+    ),
+    "matched_block": Intervention(
+        "matched", 1.0, False, False, "block the matched benign probes' drift (control)"
     ),
 }
 
@@ -53,14 +65,25 @@ def index(name: str) -> int:
     return list(INTERVENTIONS).index(name)
 
 
-def settings(selected_index):
-    """(sign, project, use_random) of the intervention `selected_index` picks, as traced
-    values: every variant shares one compiled program and one vmapped batch."""
+class Settings(NamedTuple):
+    """The traced form of the selected intervention (every variant shares one program)."""
+
+    block: jax.Array
+    bounded_push: jax.Array
+    project: jax.Array
+    direction: jax.Array
+
+
+def settings(selected_index) -> Settings:
+    """The intervention `selected_index` picks, as traced values."""
     table = jnp.asarray(
-        [[i.sign, float(i.project), float(i.direction == "random")] for i in INTERVENTIONS.values()]
+        [
+            [i.block, float(i.bounded_push), float(i.project), float(DIRECTIONS.index(i.direction))]
+            for i in INTERVENTIONS.values()
+        ]
     )
     row = table[jnp.asarray(selected_index, dtype=jnp.int32)]
-    return row[0], row[1] > 0, row[2] > 0
+    return Settings(row[0], row[1] > 0, row[2] > 0, row[3].astype(jnp.int32))
 
 
 def drift_component(acts_NxD: jax.Array, aligned_NxD: jax.Array, direction_NxD: jax.Array):
@@ -68,10 +91,11 @@ def drift_component(acts_NxD: jax.Array, aligned_NxD: jax.Array, direction_NxD: 
     return jnp.vdot(acts_NxD - aligned_NxD, direction_NxD) / jnp.sqrt(acts_NxD.shape[0])
 
 
-def penalty(sign: jax.Array | float, s: jax.Array, strength: jax.Array) -> jax.Array:
-    """The loss term sign * strength * relu(s): zero at theta_S (s = 0), linear in the positive
-    part of s; `sign` is +1 to block, -1 to push, 0 for none."""
-    return sign * strength * jax.nn.relu(s)
+def penalty(chosen: Settings, s: jax.Array, s_witness: jax.Array, strength) -> jax.Array:
+    """The selected intervention's loss term (see the module docstring); zero at theta_S."""
+    block = chosen.block * (jax.nn.softplus(s) - math.log(2.0))
+    bounded = jax.nn.softplus(s_witness - s) - jax.nn.softplus(s_witness)
+    return strength * (block + jnp.where(chosen.bounded_push, bounded, 0.0))
 
 
 def project_out(update, u):

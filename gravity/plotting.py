@@ -19,6 +19,8 @@ COLORS = {
     "push": "#d62728",
     "project": "#9467bd",
     "random_block": "#8c8c8c",
+    "push_bounded": "#ff7f0e",
+    "matched_block": "#17becf",
     "null": "#ff7f0e",
 }
 PHASE_COLORS = {

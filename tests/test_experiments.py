@@ -133,49 +133,48 @@ def test_cli_bad_input_is_one_line_and_status_2(capsys, argv, field):
 
 @pytest.fixture(scope="module")
 def tiny_reports(tmp_path_factory):
+    """The main track on the tiny MLP (the transformer runs in the full figures only)."""
     out = tmp_path_factory.mktemp("main_track")
     reports = {}
     for name in ("reversion", "blocking"):
-        run_tiny(name, out)
+        run_tiny(name, out, models=("mlp",))
         reports[name] = json.loads((out / f"{name}.json").read_text())
         assert (out / f"{name}.png").stat().st_size > 10_000
     return reports
 
 
-def test_reversion_reports_every_key(tiny_reports):
+def test_reversion_reports_its_controls(tiny_reports):
     numbers = tiny_reports["reversion"]["numbers"]
+    entry = numbers["mlp"]
     last = 20  # the tiny benign phase's length
-    for model in ("mlp", "transformer"):
-        entry = numbers[model]
-        for key in (
-            "alignment_step1",
-            "alignment_step20",
-            "harmfulness_aligned",
-            f"harmfulness_step{last}",
-            f"alignment_benign_probes_step{last}",
-            f"alignment_hazard_specific_step{last}",
-        ):
-            assert set(entry[key]) >= {"mean", "sd"}, key
-        assert 0 < entry["null_p99_isotropic"] < entry["null_p99_matched"] + 1
-        assert 0 <= entry["fraction_above_null"] <= 1
-        assert -1 <= entry["spearman_alignment_harmfulness"] <= 1
-        assert set(entry["alignment_by_definition"]) == {
-            "stacked",
-            "mean",
-            "trajectory_pca",
-            "from_pretrained",
-        }
+    for key in (
+        "alignment_step1",
+        f"alignment_step{last}",
+        f"harmfulness_heldout_step{last}",
+        f"alignment_control_finetune_step{last}",
+    ):
+        assert entry[key]["n"] == 2, key
+    # The nulls are ordered as their construction says: the isotropic one is the weakest, and
+    # the same-basis control fine-tuning really is a drift from the same theta_S.
+    assert entry["null_p99_isotropic"] < entry["null_p99_same_basis"]
+    world = entry["controls"]["harm_prob_0"]
+    # Pretraining that never complied leaves (almost) nothing to revert to.
+    assert world[f"harmfulness_step{last}"]["mean"] < entry[f"harmfulness_step{last}"]["mean"]
+    assert set(entry["alignment_by_definition"]) == {
+        "stacked",
+        "mean",
+        "trajectory_pca",
+        "from_pretrained",
+    }
     assert numbers["paper"]["alignment_step1"]["mean"] == 0.429
 
 
-def test_blocking_reports_every_variant(tiny_reports):
-    numbers = tiny_reports["blocking"]["numbers"]
-    for model in ("mlp", "transformer"):
-        entry = numbers[model]
-        for variant in ("baseline", "block", "push", "project", "random_block"):
-            for metric in ("alignment", "harmfulness", "task_score"):
-                assert set(entry[variant][metric]) >= {"mean", "sd"}
-        assert "final" in entry["ordering_block_lt_baseline_lt_push"]
-        # Projection keeps the drift's v_rev component at zero to first order: final alignment
-        # stays near zero, while the baseline's drift is free to align.
-        assert abs(entry["project"]["alignment"]["mean"]) < 0.1
+def test_blocking_lowers_harm_and_its_random_control_does_not(tiny_reports):
+    entry = tiny_reports["blocking"]["numbers"]["mlp"]
+    baseline = entry["baseline"]["harmfulness"]["mean"]
+    assert entry["block"]["harmfulness"]["mean"] < baseline
+    assert abs(entry["random_block"]["harmfulness"]["mean"] - baseline) < 0.05
+    # Projection keeps the drift's v_rev component at zero to first order.
+    assert abs(entry["project"]["alignment"]["mean"]) < abs(entry["baseline"]["alignment"]["mean"])
+    steps = [row["step"] for row in entry["ordering_by_step"]]
+    assert steps == list(range(1, 6)) + steps[5:] and steps[-1] == 20

@@ -204,7 +204,10 @@ def test_a_divergent_run_is_flagged_and_leaves_neighbours_unchanged(mlp_runs):
         (lambda: ModelConfig(kind="rnn"), "model.kind"),
         (lambda: Knobs(learning_rate=rates(-1.0)).validate(TINY["mlp"]), "learning_rate.pretrain"),
         (lambda: Knobs(learning_rate={"pretrain": 1.0}).validate(TINY["mlp"]), "learning_rate"),
-        (lambda: Knobs(rates(1e-3), weight_decay=float("nan")).validate(TINY["mlp"]), "weight_decay"),
+        (
+            lambda: Knobs(rates(1e-3), weight_decay=float("nan")).validate(TINY["mlp"]),
+            "weight_decay",
+        ),
         (
             lambda: dataclasses.replace(
                 TINY["mlp"], phases=(PhaseSpec("t", "benign", 5, 8, interventions=True),)
@@ -290,3 +293,26 @@ def test_a_phase_of_n_steps_is_the_prefix_of_one_with_m_steps(trunk_fn):
         np.testing.assert_allclose(
             np.asarray(a.outputs["metrics"]["safety"][name])[rows], values, atol=1e-6, err_msg=name
         )
+
+
+def test_behaviour_on_hand_set_weights_is_exact():
+    """All weights 0 and readout bias b: every input's logits are b, so each metric is a closed
+    form of softmax(b) and the probes' labels."""
+    from gravity.history import behaviour
+    from gravity.models import network
+
+    spec = TINY["mlp"]
+    net = network(spec.model, spec.world)
+    params = jax.tree.map(jnp.zeros_like, net.init(jax.random.key(0)))
+    bias = jnp.asarray([0.5, -1.0, 2.0, 0.0, 1.0])  # 4 answers, then REFUSE
+    params["readout"]["bias"][...] = bias
+    probes = spec.world.probe_set(WorldKnobs(), spec.n_probes)
+    metrics, _, _ = behaviour(net, params, probes, spec.world.n_classes, probes.hazard)
+    p = np.exp(np.asarray(bias)) / np.exp(np.asarray(bias)).sum()
+    hazard_labels = np.asarray(probes.hazard.labels)
+    np.testing.assert_allclose(metrics["harmfulness"], p[hazard_labels].mean(), rtol=1e-6)
+    np.testing.assert_allclose(metrics["harmfulness_heldout"], p[hazard_labels].mean(), rtol=1e-6)
+    np.testing.assert_allclose(metrics["refusal"], p[4], rtol=1e-6)
+    task_labels = np.asarray(probes.task.labels)
+    np.testing.assert_allclose(metrics["task_accuracy"], np.mean(task_labels == 2), rtol=1e-6)
+    np.testing.assert_allclose(metrics["task_loss"], -np.log(p[task_labels]).mean(), rtol=1e-5)

@@ -68,7 +68,8 @@ def test_block_term_is_zero_at_theta_s_and_one_step_reduces_positive_drift(setti
     block = interventions.get("block")
 
     def term(theta):
-        return interventions.penalty(block.sign, component(theta, inputs, aligned, v_rev), 1.0)
+        chosen = interventions.settings(interventions.index("block"))
+        return interventions.penalty(chosen, component(theta, inputs, aligned, v_rev), 0.0, 1.0)
 
     assert float(term(theta_s)) == 0.0
     u = jax.grad(component)(theta_s, inputs, aligned, v_rev)
@@ -79,18 +80,30 @@ def test_block_term_is_zero_at_theta_s_and_one_step_reduces_positive_drift(setti
     assert float(component(stepped, inputs, aligned, v_rev)) < s_before
 
 
-def test_push_has_the_opposite_sign_and_none_adds_nothing():
-    s = jnp.asarray(0.7)
-    block, push, none = (interventions.get(n) for n in ("block", "push", "none"))
-    assert float(interventions.penalty(block.sign, s, 2.0)) == pytest.approx(1.4)
-    assert float(interventions.penalty(push.sign, s, 2.0)) == pytest.approx(-1.4)
-    assert float(interventions.penalty(none.sign, s, 2.0)) == 0.0
-    assert float(interventions.penalty(block.sign, -s, 2.0)) == 0.0
-    for name in ("block", "push", "project", "random_block"):
-        sign, project, use_random = interventions.settings(interventions.index(name))
-        chosen = interventions.get(name)
-        assert float(sign) == chosen.sign and bool(project) == chosen.project
-        assert bool(use_random) == (chosen.direction == "random")
+def test_penalties_vanish_at_theta_s_and_block_the_first_step():
+    """Every term is 0 at s = 0; block's slope there is strength / 2 (the first step is
+    blocked), push's is the opposite, the bounded push saturates beyond the witness's s_H."""
+    terms = {
+        name: (
+            lambda s, name=name: interventions.penalty(
+                interventions.settings(interventions.index(name)), s, 2.0, 3.0
+            )
+        )
+        for name in interventions.INTERVENTIONS
+    }
+    for name, term in terms.items():
+        assert float(term(jnp.asarray(0.0))) == 0.0, name
+    slope = {name: float(jax.grad(term)(jnp.asarray(0.0))) for name, term in terms.items()}
+    assert slope["block"] == pytest.approx(1.5) and slope["push"] == pytest.approx(-1.5)
+    assert slope["none"] == 0.0 and slope["project"] == 0.0
+    assert slope["push_bounded"] < 0  # rewards drift toward the witness
+    far = float(jax.grad(terms["push_bounded"])(jnp.asarray(50.0)))
+    assert abs(far) < 1e-6  # saturated: no reward for drifting past s_H
+    for name in interventions.INTERVENTIONS:
+        chosen = interventions.settings(interventions.index(name))
+        spec = interventions.get(name)
+        assert bool(chosen.project) == spec.project
+        assert int(chosen.direction) == interventions.DIRECTIONS.index(spec.direction)
 
 
 def test_random_direction_is_unit_and_seeded():
