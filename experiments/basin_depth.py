@@ -20,18 +20,20 @@ with 28 seeds (1,008 histories), this measures per run:
 
 Configuration (fixed before any result was seen) and why:
 - The standard MLP history on the feature world (`gravity.presets`), Adam lr 1e-3 for pretraining,
-  helpful-only (100 steps) and safety phases, batch 64. The MLP because the grid needs ~2M model
-  steps and the transformer costs ~8x more per step.
+  helpful-only (100 steps) and safety phases, batch 64. The MLP because the grid needs ~0.35M
+  model steps plus a Lanczos Hessian per history, and the transformer costs ~8x more per step.
 - Pretraining lengths 100 ... 3,200 (doubling) and safety lengths 8 ... 256 (doubling): both span
   a factor 32, from "barely trained" to well past the standard 1,500 / 100.
 - The benign phase is plain SGD (lr 0.02, batch 64, K = 100) rather than the standard Adam,
   because the theory's closed form is for gradient descent; lr 0.02 was chosen from a pilot of
   the standard cell so that reversion at K is mid-range (neither 0 nor saturated), not to match
   any number.
-- Pretraining length changes the scan length, so each value is its own compiled program (6).
-  Safety length is masked (`sweep.mask_phase`): six slot phases of 8 ... 256 steps, each run
-  training only in its own (learning rate 0 elsewhere: an exact no-op), so all six depths share a
-  program; every run pays the 504 slot steps, cheaper than 5 more compiles per program.
+- A tree with two levels, one compiled program: the pretraining lengths are snapshots of one
+  3,200-step pretraining phase, each branching into its own helpful-only phase and one 256-step
+  safety phase whose snapshots (8 ... 256) are the depths, each branching into the benign phase
+  with its landscape and theory measurements. A phase of n steps is the exact prefix of the same
+  phase with more steps (per-step keys), so each leaf is the history with those lengths: 28
+  pretraining trunks, 168 safety trunks, 1,008 histories.
 - Landscape measurements use a fixed benign evaluation batch of 256 inputs (the same for every
   run), 11 points on the path.
 """
@@ -39,19 +41,18 @@ Configuration (fixed before any result was seen) and why:
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.stats
 from jax.flatten_util import ravel_pytree
 
-from gravity import geometry, landscape, plotting, presets, results, sweep, theory
-from gravity.history import behaviour, cross_entropy, run_history
+from gravity import geometry, landscape, plotting, presets, sweep, theory
+from gravity.experiment import Experiment
+from gravity.history import Trunk, behaviour, cross_entropy, run_history
 from gravity.models import network
-from gravity.results import mean_sd, write_report
+from gravity.stats import mean_sd, spearman
 
 NAME = "basin_depth"
 BENIGN_METRICS = ("harmfulness", "weight_progress", "alignment", "task_accuracy")
@@ -61,7 +62,11 @@ MIN_GAP = 0.3
 @dataclasses.dataclass(frozen=True)
 class BasinMeasure:
     """Per run: the history's benign metrics, then the landscape between theta_S and theta_H on
-    the benign loss and the quadratic theory's prediction at the benign phase's record steps."""
+    the benign loss and the quadratic theory's prediction at the benign phase's record steps.
+
+    In a tree sweep (`start`, a trunk ending in the safety phase), theta_S is the branch's
+    snapshot of that phase, and h_S is the benign phase's record 0 (the metrics at theta_S).
+    """
 
     eval_batch: int = 256
     lanczos_k: int = 8
@@ -69,11 +74,10 @@ class BasinMeasure:
     path_points: int = 11
     eval_seed: int = 20_260_601
 
-    def __call__(self, key: jax.Array, spec, knobs) -> dict:
-        out = run_history(key, spec, knobs)
+    def __call__(self, key: jax.Array, spec, knobs, start: Trunk | None = None) -> dict:
+        out = run_history(key, spec, knobs, start=start)
         params, metrics = out["params"], out["metrics"]
-        theta_s = sweep.masked_phase_params(params, spec, "safety")
-        theta_h = params["helpful"]
+        theta_s, theta_h = params["safety"], params["helpful"]
         net = network(spec.model, spec.world)
         batch = spec.world.sample(
             knobs.world, "benign", jax.random.key(self.eval_seed), self.eval_batch
@@ -91,9 +95,9 @@ class BasinMeasure:
             num_iterations=self.lanczos_iterations,
         )
         witness = ravel_pytree(theta_h)[0] - ravel_pytree(theta_s)[0]
-        benign = spec.phase_names.index("benign")
-        steps = jnp.asarray(spec.phases[benign].record_steps)
-        prediction = theory.predict_reversion(model, witness, knobs.learning_rate[benign], steps)
+        steps = jnp.asarray(spec.phase("benign").record_steps)
+        rate = knobs.learning_rate["benign"]
+        prediction = theory.predict_reversion(model, witness, rate, steps)
         probes = spec.world.probe_set(knobs.world, spec.n_probes)
 
         def harmfulness(p):
@@ -102,9 +106,9 @@ class BasinMeasure:
         harm_gradient = ravel_pytree(jax.grad(harmfulness)(theta_s))[0]
         return {
             "benign": {m: metrics["benign"][m] for m in BENIGN_METRICS},
-            "harm_pretrained": metrics["pretrain"]["harmfulness"][-1],
+            "harm_pretrained": harmfulness(params["pretrain"]),
             "harm_helpful": metrics["helpful"]["harmfulness"][-1],
-            "harm_aligned": metrics[sweep.phase_named(spec, "safety")]["harmfulness"][-1],
+            "harm_aligned": metrics["benign"]["harmfulness"][0],
             "path_losses": path,
             "barrier": landscape.barrier_height(path),
             "barrier_linear": landscape.barrier_height(path, convention="linear"),
@@ -128,29 +132,40 @@ class Config:
     batch_size: int = 64
     size: str = "standard"
     measure: BasinMeasure = BasinMeasure()
-    max_chunk: int = 168
+    max_chunk: int | None = None
 
 
-def make_config(quick: bool = False, seeds: int | None = None) -> Config:
-    config = (
-        Config(pretrain_steps=(200, 800), safety_steps=(16, 64, 256), seeds=4)
-        if quick
-        else Config()
+def quick(config: Config) -> Config:
+    return dataclasses.replace(
+        config, pretrain_steps=(200, 800), safety_steps=(16, 64, 256), seeds=4
     )
-    return dataclasses.replace(config, seeds=seeds) if seeds else config
 
 
-def history_spec(config: Config, pretrain_steps: int):
-    """The standard MLP history with this pretraining length, the safety phase masked over the
-    config's lengths and an SGD benign phase."""
+def history_spec(config: Config):
+    """The standard MLP history with one pretraining phase as long as the longest and one
+    safety phase as long as the deepest, each with a snapshot at every length, and an SGD
+    benign phase."""
     base = presets.standard_spec("mlp", config.size)
     batch = config.batch_size if config.size == "standard" else base.phases[0].batch_size
+    pretrain, helpful, safety, benign = base.phases
     phases = (
-        dataclasses.replace(base.phases[0], steps=pretrain_steps, batch_size=batch, n_records=2),
-        dataclasses.replace(base.phases[1], steps=config.helpful_steps, batch_size=batch),
-        dataclasses.replace(base.phases[2], batch_size=batch, n_records=1),
         dataclasses.replace(
-            base.phases[3],
+            pretrain,
+            steps=max(config.pretrain_steps),
+            batch_size=batch,
+            n_records=2,
+            snapshots=tuple(config.pretrain_steps),
+        ),
+        dataclasses.replace(helpful, steps=config.helpful_steps, batch_size=batch),
+        dataclasses.replace(
+            safety,
+            steps=max(config.safety_steps),
+            batch_size=batch,
+            n_records=1,
+            snapshots=tuple(config.safety_steps),
+        ),
+        dataclasses.replace(
+            benign,
             steps=config.benign_steps,
             batch_size=batch,
             optimizer="sgd",
@@ -158,12 +173,12 @@ def history_spec(config: Config, pretrain_steps: int):
             n_records=10,
         ),
     )
-    spec = dataclasses.replace(base, phases=phases, keep_params=True)
-    return sweep.mask_phase(spec, "safety", config.safety_steps)
+    return dataclasses.replace(base, phases=phases, keep_params=True)
 
 
 def make_sweep(config: Config) -> sweep.Sweep:
-    specs = {p: history_spec(config, p) for p in config.pretrain_steps}
+    """Pretraining lengths and depths as two levels of branches from snapshots."""
+    spec = history_spec(config)
     rates = {
         "pretrain": config.learning_rate,
         "helpful": config.learning_rate,
@@ -172,20 +187,31 @@ def make_sweep(config: Config) -> sweep.Sweep:
     }
 
     def build(pretrain_steps, safety_steps):
-        spec = specs[pretrain_steps]
-        lr = sweep.mask_learning_rate(spec, "safety", safety_steps, rates)
-        return spec, _knobs(spec, lr)
+        snapshot = {
+            "pretrain": config.pretrain_steps.index(pretrain_steps),
+            "safety": config.safety_steps.index(safety_steps),
+        }
+        knobs = dataclasses.replace(
+            presets.standard_knobs(spec), learning_rate=rates, snapshot=snapshot
+        )
+        return spec, knobs.validate(spec)
 
     return sweep.Sweep(
-        name=config.size,
-        axes=(
-            sweep.Axis("pretrain_steps", tuple(config.pretrain_steps)),
+        name=f"mlp-{config.size}",
+        axes=(),
+        branches=(
+            sweep.Axis(
+                "pretrain_steps",
+                tuple(config.pretrain_steps),
+                note=f"snapshots of one {max(config.pretrain_steps)}-step pretraining phase",
+            ),
             sweep.Axis(
                 "safety_steps",
                 tuple(config.safety_steps),
-                note="masked: one slot phase per length, learning rate 0 outside the run's own",
+                note=f"snapshots of one {max(config.safety_steps)}-step safety phase",
             ),
         ),
+        branch_after=("pretrain", "safety"),
         seeds=config.seeds,
         build=build,
         measure=config.measure,
@@ -193,8 +219,8 @@ def make_sweep(config: Config) -> sweep.Sweep:
     )
 
 
-def _knobs(spec, learning_rate):
-    return dataclasses.replace(presets.standard_knobs(spec), learning_rate=learning_rate)
+def sweeps(config: Config) -> dict[str, sweep.Sweep]:
+    return {"mlp": make_sweep(config)}
 
 
 def r_squared(predicted, measured) -> dict[str, float]:
@@ -239,16 +265,9 @@ def derived(res: sweep.SweepResult) -> dict[str, np.ndarray]:
     }
 
 
-def _spearman(x, y) -> float:
-    x, y = np.asarray(x, float).ravel(), np.asarray(y, float).ravel()
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
-        return float("nan")
-    return float(scipy.stats.spearmanr(x[ok], y[ok]).statistic)
-
-
-def summarise(res: sweep.SweepResult, config: Config) -> dict:
-    values = derived(res)
+def summarise(config: Config, results: dict[str, sweep.SweepResult]) -> dict:
+    """Cell means, trends with mass and depth, and how well the theory predicts reversion."""
+    values = derived(results["mlp"])
     cells = {name: np.nanmean(v, axis=-1) for name, v in values.items()}
     grid = {
         name: {
@@ -275,17 +294,17 @@ def summarise(res: sweep.SweepResult, config: Config) -> dict:
         "reversion_vs_mass": {
             "shortest_pretraining": float(np.nanmean(rev[0])),
             "longest_pretraining": float(np.nanmean(rev[-1])),
-            "spearman_rho": _spearman(mass, rev),
+            "spearman_rho": spearman(mass, rev),
         },
         "reversion_vs_depth": {
             "shortest_alignment": float(np.nanmean(rev[:, 0])),
             "longest_alignment": float(np.nanmean(rev[:, -1])),
-            "spearman_rho": _spearman(depth, rev),
+            "spearman_rho": spearman(depth, rev),
         },
         "top_eigenvalue_spearman": {
-            "vs_mass": _spearman(mass, values["top_eigenvalue"]),
-            "vs_depth": _spearman(depth, values["top_eigenvalue"]),
-            "vs_reversion": _spearman(values["top_eigenvalue"], rev),
+            "vs_mass": spearman(mass, values["top_eigenvalue"]),
+            "vs_depth": spearman(depth, values["top_eigenvalue"]),
+            "vs_reversion": spearman(values["top_eigenvalue"], rev),
         },
         "prediction_vs_reversion_cells": r_squared(cells["predicted"], cells["reversion"]),
         "prediction_vs_reversion_runs": r_squared(values["predicted"], rev),
@@ -304,14 +323,15 @@ def summarise(res: sweep.SweepResult, config: Config) -> dict:
             "prediction_vs_weight_progress_cells": r_squared(
                 cells["predicted"][aligned], cells["weight_progress"][aligned]
             ),
-            "reversion_vs_mass_spearman": _spearman(mass[aligned], rev[aligned]),
-            "reversion_vs_depth_spearman": _spearman(depth[aligned], rev[aligned]),
+            "reversion_vs_mass_spearman": spearman(mass[aligned], rev[aligned]),
+            "reversion_vs_depth_spearman": spearman(depth[aligned], rev[aligned]),
         },
         "benign_steps": config.benign_steps,
     }
 
 
-def plot(res: sweep.SweepResult, config: Config, numbers: dict, path: Path) -> Path:
+def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
+    res = results["mlp"]
     cells = {name: np.nanmean(v, axis=-1) for name, v in derived(res).items()}
     aligned = cells["gap"] >= MIN_GAP
     fig, axes = plotting.figure(4, 2, width=4.1, height=3.4)
@@ -385,24 +405,12 @@ def plot(res: sweep.SweepResult, config: Config, numbers: dict, path: Path) -> P
     )
 
 
-def run(
-    config: Config,
-    out_dir: Path = Path("figures"),
-    progress: bool = True,
-    store: results.ResultStore | None = None,
-) -> dict:
-    start = time.perf_counter()
-    store = store if store is not None else results.ResultStore()
-    res = sweep.run_sweep(make_sweep(config), store=store, experiment=NAME, progress=progress)
-    numbers = summarise(res, config)
-    plot(res, config, numbers, Path(out_dir) / f"{NAME}.png")
-    write_report(
-        out_dir,
-        NAME,
-        numbers,
-        {"experiment": config, "spec": {p: history_spec(config, p) for p in config.pretrain_steps}},
-        time.perf_counter() - start,
-        n_histories=res.n_histories,
-        extra={"sweep": sweep.summary(res)},
-    )
-    return numbers
+EXPERIMENT = Experiment(
+    name=NAME,
+    description="basin depth: pretraining x alignment length -> reversion, barrier, curvature",
+    config=Config,
+    quick=quick,
+    sweeps=sweeps,
+    summarise=summarise,
+    plot=plot,
+)

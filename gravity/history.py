@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -43,6 +44,7 @@ from gravity.spec import (
     stack_knobs,
     with_phase,
 )
+from gravity.validation import check
 from gravity.worlds import Batch, ProbeSet
 
 INIT_TAG = phase_tag("init")
@@ -415,18 +417,38 @@ def run_trunk(key: jax.Array, spec: HistorySpec, knobs: Knobs, through: str) -> 
     return Trunk(*run_phases(key, spec, state, knobs, phases_through(spec, through)))
 
 
+def grow_trunk(
+    key: jax.Array, spec: HistorySpec, trunk: Trunk, knobs: Knobs, through: str
+) -> Trunk:
+    """A longer shared past: a branch of `trunk` (see `branch_state`) continued through the
+    phases up to and including `through` (the next level of a tree with several levels)."""
+    state = branch_state(trunk, spec, knobs)
+    done = set(state.boundaries)
+    phases = tuple(p for p in phases_through(spec, through) if p.name not in done)
+    state, outputs = run_phases(key, spec, state, knobs, phases)
+    merged = {**trunk.outputs, **{k: v for k, v in outputs.items() if k not in ("metrics",)}}
+    merged["metrics"] = {**trunk.outputs["metrics"], **outputs["metrics"]}
+    merged["snapshots"] = {**trunk.outputs["snapshots"], **outputs["snapshots"]}
+    return Trunk(state, merged)
+
+
 def branch_state(trunk: Trunk, spec: HistorySpec, knobs: Knobs) -> HistoryState:
     """The state a branch starts from: the trunk's end, or, when the trunk's last phase kept
-    snapshots, the snapshot `knobs.snapshot` (as if that phase had ended there). The probes are
-    the branch's own (the task probes follow `benign_overlap`, which branches may change)."""
+    snapshots, one of them (as if that phase had ended there): `knobs.snapshot[phase name]`, or
+    `knobs.snapshot` itself when it is a single index. The probes are the branch's own (the task
+    probes follow `benign_overlap`, which branches may change)."""
     state = dataclasses.replace(
         trunk.state, probes=spec.world.probe_set(knobs.world, spec.n_probes)
     )
-    last = list(state.boundaries)[-1]
+    last = [name for name in spec.phase_names if name in state.boundaries][-1]
     snaps = trunk.outputs["snapshots"].get(last)
     if snaps is None:
         return state
-    params = jax.tree.map(lambda s: s[knobs.snapshot], snaps)
+    index = knobs.snapshot
+    if isinstance(index, Mapping):
+        check(last in index, "snapshot", f"an index for phase {last!r}", dict(index))
+        index = index[last]
+    params = jax.tree.map(lambda s: s[index], snaps)
     return dataclasses.replace(state, params=params, boundaries={**state.boundaries, last: params})
 
 
@@ -476,6 +498,7 @@ __all__ = [
     "Trunk",
     "behaviour",
     "branch_state",
+    "grow_trunk",
     "cross_entropy",
     "init_state",
     "make_optimizer",

@@ -127,6 +127,16 @@ class HistorySpec:
                 name,
             )
         check(len(self.directions) >= 1, "directions", "at least one definition", self.directions)
+        check(
+            not (
+                self.needs_trajectory
+                and any(p.snapshots for p in self.phases if p.data == "safety")
+            ),
+            "directions",
+            "no trajectory-based v_rev with safety snapshots (the trajectory would be the whole "
+            "phase's, not the snapshot's)",
+            self.directions,
+        )
         for i, phase in enumerate(self.phases):
             for field in ("interventions", "defences"):
                 check(
@@ -185,8 +195,8 @@ class Knobs:
     learning_rate: {phase name: learning rate}.
     intervention: index into `interventions.INTERVENTIONS`, acting in phases compiled with
         `interventions=True` ("none" elsewhere); intervention_strength scales its loss term.
-    snapshot: when a history branches from a phase with snapshots, which one it starts from
-        (an index into that phase's `snapshots`).
+    snapshot: when a history branches from a phase with snapshots, which one it starts from:
+        {phase name: index into its `snapshots`}, or one index for a tree with one level.
     objective_strength: passed to every phase's objective; those with a strength (unlearning's
         forget-term weight) use it, the others ignore it.
     defence: index into `defences.DEFENCES`, acting in phases that compile it; defence_strength
@@ -198,7 +208,7 @@ class Knobs:
     weight_decay: jax.Array | float = 0.0
     intervention_strength: jax.Array | float = 1.0
     intervention: jax.Array | int = 0
-    snapshot: jax.Array | int = 0
+    snapshot: jax.Array | int | Mapping[str, jax.Array | int] = 0
     objective_strength: jax.Array | float = 1.0
     defence: jax.Array | int = 0
     defence_strength: jax.Array | float = 0.0

@@ -1,12 +1,18 @@
 """The three maps end to end on tiny histories: each writes its figure and a JSON with its
 numbers, n_histories and wall_s; a second run of a finished configuration loads it."""
 
+import dataclasses
 import json
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from experiments import basin_depth, metastability, overlap
-from gravity import results
+from gravity import history, presets, results
+from gravity.experiment import run_experiment
+from gravity.spec import with_phase
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +29,13 @@ def _report(out, name):
 
 def test_overlap_map(tmp_path, store):
     config = overlap.Config(overlaps=(0.0, 0.5, 1.0), seeds=2, transformer_seeds=0, size="tiny")
-    numbers = overlap.run(config, out_dir=tmp_path, progress=False, store=store)
+    numbers = run_experiment(
+        overlap.EXPERIMENT, config, out_dir=tmp_path, store=store, progress=False
+    )
     report = _report(tmp_path, "overlap")
     assert report["n_histories"] == 6
-    assert report["sweeps"]["mlp"]["grouping"]["vmapped_axes"] == ["benign_overlap"]
+    grouping = report["sweeps"]["mlp"]["grouping"]
+    assert grouping["branch_axes"] == ["benign_overlap"] and grouping["runs"] == 2
     assert report["sweeps"]["mlp"]["diverged_runs"] == []
     mlp = numbers["mlp"]
     assert set(mlp["per_overlap"]) == {"0", "0.5", "1"}
@@ -34,7 +43,9 @@ def test_overlap_map(tmp_path, store):
     assert mlp["per_overlap"]["0"]["topic_tv_distance_to_pretraining"] == pytest.approx(0.6)
     assert -1 <= mlp["spearman_overlap_vs_reversion"]["rho"] <= 1
     # The same configuration again: loaded from the store, same numbers.
-    again = overlap.run(config, out_dir=tmp_path, progress=False, store=store)
+    again = run_experiment(
+        overlap.EXPERIMENT, config, out_dir=tmp_path, store=store, progress=False
+    )
     assert json.loads((tmp_path / "overlap.json").read_text())["sweeps"]["mlp"]["loaded_from_store"]
     assert again["mlp"]["per_overlap"] == mlp["per_overlap"]
 
@@ -51,16 +62,52 @@ def test_basin_depth_map(tmp_path, store):
             eval_batch=32, lanczos_k=2, lanczos_iterations=8, path_points=5
         ),
     )
-    numbers = basin_depth.run(config, out_dir=tmp_path, progress=False, store=store)
+    numbers = run_experiment(
+        basin_depth.EXPERIMENT, config, out_dir=tmp_path, store=store, progress=False
+    )
     report = _report(tmp_path, "basin_depth")
-    assert report["n_histories"] == 4 and report["sweep"]["diverged_runs"] == []
-    grouping = report["sweep"]["grouping"]
-    assert grouping["programs"] == 1 and "safety_steps" in grouping["notes"]
+    summary = report["sweeps"]["mlp"]
+    assert report["n_histories"] == 4 and summary["diverged_runs"] == []
+    grouping = summary["grouping"]
+    assert grouping["programs"] == 1 and grouping["runs"] == 2
+    assert grouping["branch_axes"] == ["pretrain_steps", "safety_steps"]
+    assert grouping["branch_after"] == ["pretrain", "safety"]
     cells = numbers["cell_means"]
     assert set(cells["reversion"]["pretrain40"]) == {"safety4", "safety8"}
+    # Each depth starts from its own snapshot: theta_S, hence h_S, differs between depths.
+    aligned = cells["harm_aligned"]["pretrain40"]
+    assert aligned["safety4"] != aligned["safety8"]
     assert all(v >= 0 for v in cells["barrier"]["pretrain40"].values())
     assert all(v > 0 for v in cells["top_eigenvalue"]["pretrain40"].values())
     assert "r2_as_predicted" in numbers["prediction_vs_reversion_cells"]
+
+
+def test_basin_depth_snapshot_branch_equals_shorter_safety_phase():
+    """A branch from the snapshot at step n of an m-step safety phase is the history whose
+    safety phase has n steps (the depths of basin_depth and metastability rely on it)."""
+    base = presets.standard_spec("mlp", "tiny")
+    n, m = 4, base.phase("safety").steps
+    long = with_phase(base, "safety", snapshots=(n, m))
+    knobs = presets.standard_knobs(base)
+    key = jax.random.key(5)
+
+    @jax.jit
+    def branched(key):
+        trunk = history.run_trunk(key, long, knobs, "safety")
+        snapshots = dataclasses.replace(history.repeat_knobs(knobs, 2), snapshot=jnp.arange(2))
+        return jax.vmap(
+            lambda k: history.run_history(key, long, k, start=trunk)["metrics"]["benign"]
+        )(snapshots)
+
+    def straight(steps):
+        spec = with_phase(base, "safety", steps=steps)
+        return jax.jit(lambda key: history.run_history(key, spec, knobs)["metrics"]["benign"])(key)
+
+    tree = branched(key)
+    for index, steps in enumerate((n, m)):
+        expected = straight(steps)
+        for name, value in expected.items():
+            np.testing.assert_allclose(tree[name][index], value, rtol=0, atol=1e-6, err_msg=name)
 
 
 def test_metastability_map(tmp_path, store):
@@ -78,9 +125,15 @@ def test_metastability_map(tmp_path, store):
         barrier_over_t=(2.5, 10 / 3),
         particles=200,
     )
-    numbers = metastability.run(config, out_dir=tmp_path, progress=False, store=store)
+    numbers = run_experiment(
+        metastability.EXPERIMENT, config, out_dir=tmp_path, store=store, progress=False
+    )
     report = _report(tmp_path, "metastability")
-    assert report["n_histories"] == 8 and report["sweep"]["diverged_runs"] == []
+    summary = report["sweeps"]["mlp"]
+    assert report["n_histories"] == 8 and summary["diverged_runs"] == []
+    grouping = summary["grouping"]
+    assert grouping["programs"] == 1 and grouping["runs"] == 2
+    assert grouping["branch_axes"] == ["learning_rate", "safety_steps"]
     assert numbers["verdict"] in ("noise-activated escape", "deterministic pull", "mixed")
     assert 0 <= numbers["escape"]["escaped_fraction_overall"] <= 1
     well = numbers["langevin"]["1d"]

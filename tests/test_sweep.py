@@ -93,9 +93,7 @@ def reference(sharded, tmp_path_factory):
 
 def test_plan_groups_program_axes_and_vmaps_the_rest():
     def build(pretrain_steps, learning_rate):
-        spec = with_phase(
-            presets.standard_spec("mlp", "tiny"), "pretrain", steps=pretrain_steps
-        )
+        spec = with_phase(presets.standard_spec("mlp", "tiny"), "pretrain", steps=pretrain_steps)
         return spec, presets.standard_knobs(spec, learning_rate)
 
     plan = sweep.plan_sweep(
@@ -257,3 +255,41 @@ def test_the_store_key_follows_the_engine_source(monkeypatch, tmp_path):
     monkeypatch.setattr(grid, "engine_digest", lambda: "0" * 16)
     after = store.entry("sweeps", "tiny", sweep.plan_sweep(tiny_sweep()).config()).path
     assert before != after
+
+
+def test_a_two_level_tree_equals_the_straight_history_at_each_leaf():
+    """Pretraining lengths as snapshots of one pretraining phase, then safety depths as
+    snapshots of one safety phase: each leaf equals the straight history of those lengths."""
+    spec = with_phase(tiny_spec(), "pretrain", snapshots=(20, 40))
+
+    def build(pretrain_steps, safety_steps):
+        snapshot = {
+            "pretrain": (20, 40).index(pretrain_steps),
+            "safety": SAFETY.index(safety_steps),
+        }
+        return spec, dataclasses.replace(presets.standard_knobs(spec), snapshot=snapshot)
+
+    tree = sweep.run_sweep(
+        sweep.Sweep(
+            "two-level",
+            axes=(),
+            branches=(sweep.Axis("pretrain_steps", (20, 40)), sweep.Axis("safety_steps", SAFETY)),
+            branch_after=("pretrain", "safety"),
+            seeds=2,
+            build=build,
+        ),
+        progress=False,
+    )
+    assert tree.info["grouping"]["histories"] == 8
+    short = with_phase(tiny_spec(4, snapshots=()), "pretrain", steps=20)
+    straight = sweep.run_sweep(
+        sweep.Sweep("short", (), 2, lambda: (short, presets.standard_knobs(short))),
+        progress=False,
+    )
+    for metric in ("harmfulness", "alignment", "task_loss"):
+        name = f"metrics/benign/{metric}"
+        np.testing.assert_allclose(tree[name][0, 0], straight[name], atol=1e-6, err_msg=name)
+    # Longer pretraining really is another history.
+    assert not np.allclose(
+        tree["metrics/benign/harmfulness"][1, 0], straight["metrics/benign/harmfulness"]
+    )

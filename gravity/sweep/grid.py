@@ -48,6 +48,9 @@ class Sweep:
         per (grid point, seed); every combination of the `branches` axes continues from that
         shared state, vmapped inside the same program. Branch axes may change only what the
         later phases use (the shared past runs with the first branch's knobs), never the spec.
+        A tree with several levels gives one phase per branch axis (`branch_after` a tuple, in
+        phase order): each level's branches continue from their parent's state through the
+        phases up to the next level's phase, once per parent branch.
     max_chunk: runs (grid point x seed, each with all its branches) vmapped at once at most;
         None: `gravity.performance.best_chunk_size` for the devices in use.
     version: part of the stored config, with the measurement's and the engine's source digests.
@@ -59,7 +62,7 @@ class Sweep:
     build: Callable[..., tuple[Any, Any]]
     measure: Measure | None = None
     branches: tuple[Axis, ...] = ()
-    branch_after: str | None = None
+    branch_after: str | tuple[str, ...] | None = None
     first_seed: int = 0
     max_chunk: int | None = None
     memory_budget_gb: float = 8.0
@@ -81,6 +84,28 @@ class Sweep:
             "a phase name exactly when there are branch axes",
             self.branch_after,
         )
+        check(
+            isinstance(self.branch_after, str | None)
+            or len(self.branch_after) == len(self.branches),
+            "branch_after",
+            "one phase name, or one per branch axis",
+            self.branch_after,
+        )
+
+    @property
+    def levels(self) -> tuple[tuple[str, int], ...]:
+        """The tree's levels: (phase it branches after, number of branches), outermost first."""
+        if not self.branches:
+            return ()
+        if isinstance(self.branch_after, str):
+            return ((self.branch_after, int(np.prod(self.branch_shape))),)
+        levels: list[tuple[str, int]] = []
+        for phase, axis in zip(self.branch_after, self.branches, strict=True):
+            if levels and levels[-1][0] == phase:
+                levels[-1] = (phase, levels[-1][1] * len(axis.values))
+            else:
+                levels.append((phase, len(axis.values)))
+        return tuple(levels)
 
     @property
     def grid_shape(self) -> tuple[int, ...]:

@@ -35,19 +35,36 @@ _PROGRAMS: dict[tuple, Any] = {}  # compiled programs of this process, oldest fi
 MAX_CACHED_PROGRAMS = 32
 
 
-def per_run(spec, measure: Measure, branch_after: str | None) -> Callable:
-    """The function of (seed, knobs) one run computes; in a tree sweep, knobs carry a leading
-    branch axis and the shared past runs once with the first branch's knobs."""
+def per_run(spec, measure: Measure, levels: tuple[tuple[str, int], ...]) -> Callable:
+    """The function of (seed, knobs) one run computes. In a tree sweep the knobs carry a leading
+    axis of all the run's branches; each level's shared past runs once per parent branch, with
+    its first child's knobs, and the measurement is vmapped over the leaves."""
 
     def one(seed, knobs):
         key = jax.random.key(seed)
-        if branch_after is None:
+        if not levels:
             return measure(key, spec, knobs)
-        first = jax.tree.map(lambda a: a[0], knobs)
-        trunk = history.run_trunk(key, spec, first, branch_after)
-        return jax.vmap(lambda k: measure(key, spec, k, start=trunk))(knobs)
+        shape = tuple(n for _, n in levels)
+        knobs = jax.tree.map(lambda a: a.reshape(*shape, *a.shape[1:]), knobs)
+        first = jax.tree.map(lambda a: a[(0,) * len(shape)], knobs)
+        trunk = history.run_trunk(key, spec, first, levels[0][0])
+        out = _descend(key, spec, measure, trunk, knobs, [phase for phase, _ in levels[1:]])
+        return jax.tree.map(lambda a: a.reshape(-1, *a.shape[len(shape) :]), out)
 
     return one
+
+
+def _descend(key, spec, measure, trunk, knobs, afters: list[str]):
+    """Vmap over this level's branches: grow each one's trunk to the next level, or measure."""
+
+    def branch(k):
+        if not afters:
+            return measure(key, spec, k, start=trunk)
+        first = jax.tree.map(lambda a: a[(0,) * len(afters)], k)
+        grown = history.grow_trunk(key, spec, trunk, first, afters[0])
+        return _descend(key, spec, measure, grown, k, afters[1:])
+
+    return jax.vmap(branch)(knobs)
 
 
 class _Runner:
@@ -68,9 +85,9 @@ class _Runner:
     def batch_for(self, chunk_size: int) -> int:
         return self.n_devices * math.ceil(chunk_size / self.n_devices)
 
-    def lower(self, spec, measure, branch_after, batch: int, knobs):
+    def lower(self, spec, measure, levels, batch: int, knobs):
         program = jax.jit(
-            jax.vmap(per_run(spec, measure, branch_after)),
+            jax.vmap(per_run(spec, measure, levels)),
             in_shardings=self.sharding,
             out_shardings=self.sharding,
         )
@@ -83,17 +100,17 @@ class _Runner:
         )
         return program.lower(seeds, abstract)
 
-    def compile(self, spec, measure, branch_after, chunk_size, knobs) -> tuple[Any, int, float]:
+    def compile(self, spec, measure, levels, chunk_size, knobs) -> tuple[Any, int, float]:
         """(compiled program, executed batch, compile seconds); the batch halves until the
         program's memory estimate fits the budget."""
         start = time.perf_counter()
         batch = self.batch_for(chunk_size)
         shapes = jax.tree.map(np.shape, knobs)
         while True:
-            key = (spec, measure, branch_after, str(shapes), batch, self.devices)
+            key = (spec, measure, levels, str(shapes), batch, self.devices)
             compiled = _PROGRAMS.get(key)
             if compiled is None:
-                compiled = self.lower(spec, measure, branch_after, batch, knobs).compile()
+                compiled = self.lower(spec, measure, levels, batch, knobs).compile()
                 _PROGRAMS[key] = compiled
                 while len(_PROGRAMS) > MAX_CACHED_PROGRAMS:
                     _PROGRAMS.pop(next(iter(_PROGRAMS)))
@@ -204,7 +221,7 @@ class _SweepRun:
                 stored = self.entry.read_chunk(chunk.name)
                 if stored is not None and np.array_equal(stored.get("__runs__"), chunk.runs):
                     self.done[chunk.name] = stored
-        pending = {c.group for c in self.plan.chunks if c.name not in self.done | self.skip}
+        pending = {c.group for c in self.plan.chunks if c.name not in self.done.keys() | self.skip}
         self.pending_groups = [] if self.complete else sorted(pending)
         self.stacked = {g: _stack(self.plan, g) for g in self.pending_groups}
 
@@ -217,7 +234,7 @@ class _SweepRun:
                 self.runner.compile,
                 groups[g],
                 self.measure,
-                self.sweep.branch_after,
+                self.sweep.levels,
                 self.plan.chunk_size[g],
                 example,
             )

@@ -190,3 +190,13 @@ def pool_weights(knobs: WorldKnobs, pool_size: int) -> np.ndarray:
     """Exact weight of each pool example in relearning's hazardous share (uniform over k)."""
     k = int(np.clip(int(np.asarray(knobs.relearn_examples)), 1, pool_size))
     return np.concatenate([np.full(k, 1.0 / k), np.zeros(pool_size - k)])
+
+
+def witness_labels(batch: Batch, kind: str, shift: int, n_classes: int) -> Batch:
+    """With a witness shift, the helpful-only phase complies with hazardous requests by a
+    *different* harmful answer than pretraining's (answer + shift, mod n_classes), so theta_H
+    and theta_P are distinguishable: which basin pulls can then be read off the answers."""
+    if kind != "helpful" or shift == 0:
+        return batch
+    shifted = jnp.where(batch.hazardous, (batch.labels + shift) % n_classes, batch.labels)
+    return batch._replace(labels=shifted)

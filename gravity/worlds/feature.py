@@ -31,6 +31,7 @@ from gravity.worlds.base import (
     centred_teacher,
     check,
     compliant_labels,
+    witness_labels,
     from_pool,
     phase_mixture,
     pool_rows,
@@ -46,6 +47,8 @@ class FeatureWorld:
 
     capability: hazardous inputs are answered by their own teacher (off: by the task's).
     forget_pool: size of the fixed pool relearning draws its forget examples from.
+    witness_shift: the helpful-only witness answers hazardous inputs with pretraining's answer
+        shifted by this much (0: the same answer), to tell theta_H's basin from theta_P's.
     """
 
     n_topics: int = 4
@@ -56,6 +59,7 @@ class FeatureWorld:
     seed: int = 0
     capability: bool = False
     forget_pool: int = 64
+    witness_shift: int = 0
 
     name = "feature"
 
@@ -76,6 +80,12 @@ class FeatureWorld:
             "FeatureWorld.forget_pool",
             "a positive integer",
             self.forget_pool,
+        )
+        check(
+            0 <= self.witness_shift < self.n_classes,
+            "FeatureWorld.witness_shift",
+            f"an integer in 0..{self.n_classes - 1}",
+            self.witness_shift,
         )
 
     @property
@@ -133,7 +143,9 @@ class FeatureWorld:
         answers = self.rule_answers(content, hazardous)
         labels = compliant_labels(k_label, answers, hazardous, comply_prob, self.n_classes)
         inputs = jnp.concatenate([hazardous[:, None].astype(jnp.float32), content], axis=-1)
-        batch = Batch(inputs, labels, hazardous)
+        batch = witness_labels(
+            Batch(inputs, labels, hazardous), kind, self.witness_shift, self.n_classes
+        )
         if kind != "relearn":
             return batch
         rows = pool_rows(

@@ -31,6 +31,7 @@ from gravity.worlds.base import (
     centred_teacher,
     check,
     compliant_labels,
+    witness_labels,
     from_pool,
     phase_mixture,
     pool_rows,
@@ -46,6 +47,8 @@ class TokenWorld:
 
     capability: hazardous prompts are answered by their own teacher (off: by the task's).
     forget_pool: size of the fixed pool relearning draws its forget examples from.
+    witness_shift: the helpful-only witness answers hazardous inputs with pretraining's answer
+        shifted by this much (0: the same answer), to tell theta_H's basin from theta_P's.
     """
 
     n_topics: int = 4
@@ -56,6 +59,7 @@ class TokenWorld:
     seed: int = 0
     capability: bool = False
     forget_pool: int = 64
+    witness_shift: int = 0
 
     name = "token"
 
@@ -77,6 +81,12 @@ class TokenWorld:
         check(0.0 <= self.p_on <= 1.0, "TokenWorld.p_on", "a probability in [0, 1]", self.p_on)
         check(
             self.forget_pool >= 1, "TokenWorld.forget_pool", "a positive integer", self.forget_pool
+        )
+        check(
+            0 <= self.witness_shift < self.n_classes,
+            "TokenWorld.witness_shift",
+            f"an integer in 0..{self.n_classes - 1}",
+            self.witness_shift,
         )
 
     @property
@@ -165,6 +175,7 @@ class TokenWorld:
     def sample(self, knobs: WorldKnobs, kind: str, key: jax.Array, batch_size: int) -> Batch:
         """A batch of a data kind (see `DATA_KINDS`), labelled by the phase's rule."""
         batch = self._sample_with_matched(knobs, kind, key, batch_size)[0]
+        batch = witness_labels(batch, kind, self.witness_shift, self.n_classes)
         if kind != "relearn":
             return batch
         rows = pool_rows(
