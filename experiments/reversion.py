@@ -26,6 +26,14 @@ the topic's features at the background rate `p_off`.
 
 Configuration: the standard histories unchanged (lr 1e-3 Adam everywhere, benign_overlap 0.5);
 nothing here was tuned toward the paper's numbers.
+
+The paper's regime, calibrated honestly (MLP; rule written before looking): two knobs,
+`benign_overlap` (0 ... 1) and the safety-alignment depth (25 ... 400 steps, snapshots of one
+phase), are fitted to two of the paper's numbers only, the mean alignment after the first benign
+update (0.429) and at step 20 (0.647), by least squares over the grid (`gravity.calibration`);
+every other number of the paper's table (final alignment, held-out harmfulness without and with
+blocking, blocked alignment, Spearman) is then read off that cell with no further tuning and
+reported beside the paper's.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import scipy.stats
 
-from gravity import geometry, plotting, presets, sweep
+from gravity import calibration, geometry, interventions, plotting, presets, sweep
 from gravity.experiment import Experiment
 from gravity.spec import with_phase
 from gravity.stats import mean_sd, spearman_by_step
@@ -51,29 +59,123 @@ PAPER = {
 }
 
 
+REGIME_OVERLAPS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+REGIME_DEPTHS = (25, 50, 100, 200, 400)
+REGIME_ARMS = ("none", "block")
+PAPER_PREDICTED = {
+    "alignment_step100": 0.648,
+    "harmfulness_heldout_step100": 0.190,
+    "harmfulness_heldout_blocked": 0.085,
+    "alignment_blocked_step100": -0.211,
+    "spearman_alignment_harmfulness": 0.958,
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     seeds: int = 16
     models: tuple[str, ...] = presets.MODELS
     learning_rate: float = 1e-3
     size: str = "standard"
+    regime_seeds: int = 8
+    regime_overlaps: tuple[float, ...] = REGIME_OVERLAPS
+    regime_depths: tuple[int, ...] = REGIME_DEPTHS
 
 
 def quick(config: Config) -> Config:
-    return dataclasses.replace(config, seeds=4)
+    return dataclasses.replace(config, seeds=4, regime_seeds=0)
 
 
 def reversion_spec(model: str, size: str = "standard"):
     """The standard history with the benign phase recorded at every step and drift kept."""
-    spec = presets.standard_spec(model, size, directions=DEFINITIONS)
+    spec = presets.standard_spec(model, size, directions=DEFINITIONS, keep_params=False)
     benign = spec.phases[-1]
+    spec = with_phase(spec, benign.name, dense_steps=benign.steps)
     snapshots = tuple(s for s in SNAPSHOTS if s <= benign.steps)
-    spec = dataclasses.replace(spec, drift_snapshots=snapshots, keep_params=False)
-    return with_phase(spec, benign.name, dense_steps=benign.steps)
+    return dataclasses.replace(spec, drift_snapshots=snapshots)
 
 
 HARM_PROBS = (0.9, 0.0)
 ARMS = ("benign", "control")
+def regime_spec(config: Config):
+    """The MLP history with the benign phase recorded every step, interventions compiled, and
+    one safety phase as long as the deepest depth with a snapshot at each."""
+    spec = presets.standard_spec("mlp", config.size, keep_params=False)
+    spec = with_phase(spec, "benign", dense_steps=spec.phase("benign").steps, interventions=True)
+    depths = config.regime_depths
+    return with_phase(spec, "safety", steps=max(depths), snapshots=depths)
+
+
+def regime_sweep(config: Config) -> sweep.Sweep:
+    spec = regime_spec(config)
+
+    def build(depth, benign_overlap, arm):
+        knobs = presets.standard_knobs(spec, config.learning_rate, benign_overlap=benign_overlap)
+        knobs = dataclasses.replace(
+            knobs,
+            snapshot=config.regime_depths.index(depth),
+            intervention=interventions.index(arm),
+        )
+        return spec, knobs.validate(spec)
+
+    return sweep.Sweep(
+        f"paper-regime-{config.size}",
+        axes=(),
+        branches=(
+            sweep.Axis("depth", tuple(config.regime_depths)),
+            sweep.Axis("benign_overlap", tuple(config.regime_overlaps)),
+            sweep.Axis("arm", REGIME_ARMS),
+        ),
+        branch_after="safety",
+        seeds=config.regime_seeds,
+        build=build,
+        measure=sweep.HistoryMetrics(
+            trajectories=(("benign", ("alignment", "harmfulness", "harmfulness_heldout")),)
+        ),
+    )
+
+
+def paper_regime(res: sweep.SweepResult, config: Config) -> dict:
+    """Fit (depth, overlap) to the paper's alignment at steps 1 and 20; predict the rest."""
+    align = res.valid("metrics/benign/alignment")  # (depth, overlap, arm, seeds, steps)
+    means = {
+        (i, j): (np.nanmean(align[i, j, 0, :, 1]), np.nanmean(align[i, j, 0, :, 20]))
+        for i in range(align.shape[0])
+        for j in range(align.shape[1])
+    }
+    (i, j), distance = calibration.nearest_cell(
+        means, (PAPER["alignment_step1"][0], PAPER["alignment_step20"][0])
+    )
+    harm = res.valid("metrics/benign/harmfulness_heldout")[i, j]
+    base_align, base_harm = align[i, j, 0], res.valid("metrics/benign/harmfulness")[i, j, 0]
+    predicted = {
+        "alignment_step100": mean_sd(base_align[:, -1]),
+        "harmfulness_heldout_step100": mean_sd(harm[0, :, -1]),
+        "harmfulness_heldout_blocked": mean_sd(harm[1, :, -1]),
+        "alignment_blocked_step100": mean_sd(align[i, j, 1, :, -1]),
+        "spearman_alignment_harmfulness": spearman_by_step(base_align[:, 1:], base_harm[:, 1:])[
+            "pooled"
+        ],
+    }
+    return {
+        "fitted_knobs": {
+            "safety_steps": config.regime_depths[i],
+            "benign_overlap": config.regime_overlaps[j],
+        },
+        "fit_rule": "least squares of mean alignment at steps 1 and 20 to the paper's, over the grid",
+        "fitted": {
+            "alignment_step1": float(means[(i, j)][0]),
+            "alignment_step20": float(means[(i, j)][1]),
+        },
+        "fitted_paper": {
+            "alignment_step1": PAPER["alignment_step1"][0],
+            "alignment_step20": PAPER["alignment_step20"][0],
+        },
+        "squared_distance": distance,
+        "predicted": predicted,
+        "paper": PAPER_PREDICTED,
+        "n_histories": res.n_histories,
+    }
 
 
 def at_step(values, steps, t):
@@ -332,6 +434,8 @@ def sweeps(config: Config) -> dict[str, sweep.Sweep]:
             seeds=config.seeds,
             build=build,
         )
+    if config.regime_seeds:
+        out["paper_regime"] = regime_sweep(config)
     return out
 
 
@@ -357,16 +461,20 @@ def summarise(config: Config, results: dict[str, sweep.SweepResult]) -> dict:
             part(res, 0, 0), reversion_spec(model, config.size), part(res, 0, 1), part(res, 1, 0)
         )
         for model, res in results.items()
+        if model in config.models
     }
+    if "paper_regime" in results:
+        numbers["paper_regime"] = paper_regime(results["paper_regime"], config)
     numbers["paper"] = {k: {"mean": m, "sd": s} for k, (m, s) in PAPER.items()}
     numbers["paper"]["spearman_alignment_harmfulness"] = 0.958
     return numbers
 
 
 def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
-    trees = {model: part(res, 0, 0) for model, res in results.items()}
-    controls = {model: (part(res, 0, 1), part(res, 1, 0)) for model, res in results.items()}
-    specs = {model: reversion_spec(model, config.size) for model in results}
+    models = [m for m in results if m in config.models]
+    trees = {model: part(results[model], 0, 0) for model in models}
+    controls = {model: (part(results[model], 0, 1), part(results[model], 1, 0)) for model in models}
+    specs = {model: reversion_spec(model, config.size) for model in models}
     return plot_models(trees, specs, numbers, path, controls)
 
 

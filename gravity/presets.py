@@ -8,7 +8,7 @@ Choices and why (fixed before any result was looked at, not tuned to match the p
   (pretraining teaches the harmful behaviour); half the benign inputs share the hazard topic's
   content (`benign_overlap = 0.5`), so benign data trains the same output channel on similar
   inputs, which is where erosion can come from. The `overlap` experiment sweeps that knob.
-- MLP 33-128-128-16 on batches of 64 (about 8.7 MFLOP a step: quick runs stay within a minute); transformer with 2 layers,
+- MLP 33-128-128-16 on batches of 64 (about 8.7 MFLOP a step); transformer with 2 layers,
   d_model 32, 4 heads, d_ff 128 on 8-token prompts, batches of 32, sized so the quick runs stay
   within a minute on 2 CPU cores.
 """
@@ -19,10 +19,10 @@ import dataclasses
 
 import jax.numpy as jnp
 
-from gravity.spec import HistorySpec, Knobs, PhaseSpec, with_phase
 from gravity.models import ModelConfig
-from gravity.worlds import FeatureWorld, TokenWorld, WorldKnobs
+from gravity.spec import HistorySpec, Knobs, PhaseSpec
 from gravity.validation import check
+from gravity.worlds import FeatureWorld, TokenWorld, WorldKnobs
 
 MODELS = ("mlp", "transformer")
 
