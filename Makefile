@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-test
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: setup run test bench lint figures clean
+.PHONY: setup run test bench lint figures notebooks clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ bench: $(BENCH_STAMP)
 ## Every experiment at full size into figures/ (run it from a clean commit: the JSONs record it)
 figures: setup
 	for name in $$($(VENV)/bin/gravity list | cut -d' ' -f1); do $(VENV)/bin/gravity run $$name --no-progress || exit 1; done
+
+## The teaching notebooks executed with their outputs, for reading: notebooks/rendered/*.ipynb
+## (full size; `make notebooks NOTEBOOK_ARGS=--small` runs CI's small size in about a minute)
+NOTEBOOK_ARGS ?=
+notebooks: setup
+	$(PY) notebooks/render.py $(NOTEBOOK_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check gravity experiments tests

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -180,7 +181,9 @@ def describe(resolved) -> str:
             lines.append(f"    {type(spec).__name__}")
             continue
         world = to_jsonable(knobs.world)
-        lines.append("    world: " + " ".join(f"{k}={_text(v)}" for k, v in world.items() if k != "__type__"))
+        lines.append(
+            "    world: " + " ".join(f"{k}={_text(v)}" for k, v in world.items() if k != "__type__")
+        )
         for phase in spec.phases:
             rate = _text(to_jsonable(knobs.learning_rate[phase.name]))
             lines.append(
@@ -200,44 +203,37 @@ def _text(value) -> str:
 
 def _run(args) -> int:
     out = _prepare(args)
+    options = _job_options(args) if args.executor is not None else None
     resolved = _resolve(args)
-    if args.executor is not None:
-        return _run_on_cluster(args, resolved, out)
-    from gravity.experiment import run_experiment
+    if options is not None:
+        return _run_on_cluster(args, options, resolved, out)
     from gravity.results import ResultStore
+
+    return _write(args, resolved, out, ResultStore(force=args.force))
+
+
+def _write(args, resolved, out: Path, store, devices=None) -> int:
+    """Run (or load) the resolved experiment and write its figure and JSON."""
+    from gravity.experiment import run_experiment
 
     start = time.perf_counter()
     run_experiment(
         resolved.experiment,
         resolved.config,
         out_dir=out,
-        store=ResultStore(force=args.force),
-        progress=_progress(args),
+        store=store,
+        progress=not args.no_progress and "CI" not in os.environ,
+        devices=devices,
         overrides=resolved.overrides,
     )
     print(f"wrote {out / (args.name + '.png')} and .json in {time.perf_counter() - start:.1f} s")
     return 0
 
 
-def _progress(args) -> bool:
-    return not args.no_progress and "CI" not in os.environ
+def _job_options(args):
+    from gravity.cluster import JobOptions
 
-
-def _request(args):
-    from gravity.cluster import Request
-    from gravity.results import default_root
-
-    return Request(
-        args.name, str(default_root().absolute()), tuple(args.set), args.quick, args.seeds
-    )
-
-
-def _run_on_cluster(args, resolved, out: Path) -> int:
-    """Submit the jobs whose chunks are missing, wait for them, then assemble."""
-    from gravity import cluster
-    from gravity.results import ResultStore
-
-    options = cluster.JobOptions(
+    return JobOptions(
         args.executor,
         args.jobs,
         args.timeout_min,
@@ -245,7 +241,17 @@ def _run_on_cluster(args, resolved, out: Path) -> int:
         args.gpus_per_job,
         args.cpus_per_job,
     )
-    request, store = _request(args), ResultStore()
+
+
+def _run_on_cluster(args, options, resolved, out: Path) -> int:
+    """Submit the jobs whose chunks are missing, wait for them, then assemble."""
+    from gravity import cluster
+    from gravity.results import ResultStore, default_root
+
+    store = ResultStore()
+    request = cluster.Request(
+        args.name, str(default_root().absolute()), tuple(args.set), args.quick, args.seeds
+    )
     if args.force:
         cluster.clear(resolved.sweeps, store, args.name)
     present = cluster.chunk_table(resolved.sweeps, store, args.name)
@@ -256,24 +262,26 @@ def _run_on_cluster(args, resolved, out: Path) -> int:
         ids = ", ".join(job.job_id for job in jobs)
         print(f"submitted {len(jobs)} of {count} jobs ({ids}) for {present.count(False)} chunks")
         if args.no_wait:
-            print(f"then: gravity collect {' '.join(_same_options(args))}")
+            print(f"then: gravity collect {' '.join(_same_options(args, out))}")
             return 0
-        failures = cluster.wait(jobs, shards)
+        computed, failures = cluster.wait(jobs, shards)
+        for shard, n_chunks in sorted(computed.items()):
+            print(f"job {shard} computed {n_chunks} chunks")
+        for failure in failures:
+            print(f"gravity: {_one_line(failure)}", file=sys.stderr)
         if failures:
-            for failure in failures:
-                print(f"gravity: {_one_line(failure)}", file=sys.stderr)
-            print("gravity: run the same command again to compute the missing chunks", file=sys.stderr)
+            print("gravity: the same command again computes the missing chunks", file=sys.stderr)
             return 1
     return _assemble(args, resolved, out)
 
 
-def _same_options(args) -> list[str]:
+def _same_options(args, out: Path) -> list[str]:
     """The command-line options that identify a run (what `collect` must be given again)."""
     words = [args.name, *(["--quick"] if args.quick else [])]
     words += ["--seeds", str(args.seeds)] if args.seeds is not None else []
     for setting in args.set:
-        words += ["--set", setting]
-    return words
+        words += ["--set", shlex.quote(setting)]
+    return [*words, "--out", shlex.quote(str(out))]
 
 
 def _collect(args) -> int:
@@ -282,35 +290,23 @@ def _collect(args) -> int:
 
 
 def _assemble(args, resolved, out: Path) -> int:
-    """The figure and JSON from a cluster run's chunks, once all are in the store."""
+    """The figure and JSON from a cluster run's chunks, once all are in the store (exit 1 and
+    what is missing, otherwise)."""
     import jax
 
     from gravity import cluster
-    from gravity.experiment import run_experiment
     from gravity.results import ResultStore
 
     store = ResultStore()
     present = cluster.chunk_table(resolved.sweeps, store, args.name)
     if not all(present):
-        missing = present.count(False)
         print(
-            f"gravity: {missing} of {len(present)} chunks are not in {store.root} yet: "
-            f"gravity run {' '.join(_same_options(args))} --executor ... computes them",
+            f"gravity: {present.count(False)} of {len(present)} chunks are not in {store.root}"
+            f" yet: gravity run {' '.join(_same_options(args, out))} --executor ... computes them",
             file=sys.stderr,
         )
         return 1
-    start = time.perf_counter()
-    run_experiment(
-        resolved.experiment,
-        resolved.config,
-        out_dir=out,
-        store=store,
-        progress=_progress(args),
-        devices=jax.devices()[: cluster.JOB_DEVICES],
-        overrides=resolved.overrides,
-    )
-    print(f"wrote {out / (args.name + '.png')} and .json in {time.perf_counter() - start:.1f} s")
-    return 0
+    return _write(args, resolved, out, store, devices=jax.devices()[: cluster.JOB_DEVICES])
 
 
 COMMANDS = {"list": _list, "show": _show, "run": _run, "collect": _collect}

@@ -11,7 +11,8 @@ An experiment module (`experiments/NAME.py`) declares `EXPERIMENT = Experiment(.
 `run_experiment` is the only way an experiment runs: its sweeps go through one runner
 (`gravity.sweep.run_sweeps`: sharded over `jax.devices()`, chunked, stored, resumable, with a
 progress bar), then summarise, plot and `out_dir/NAME.json` with `n_histories` and `wall_s`.
-So `--seeds`, `--quick` and `--force` mean the same for every experiment.
+So `--seeds`, `--quick`, `--set` (`gravity.overrides`) and `--force` mean the same for every
+experiment.
 """
 
 from __future__ import annotations

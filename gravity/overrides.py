@@ -1,0 +1,304 @@
+"""Command-line overrides of an experiment: `NAME=VALUE`, validated, applied without editing code.
+
+Three kinds of NAME, one syntax (`gravity run NAME --set NAME=VALUE ...`):
+
+- `FIELD`: a field of the experiment's frozen `Config` (`seeds=8`, `learning_rate=3e-3`,
+  `models=mlp`); the value is parsed to the field's type, tuples as comma lists (`a,b,c`; an
+  empty value is the empty tuple), `none` for an optional field.
+- `world.FIELD`: a `gravity.worlds.WorldKnobs` field in every history's knobs
+  (`world.benign_overlap=0.1`).
+- `phases.PHASE.FIELD`: a `gravity.spec.PhaseSpec` field of one phase in every history's spec
+  (`phases.benign.steps=300`), or `phases.PHASE.learning_rate`, that phase's learning rate knob.
+
+History overrides (`world.`, `phases.`) wrap each sweep's `build` (`apply_to_sweeps`), so they
+change the specs and knobs the result store hashes: an overridden run never reads another's
+results. They are refused, with one line naming the field, when the experiment's own axes
+already vary that field, when a phase is missing from a history, and when an experiment's
+histories are not `HistorySpec`s. Every number must be finite and >= 0 (no knob of this project
+is negative) and every integer below 2**31 (step counters are int32).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from gravity.spec import HistorySpec, Knobs, PhaseSpec, with_phase
+from gravity.validation import ConfigError, check
+from gravity.worlds import WorldKnobs
+
+MAX_INT = 2**31 - 1
+WORLD, PHASES = "world", "phases"
+FIXED_PHASE_FIELDS = ("name", "data")
+"""Phase fields an override may not change: they name the phase and choose its data."""
+PHASE_KNOBS = ("learning_rate",)
+"""Per-phase numeric knobs settable as `phases.PHASE.NAME` (they live in `Knobs`)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Override:
+    """One `NAME=VALUE`: what it targets ("config", "world" or "phases"), the field path within
+    it (("seeds",), ("benign_overlap",), ("benign", "steps")) and the parsed value."""
+
+    target: str
+    path: tuple[str, ...]
+    value: Any
+
+    @property
+    def name(self) -> str:
+        return ".".join(self.path if self.target == "config" else (self.target, *self.path))
+
+
+def parse(texts: Sequence[str], config: Any) -> tuple[Override, ...]:
+    """`NAME=VALUE` strings as overrides of `config`'s experiment (one-line `ConfigError` on a
+    malformed, unknown or ill-typed one)."""
+    return tuple(_parse_one(text, config) for text in texts)
+
+
+def _parse_one(text: str, config: Any) -> Override:
+    name, sep, raw = text.partition("=")
+    name = name.strip()
+    check(bool(sep) and bool(name), "--set", "NAME=VALUE", text)
+    parts = name.split(".")
+    if parts[0] == WORLD:
+        hints = _hints(WorldKnobs)
+        check(len(parts) == 2 and parts[1] in hints, "--set", _allowed(config), name)
+        value = _parse_value(raw, hints[parts[1]], f"--set {name}")
+        WorldKnobs(**{parts[1]: value}).validate()
+        return Override(WORLD, (parts[1],), value)
+    if parts[0] == PHASES:
+        check(len(parts) == 3, "--set", _allowed(config), name)
+        hints = {**_hints(PhaseSpec), **{k: float for k in PHASE_KNOBS}}
+        field = parts[2]
+        check(
+            field in hints and field not in FIXED_PHASE_FIELDS,
+            f"--set {PHASES}.{parts[1]}.FIELD",
+            f"one of {', '.join(f for f in hints if f not in FIXED_PHASE_FIELDS)}",
+            field,
+        )
+        value = _parse_value(raw, hints[field], f"--set {name}")
+        return Override(PHASES, (parts[1], field), value)
+    hints = _hints(type(config))
+    check(len(parts) == 1 and name in hints, "--set", _allowed(config), name)
+    return Override("config", (name,), _parse_value(raw, hints[name], f"--set {name}"))
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    """A dataclass's fields and their (resolved) types."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _allowed(config: Any) -> str:
+    fields = ", ".join(_hints(type(config)))
+    return f"a config field ({fields}), world.FIELD or phases.PHASE.FIELD"
+
+
+def _parse_value(raw: str, hint: Any, field: str) -> Any:
+    """`raw` parsed to the type `hint` (bool, int, float, str, tuples of them, optionals)."""
+    raw = raw.strip()
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in args if a is not type(None)]
+        if raw.lower() == "none" and len(members) < len(args):
+            return None
+        scalars = [t for t in (float, int, bool, str) if t in members]
+        check(bool(scalars), field, "a field the command line can set", raw)
+        return _parse_value(raw, scalars[0], field)
+    if origin is tuple:
+        element = args[0] if args else str
+        items = raw.split(",") if raw else []
+        return tuple(_parse_value(item, element, field) for item in items)
+    if hint is bool:
+        check(raw.lower() in ("true", "false", "1", "0"), field, "true or false", raw)
+        return raw.lower() in ("true", "1")
+    if hint is int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{field} = {raw!r} is invalid: an integer") from None
+        check(0 <= value <= MAX_INT, field, f"an integer in 0..{MAX_INT}", value)
+        return value
+    if hint is float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{field} = {raw!r} is invalid: a number") from None
+        check(math.isfinite(value) and value >= 0, field, "a finite number >= 0", raw)
+        return value
+    if hint is str:
+        return raw
+    raise ConfigError(f"{field} = {raw!r} is invalid: a field the command line can set")
+
+
+def apply_to_config(config: Any, overrides: Sequence[Override]) -> Any:
+    """`config` with its `FIELD=VALUE` overrides (its own validation runs again)."""
+    changes = {o.path[0]: o.value for o in overrides if o.target == "config"}
+    return dataclasses.replace(config, **changes) if changes else config
+
+
+def history_overrides(overrides: Sequence[Override]) -> tuple[Override, ...]:
+    return tuple(o for o in overrides if o.target != "config")
+
+
+def record(overrides: Sequence[Override]) -> dict[str, Any]:
+    """The overrides as {name: value}, for a report's config."""
+    return {o.name: o.value for o in overrides}
+
+
+@dataclasses.dataclass(frozen=True)
+class OverriddenBuild:
+    """A sweep's `build` with history overrides applied to every (spec, knobs) it returns."""
+
+    build: Any
+    overrides: tuple[Override, ...]
+
+    def __call__(self, **point) -> tuple[Any, Any]:
+        spec, knobs = self.build(**point)
+        return override_history(spec, knobs, self.overrides)
+
+
+def override_history(
+    spec: HistorySpec, knobs: Knobs, overrides: Sequence[Override]
+) -> tuple[HistorySpec, Knobs]:
+    """One history's (spec, knobs) with `world.` and `phases.` overrides applied and checked."""
+    if not overrides:
+        return spec, knobs
+    check(
+        isinstance(spec, HistorySpec) and isinstance(knobs, Knobs),
+        f"--set {overrides[0].name}",
+        f"an override of HistorySpec histories (this experiment's are {type(spec).__name__})",
+        overrides[0].value,
+    )
+    world, rates = {}, dict(knobs.learning_rate)
+    for o in overrides:
+        if o.target == WORLD:
+            world[o.path[0]] = o.value
+            continue
+        phase, field = o.path
+        check(phase in spec.phase_names, f"--set {o.name}", _phases(spec), phase)
+        if field in PHASE_KNOBS:
+            rates[phase] = np.float32(o.value)
+            check(o.value > 0, f"--set {o.name}", "a positive learning rate", o.value)
+        else:
+            spec = with_phase(spec, phase, **{field: o.value})
+    knobs = dataclasses.replace(
+        knobs, learning_rate=rates, world=dataclasses.replace(knobs.world, **world).validate()
+    )
+    return spec, knobs
+
+
+def _phases(spec: HistorySpec) -> str:
+    return f"a phase of every history ({', '.join(spec.phase_names)})"
+
+
+def apply_to_sweeps(sweeps: Mapping[str, Any], overrides: Sequence[Override]) -> dict[str, Any]:
+    """Every sweep with its `build` wrapped by the history overrides, after checking that none
+    overrides what the sweep's own axes vary (each grid point is built once to check)."""
+    chosen = history_overrides(overrides)
+    if not chosen:
+        return dict(sweeps)
+    out = {}
+    for label, sweep in sweeps.items():
+        built = [sweep.build(**p, **b) for p in sweep.points() for b in sweep.branch_points()]
+        for spec, knobs in built:
+            _check_record_counts(spec, override_history(spec, knobs, chosen)[0], chosen)
+        for o in chosen:
+            check(
+                len({_current(spec, knobs, o) for spec, knobs in built}) <= 1,
+                f"--set {o.name}",
+                f"a field that sweep {label} does not vary (its axes: "
+                f"{', '.join(a.name for a in sweep.all_axes)}); set the experiment's config",
+                o.value,
+            )
+        out[label] = dataclasses.replace(sweep, build=OverriddenBuild(sweep.build, chosen))
+    return out
+
+
+def _check_record_counts(before: HistorySpec, after: HistorySpec, overrides) -> None:
+    """Refuse phase overrides that change how many steps a phase records: experiments read
+    their metrics against their own config's record steps, so a changed count would fail only
+    after the whole run (a changed schedule of the same length is allowed; see docs/usage.md)."""
+    for old, new in zip(before.phases, after.phases, strict=True):
+        count = len(old.record_steps)
+        names = [o.name for o in overrides if o.target == PHASES and o.path[0] == old.name]
+        check(
+            len(new.record_steps) == count,
+            f"--set {' '.join(names)}",
+            f"values that keep the {old.name} phase's number of recorded steps ({count}), "
+            "which this experiment's analysis assumes",
+            len(new.record_steps),
+        )
+
+
+def _current(spec: Any, knobs: Any, override: Override) -> Any:
+    """The value a history has for an override's field before it is applied (hashable)."""
+    if override.target == WORLD:
+        return float(np.asarray(getattr(knobs.world, override.path[0])).ravel()[0])
+    phase, field = override.path
+    if field in PHASE_KNOBS:
+        return float(np.asarray(knobs.learning_rate[phase]).ravel()[0])
+    return getattr(spec.phase(phase), field)
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    """What a command line means: the experiment, its config with every override applied, the
+    overrides, and its sweeps (history overrides applied, every grid point checked)."""
+
+    experiment: Any
+    config: Any
+    overrides: tuple[Override, ...]
+    sweeps: dict[str, Any]
+
+    @property
+    def n_histories(self) -> int:
+        from gravity.resources import sweep_histories
+
+        return sum(sweep_histories(s) for s in self.sweeps.values())
+
+
+RESOLUTION_ERRORS = (ValueError, TypeError, KeyError, IndexError, ArithmeticError)
+"""What an experiment's own code may raise on a value it cannot use, while it builds its sweeps:
+with overrides given, these end in one line naming them (without, they are a bug and propagate)."""
+
+
+def resolve(
+    experiment: Any,
+    settings: Sequence[str] = (),
+    *,
+    quick: bool = False,
+    seeds: int | None = None,
+    memory_limit: int | None = None,
+) -> Resolved:
+    """The config (`--quick`, `--seeds`, then `--set` fields), overrides and sweeps that a
+    command line asks for, checked before anything is planned or compiled: every value, the
+    estimated memory (`gravity.resources`), and every grid point's (spec, knobs)."""
+    from gravity import resources
+    from gravity.sweep import plan_sweep
+
+    config = experiment.make_config(quick=quick, seeds=seeds)
+    overrides = parse(settings, config)
+    try:
+        config = apply_to_config(config, overrides)
+        sweeps = dict(experiment.sweeps(config))
+        histories = sum(resources.sweep_histories(s) for s in sweeps.values())
+        check(histories >= 1, "config", "a config that runs at least one history", histories)
+        resources.check_fits_memory(sweeps.values(), memory_limit)
+        sweeps = apply_to_sweeps(sweeps, overrides)
+        for sweep in sweeps.values():
+            plan_sweep(sweep, 1)
+    except ConfigError:
+        raise
+    except RESOLUTION_ERRORS as error:
+        if not settings:
+            raise
+        message = f"{type(error).__name__}: {error}"
+        raise ConfigError(f"--set {' '.join(settings)!r} is invalid: {message}") from None
+    return Resolved(experiment, config, overrides, sweeps)

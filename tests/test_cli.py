@@ -1,0 +1,274 @@
+"""The command line: `--set` overrides (parsed, refused, recorded, hashed), `show`, the memory
+check, generated bad command lines (one line, exit 2, never a traceback), and sweeps split into
+a job array by the local submitit executor (equal to one process, bitwise; a killed job is
+recomputed alone)."""
+
+import contextlib
+import dataclasses
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from experiments import experiment
+from gravity import cluster, overrides, results
+from gravity.cli import main
+from gravity.sweep import plan_sweep, run_sweeps
+from gravity.validation import ConfigError
+
+TINY = ("--set", "size=tiny", "--set", "seeds=2", "--set", "models=mlp")
+
+
+def run_main(argv) -> tuple[int, str, str]:
+    """`main(argv)` in this process with nothing run or set up: (status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        mock.patch("gravity.runtime.use_cpu_cores"),
+        mock.patch("gravity.runtime.enable_compilation_cache"),
+        mock.patch("gravity.experiment.run_experiment"),
+        mock.patch("gravity.cli._run_on_cluster", return_value=0),
+        mock.patch("gravity.cli._assemble", return_value=0),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        try:
+            status = main(list(argv))
+        except SystemExit as exit_:  # --help
+            status = exit_.code
+    return status, out.getvalue(), err.getvalue()
+
+
+def assert_one_line(status, err, *fields):
+    assert status == 2, err
+    line = err.strip()
+    assert line.startswith("gravity: ") and "\n" not in line and "Traceback" not in line, err
+    for field in fields:
+        assert field in line, line
+
+
+def test_show_prints_the_resolved_config_with_an_override():
+    status, out, _ = run_main(["show", "blocking", "--quick", "--set", "world.benign_overlap=0.1"])
+    assert status == 0
+    assert "world.benign_overlap = 0.1" in out and "benign_overlap=0.1" in out
+    chosen = experiment("blocking")
+    n_histories = chosen.n_histories(chosen.make_config(quick=True))
+    assert "seeds = 4" in out and f"{n_histories} histories" in out
+
+
+@pytest.mark.parametrize(
+    "setting, field",
+    [
+        ("nonsense=1", "--set"),
+        ("world.gravity=0.1", "--set"),
+        ("world.benign_overlap=1.5", "benign_overlap"),
+        ("world.benign_overlap=nan", "world.benign_overlap"),
+        ("learning_rate=inf", "learning_rate"),
+        ("learning_rate=-1e-3", "learning_rate"),
+        ("seeds=2.5", "seeds"),
+        ("seeds=99999999999", "seeds"),
+        ("models=cnn", "model"),
+        ("phases.benign.steps=0", "benign.steps"),
+        ("phases.benign.steps=ten", "phases.benign.steps"),
+        ("phases.unlearn.steps=10", "phases.unlearn.steps"),
+        ("phases.benign.name=other", "phases.benign.FIELD"),
+        ("phases.benign.dense_steps=5", "recorded steps"),
+        ("no_equals_sign", "--set"),
+    ],
+)
+def test_bad_settings_end_in_one_line_naming_the_field(setting, field):
+    status, _, err = run_main(["show", "blocking", "--quick", "--set", setting])
+    assert_one_line(status, err, field)
+
+
+def test_overrides_the_axes_sweep_or_another_engine_are_refused():
+    status, _, err = run_main(["show", "overlap", "--quick", "--set", "world.benign_overlap=0.1"])
+    assert_one_line(status, err, "world.benign_overlap", "does not vary")
+    status, _, err = run_main(["show", "traits", "--quick", "--set", "world.benign_overlap=0.1"])
+    assert_one_line(status, err, "world.benign_overlap", "HistorySpec")
+
+
+def test_huge_seeds_are_refused_with_the_estimate_and_the_limit(tmp_path):
+    status, _, err = run_main(
+        ["run", "erosion", "--quick", "--seeds", "99999999999", "--out", str(tmp_path)]
+    )
+    assert_one_line(status, err, "histories", "GiB estimated", "this machine has")
+
+
+def test_overrides_change_the_specs_knobs_and_store_key():
+    chosen = experiment("blocking")
+    plain = overrides.resolve(chosen, ["size=tiny", "models=mlp"])
+    changed = overrides.resolve(
+        chosen, ["size=tiny", "models=mlp", "world.benign_overlap=0.1", "phases.benign.steps=30"]
+    )
+    spec, knobs = changed.sweeps["mlp"].build(arm=changed.sweeps["mlp"].branches[0].values[0])
+    assert spec.phase("benign").steps == 30 and knobs.world.benign_overlap == 0.1
+    hashes = [
+        results.config_hash(plan_sweep(r.sweeps["mlp"], 1).config()) for r in (plain, changed)
+    ]
+    assert hashes[0] != hashes[1]
+    assert overrides.record(changed.overrides)["world.benign_overlap"] == 0.1
+
+
+def test_phase_learning_rate_override_sets_that_phase_only():
+    resolved = overrides.resolve(
+        experiment("erosion"), ["size=tiny", "models=mlp", "phases.benign.learning_rate=3e-3"]
+    )
+    _, knobs = resolved.sweeps["mlp"].build()
+    rates = {name: float(rate) for name, rate in knobs.learning_rate.items()}
+    assert rates["benign"] == pytest.approx(3e-3) and rates["safety"] == pytest.approx(1e-3)
+
+
+NAMES = ["erosion", "blocking", "overlap", "basin_depth", "nonsense", "", "erosion\nx"]
+FIELDS = [
+    "seeds", "learning_rate", "models", "size", "map_seeds", "strength", "dose_strengths",
+    "world.benign_overlap", "world.harm_prob", "world.relearn_examples", "world.x",
+    "phases.benign.steps", "phases.pretrain.batch_size", "phases.benign.learning_rate",
+    "phases.benign.optimizer", "phases.benign.snapshots", "phases.nope.steps", "measure", "",
+]  # fmt: skip
+NUMBERS = st.one_of(
+    st.integers(-(10**20), 10**20).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(["nan", "inf", "-0", "1e-3", "0.1", "true", "mlp", "mlp,transformer", ""]),
+    st.text(max_size=8),
+)
+OPTIONS = st.one_of(
+    st.just(["--quick"]),
+    st.tuples(st.just("--seeds"), NUMBERS).map(list),
+    st.tuples(st.just("--set"), st.tuples(st.sampled_from(FIELDS), NUMBERS).map("=".join)).map(
+        list
+    ),
+    st.tuples(st.just("--set"), st.text(max_size=12)).map(list),
+    st.tuples(
+        st.just("--out"), st.sampled_from(["/proc/x", "/dev/null/x", "out", "a\x00b", ""])
+    ).map(list),
+    st.tuples(st.just("--executor"), st.sampled_from(["local", "slurm", "pbs"])).map(list),
+    st.tuples(st.just("--jobs"), NUMBERS).map(list),
+    st.just(["--force"]),
+    st.just(["--help"]),
+)
+COMMAND_LINES = st.tuples(
+    st.sampled_from(["run", "show", "collect", "list", "bogus"]),
+    st.one_of(st.sampled_from(NAMES), st.text(max_size=10)),
+    st.lists(OPTIONS, max_size=4),
+).map(lambda t: [t[0], t[1], *[word for option in t[2] for word in option]])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(argv=COMMAND_LINES)
+def test_generated_command_lines_exit_0_or_2_without_a_traceback(argv, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cwd", numbered=True)
+    here = os.getcwd()
+    os.chdir(folder)
+    try:
+        with mock.patch.dict(os.environ, {results.RESULTS_ENV: str(folder / "results")}):
+            status, _, err = run_main(argv)
+    finally:
+        os.chdir(here)
+    assert status in (0, 2), (argv, status, err)
+    if status == 2:
+        assert_one_line(status, err)
+
+
+def test_resolution_errors_of_an_experiment_become_one_line():
+    chosen = dataclasses.replace(experiment("erosion"), sweeps=_raises)
+    with pytest.raises(ConfigError, match="--set 'seeds=3' is invalid: ZeroDivisionError"):
+        overrides.resolve(chosen, ["seeds=3"])
+
+
+def _raises(config):
+    raise ZeroDivisionError("division by zero")
+
+
+# -- the real command, and a job array through the local executor -----------------------------
+
+
+def gravity(*argv, env) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "gravity.cli", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+@pytest.fixture(scope="module")
+def cli_env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", CI="1")
+    env[results.RESULTS_ENV] = str(root / "results")
+    return root, env
+
+
+def test_run_records_the_override_in_the_json(cli_env):
+    root, env = cli_env
+    out = root / "blocking"
+    proc = gravity(
+        "run", "blocking", "--quick", *TINY, "--set", "world.benign_overlap=0.1",
+        "--out", str(out), env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "blocking.json").read_text())
+    assert report["config"]["overrides"]["world.benign_overlap"] == 0.1
+    expected = overrides.resolve(experiment("blocking"), TINY[1::2], quick=True).n_histories
+    assert report["config"]["size"] == "tiny" and report["n_histories"] == expected
+
+
+# 16 seeds of the tiny MLP erosion history: two chunks of 8 on one device, so two jobs.
+CLUSTER = ("erosion", "--quick", "--set", "size=tiny", "--set", "models=mlp", "--set", "seeds=16")
+
+
+def test_job_array_equals_one_process_and_reruns_only_a_killed_job(cli_env):
+    root, env = cli_env
+    request = cluster.Request(CLUSTER[0], env[results.RESULTS_ENV], tuple(CLUSTER[3::2]), True)
+    resolved = request.resolve()
+    store = results.ResultStore(request.store)
+    assert cluster.chunk_table(resolved.sweeps, store, request.name) == [False, False]
+
+    options = cluster.JobOptions("local", jobs=2, timeout_min=20)
+    with mock.patch.dict(os.environ, env):
+        jobs = cluster.submit(request, options, [0, 1], 2)
+    jobs[1].cancel()  # killed before it has imported JAX
+    jobs[1].wait()
+    assert jobs[0].result() == 1
+    assert cluster.chunk_table(resolved.sweeps, store, request.name) == [True, False]
+    assert cluster.missing_shards([True, False], 2) == {1: 1}
+
+    out = root / "cluster"
+    proc = gravity(
+        "run", *CLUSTER, "--executor", "local", "--jobs", "2", "--out", str(out), env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "submitted 1 of 2 jobs" in proc.stdout and "job 1 computed 1 chunks" in proc.stdout
+    assert (out / "erosion.json").is_file()
+
+    import jax
+
+    [alone] = run_sweeps(
+        list(resolved.sweeps.values()), store=None, devices=jax.devices()[:1], progress=False
+    )
+    plan = plan_sweep(resolved.sweeps["mlp"], cluster.JOB_DEVICES)
+    entry = store.entry(request.name, resolved.sweeps["mlp"].name, plan.config())
+    stored, _ = entry.load()
+    np.testing.assert_array_equal(stored.pop("__diverged__"), alone.diverged)
+    assert set(stored) == set(alone.arrays)
+    for name, array in alone.arrays.items():
+        np.testing.assert_array_equal(stored[name], array, err_msg=name)
+    again = gravity("collect", *CLUSTER, "--out", str(out), env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+
+
+def test_collect_of_a_run_never_computed_says_what_is_missing(cli_env):
+    _, env = cli_env
+    proc = gravity("collect", "erosion", "--quick", "--set", "size=tiny", "--set", "seeds=3",
+                   "--out", str(Path(env[results.RESULTS_ENV]) / "nothing"), env=env)  # fmt: skip
+    assert proc.returncode == 1 and "chunks are not in" in proc.stderr
+    assert "Traceback" not in proc.stderr
