@@ -1,6 +1,6 @@
 """Metastability: how long the aligned state holds under benign fine-tuning, and why it ends.
 
-Two readings of the gravitational hypothesis make different predictions (PAPER.md):
+Two readings of the gravitational hypothesis make different predictions (docs/design.md):
 - **noise-activated escape** (Kramers / Arrhenius, Xie et al. 2021): the aligned state is a
   shallow well, SGD noise at temperature T = lr / batch carries the model over a barrier, so
   log(escape time) grows linearly in batch / lr and (near) full-batch descent does not escape;
@@ -20,17 +20,21 @@ first-passage time.
 
 Configuration (fixed before any result was seen) and why:
 - The standard MLP history (`gravity.presets`: Adam lr 1e-3, 1,500 pretraining and 100 helpful
-  steps, batch 64) on the feature world; the MLP because ~3M model steps are needed and the
-  transformer costs ~8x more per step.
+  steps, batch 64) on the feature world; the MLP because ~0.4M model steps are needed (300k of
+  them benign, at batches up to 1,024) and the transformer costs ~8x more per step.
 - Benign phase: plain SGD (the setting of the SGD-temperature theory; Adam rescales the noise),
   300 steps, recorded every step for 10 steps then at 40 log-spaced steps (~9% resolution).
 - Learning rates 0.01 ... 0.16 (doubling): a pilot showed that SGD above ~0.3 overshoots on its
   first step, and below 0.01 escapes need more than 300 steps. Batch sizes 4 ... 1,024 (x4): a
   256-fold range of gradient-noise variance at every lr; 1,024 stands for the large-batch
   (near full-batch) limit, since the world's benign distribution is not a finite set to take a
-  full batch of. Safety-alignment depth 25 ... 200 steps (doubling), masked into one program
-  (`sweep.mask_phase`). 10 seeds per cell: 5 x 5 x 4 x 10 = 1,000 histories, five programs
-  (one per batch size).
+  full batch of. Safety-alignment depths 25 ... 200 steps (doubling) are snapshots of one
+  200-step safety phase. The batch size changes shapes, so each is its own program (five); in
+  each, every (batch size, seed) runs P -> H -> S once and its 5 learning rates x 4 depths
+  benign phases branch from the snapshots (a phase of n steps is the exact prefix of the same
+  phase with more steps, so each branch is the history whose safety phase has n steps). 10 seeds
+  per cell: 5 x 5 x 4 x 10 = 1,000 histories from 50 trunks. h_S is the harmfulness at the
+  branch's theta_S (the benign phase's record 0).
 - Verdict rule, written before the runs: "noise-activated" if the Arrhenius fit over the grid has
   a positive barrier with R^2 >= 0.8 and at most half of the large-batch runs escape; "deterministic
   pull" if at least 90% of the large-batch runs escape and the median escape time changes by less
@@ -44,24 +48,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from gravity import dynamics, plotting, presets, results, sweep
-from gravity.results import write_report
+from gravity import dynamics, plotting, presets, sweep
+from gravity.experiment import Experiment
 from gravity.validation import check
 
 NAME = "metastability"
 MEASURE = sweep.HistoryMetrics(
     trajectories=(("benign", ("harmfulness", "alignment")),),
-    finals=(
-        ("pretrain", ("harmfulness",)),
-        ("helpful", ("harmfulness",)),
-        ("safety", ("harmfulness",)),
-    ),
+    finals=(("pretrain", ("harmfulness",)), ("helpful", ("harmfulness",))),
 )
 
 
@@ -81,7 +80,7 @@ class Config:
     barrier_over_t: tuple[float, ...] = (2.5, 10 / 3, 25 / 6, 5.0)
     particles: int = 2000
     dt: float = 0.01
-    max_chunk: int = 200
+    max_chunk: int | None = None
 
     def __post_init__(self):
         check(
@@ -98,31 +97,30 @@ class Config:
         )
 
 
-def make_config(quick: bool = False, seeds: int | None = None) -> Config:
-    config = (
-        Config(
-            learning_rates=(0.02, 0.08),
-            batch_sizes=(16, 256),
-            safety_steps=(50, 100),
-            reference_batch=16,
-            seeds=4,
-            benign_steps=150,
-            particles=500,
-        )
-        if quick
-        else Config()
+def quick(config: Config) -> Config:
+    return dataclasses.replace(
+        config,
+        learning_rates=(0.02, 0.08),
+        batch_sizes=(16, 256),
+        safety_steps=(50, 100),
+        reference_batch=16,
+        seeds=4,
+        benign_steps=150,
+        particles=500,
     )
-    return dataclasses.replace(config, seeds=seeds) if seeds else config
 
 
 def history_spec(config: Config, batch_size: int):
-    """The standard MLP history, safety phase masked over the depths, SGD benign phase."""
+    """The standard MLP history, one safety phase with a snapshot at every depth, and an SGD
+    benign phase at this batch size."""
     base = presets.standard_spec("mlp", config.size, keep_params=False)
     pretrain, helpful, safety, benign = base.phases
     phases = (
         pretrain,
         helpful,
-        dataclasses.replace(safety, n_records=1),
+        dataclasses.replace(
+            safety, steps=max(config.safety_steps), n_records=1, snapshots=config.safety_steps
+        ),
         dataclasses.replace(
             benign,
             steps=config.benign_steps,
@@ -132,36 +130,45 @@ def history_spec(config: Config, batch_size: int):
             n_records=config.benign_records,
         ),
     )
-    spec = dataclasses.replace(base, phases=phases)
-    return sweep.mask_phase(spec, "safety", config.safety_steps)
+    return dataclasses.replace(base, phases=phases)
 
 
 def make_sweep(config: Config) -> sweep.Sweep:
+    """Batch sizes as programs; learning rates x depths branch from each seed's safety phase."""
     specs = {b: history_spec(config, b) for b in config.batch_sizes}
 
-    def build(learning_rate, batch_size, safety_steps):
+    def build(batch_size, learning_rate, safety_steps):
         spec = specs[batch_size]
         rates = {"pretrain": config.learning_rate, "helpful": config.learning_rate}
         rates |= {"safety": config.learning_rate, "benign": learning_rate}
-        lr = sweep.mask_learning_rate(spec, "safety", safety_steps, rates)
-        return spec, dataclasses.replace(presets.standard_knobs(spec), learning_rate=lr)
+        knobs = dataclasses.replace(
+            presets.standard_knobs(spec),
+            learning_rate=rates,
+            snapshot=config.safety_steps.index(safety_steps),
+        )
+        return spec, knobs.validate(spec)
 
     return sweep.Sweep(
-        name=config.size,
-        axes=(
+        name=f"mlp-{config.size}",
+        axes=(sweep.Axis("batch_size", tuple(config.batch_sizes)),),
+        branches=(
             sweep.Axis("learning_rate", tuple(config.learning_rates)),
-            sweep.Axis("batch_size", tuple(config.batch_sizes)),
             sweep.Axis(
                 "safety_steps",
                 tuple(config.safety_steps),
-                note="masked: one slot phase per depth, learning rate 0 outside the run's own",
+                note=f"snapshots of one {max(config.safety_steps)}-step safety phase",
             ),
         ),
+        branch_after="safety",
         seeds=config.seeds,
         build=build,
         measure=MEASURE,
         max_chunk=config.max_chunk,
     )
+
+
+def sweeps(config: Config) -> dict[str, sweep.Sweep]:
+    return {"mlp": make_sweep(config)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,13 +177,15 @@ def make_sweep(config: Config) -> sweep.Sweep:
 
 
 def escape_times(res: sweep.SweepResult, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(time, escaped) per run, (lr, batch, depth, seeds); diverged runs are NaN / False."""
+    """(time, escaped) per run, (lr, batch, depth, seeds); diverged runs are NaN / False.
+
+    The sweep's arrays are (batch, lr, depth, seeds, ...): batch sizes are its programs."""
     harm = res.valid("metrics/benign/harmfulness")
-    h_s, h_h = res.valid("final/safety/harmfulness"), res.valid("final/helpful/harmfulness")
+    h_s, h_h = harm[..., 0], res.valid("final/helpful/harmfulness")
     time_, escaped = dynamics.escape_time(steps, np.nan_to_num(harm), h_s, h_h)
-    time_, escaped = np.asarray(time_, float), np.asarray(escaped)
+    time_, escaped = np.asarray(time_, float), np.asarray(escaped) & ~res.diverged
     time_[res.diverged] = np.nan
-    return time_, escaped & ~res.diverged
+    return np.swapaxes(time_, 0, 1), np.swapaxes(escaped, 0, 1)
 
 
 def cell_medians(times: np.ndarray, escaped: np.ndarray) -> np.ndarray:
@@ -433,16 +442,14 @@ def _survival(ax, times, escaped, color, label):
     ax.step(x, y, where="post", color=color, label=label, lw=1.4)
 
 
-def plot(config, times, escaped, numbers, path: Path, n_ok: int) -> Path:
+def _survival_panels(axes, config, times, escaped):
+    """Still-aligned fractions (Kaplan-Meier) over learning rates and over batch sizes."""
     lrs, batches = config.learning_rates, config.batch_sizes
     d_ref = list(config.safety_steps).index(config.reference_depth)
     b_ref = list(batches).index(config.reference_batch)
-    medians = cell_medians(times, escaped)
     lr_colors = plotting.plt.cm.plasma(np.linspace(0, 0.85, len(lrs)))
     b_colors = plotting.plt.cm.viridis(np.linspace(0, 0.9, len(batches)))
-    fig, axes = plotting.figure(3, 2, width=4.4, height=3.4)
-
-    ax = axes[0, 0]
+    ax = axes[0]
     for i, lr in enumerate(lrs):
         _survival(ax, times[i, b_ref, d_ref], escaped[i, b_ref, d_ref], lr_colors[i], f"{lr:g}")
     ax.set_title(
@@ -450,21 +457,26 @@ def plot(config, times, escaped, numbers, path: Path, n_ok: int) -> Path:
     )
     ax.legend(title="lr", frameon=False, fontsize=7)
     lr_mid = len(lrs) // 2
-    ax = axes[0, 1]
+    ax = axes[1]
     for j, b in enumerate(batches):
         _survival(ax, times[lr_mid, j, d_ref], escaped[lr_mid, j, d_ref], b_colors[j], f"{b}")
     ax.set_title(f"still aligned (KM), lr {lrs[lr_mid]:g}, depth {config.reference_depth}")
     ax.legend(title="batch", frameon=False, fontsize=7)
-    for ax in axes[0, :2]:
+    for ax in axes:
         ax.set_xscale("symlog", linthresh=1)
         ax.set_xlabel("benign step")
         ax.set_ylabel("fraction of runs not yet escaped")
 
-    ax = axes[0, 2]
+
+def _arrhenius_panel(ax, config, medians, escape: dict):
+    """Median escape step against batch / lr (1 / temperature), with the Arrhenius fit."""
+    lrs, batches = config.learning_rates, config.batch_sizes
+    d_ref = list(config.safety_steps).index(config.reference_depth)
+    lr_colors = plotting.plt.cm.plasma(np.linspace(0, 0.85, len(lrs)))
     for i, lr in enumerate(lrs):
         x = np.asarray(batches) / lr
         ax.plot(x, medians[i, :, d_ref], "o-", color=lr_colors[i], label=f"lr {lr:g}")
-    fit = numbers["escape"].get("arrhenius_reference_depth")
+    fit = escape.get("arrhenius_reference_depth")
     if fit:
         xs = np.geomspace(min(batches) / max(lrs), max(batches) / min(lrs), 50)
         line = fit["prefactor"] * np.exp(np.clip(fit["barrier"] * xs, -50, 50))
@@ -478,7 +490,14 @@ def plot(config, times, escaped, numbers, path: Path, n_ok: int) -> Path:
     ax.set_ylabel("median escape step (KM)")
     ax.legend(frameon=False, fontsize=7)
 
-    ax = axes[1, 0]
+
+def _flow_panels(axes, config, medians, escape: dict):
+    """Flow time (lr x median escape) against batch size, and escape against depth."""
+    lrs, batches = config.learning_rates, config.batch_sizes
+    d_ref = list(config.safety_steps).index(config.reference_depth)
+    b_ref = list(batches).index(config.reference_batch)
+    lr_colors = plotting.plt.cm.plasma(np.linspace(0, 0.85, len(lrs)))
+    ax = axes[0]
     for i, lr in enumerate(lrs):
         ax.plot(batches, medians[i, :, d_ref] * lr, "o-", color=lr_colors[i], label=f"lr {lr:g}")
     ax.set_xscale("log")
@@ -488,13 +507,12 @@ def plot(config, times, escaped, numbers, path: Path, n_ok: int) -> Path:
     ax.set_xlabel("batch size")
     ax.set_ylabel("lr x median escape step (flow time)")
     flow = {"c_lr": np.nan, "c_batch": np.nan, "r_squared": np.nan}
-    flow |= numbers["escape"].get("flow_law", {})
+    flow |= escape.get("flow_law", {})
     ax.set_title(
         f"flow law: c_lr {flow['c_lr']:.2f}, c_batch {flow['c_batch']:.2f}, "
         f"R² {flow['r_squared']:.2f}"
     )
-
-    ax = axes[1, 1]
+    ax = axes[1]
     for i, lr in enumerate(lrs):
         ax.plot(
             config.safety_steps, medians[i, b_ref], "o-", color=lr_colors[i], label=f"lr {lr:g}"
@@ -507,8 +525,9 @@ def plot(config, times, escaped, numbers, path: Path, n_ok: int) -> Path:
     ax.set_ylabel("median escape step (KM)")
     ax.set_title(f"escape vs alignment depth, batch {config.reference_batch}")
 
-    ax = axes[1, 2]
-    cal = numbers["langevin"]
+
+def _calibration_panel(ax, cal: dict):
+    """Langevin escape times in the 1-D and 2-D wells against Kramers / Langer and the MFPT."""
     for name, color, marker in (("1d", "#1f77b4", "o"), ("2d", "#d62728", "s")):
         rows = cal[name]["rows"]
         inv_t = np.array([1 / r["temperature"] for r in rows])
@@ -545,26 +564,17 @@ def plot(config, times, escaped, numbers, path: Path, n_ok: int) -> Path:
     ax.set_ylabel("mean escape time")
     ax.set_title(f"calibration: gravity well, true barrier {cal['barrier']:.2f}")
     ax.legend(frameon=False, fontsize=6.5)
-    escape = numbers["escape"]
-    title = f"Metastability: MLP, {n_ok} histories, benign SGD. Pre-registered verdict: "
-    title += escape["verdict"]
-    if "post_hoc_without_largest_lr" in escape:
-        post = escape["post_hoc_without_largest_lr"]
-        title += f"; without lr {post['excluded_lr']:g} (post hoc): {post['verdict']}"
-    return plotting.save(fig, path, title)
 
 
-def run(
-    config: Config,
-    out_dir: Path = Path("figures"),
-    progress: bool = True,
-    store: results.ResultStore | None = None,
-) -> dict:
-    start = time.perf_counter()
-    store = store if store is not None else results.ResultStore()
-    res = sweep.run_sweep(make_sweep(config), store=store, experiment=NAME, progress=progress)
-    steps = history_spec(config, config.batch_sizes[0]).phases[-1].record_steps
-    times, escaped = escape_times(res, steps)
+def record_steps(config: Config) -> np.ndarray:
+    """The benign phase's record steps (the same at every batch size)."""
+    return history_spec(config, config.batch_sizes[0]).phase("benign").record_steps
+
+
+def summarise(config: Config, results: dict[str, sweep.SweepResult]) -> dict:
+    """Escape statistics, the two readings' fits, the verdict and the Langevin calibration."""
+    steps = record_steps(config)
+    times, escaped = escape_times(results["mlp"], steps)
     numbers = {
         "escape": analyse(config, times, escaped),
         "langevin": langevin_calibration(config),
@@ -573,17 +583,44 @@ def run(
     }
     numbers["verdict"] = numbers["escape"]["verdict"]
     numbers["reading"] = reading(numbers["escape"], config)
-    plot(config, times, escaped, numbers, Path(out_dir) / f"{NAME}.png", int((~res.diverged).sum()))
-    write_report(
-        out_dir,
-        NAME,
-        numbers,
-        {"experiment": config, "spec": {b: history_spec(config, b) for b in config.batch_sizes}},
-        time.perf_counter() - start,
-        n_histories=res.n_histories,
-        extra={"sweep": sweep.summary(res)},
-    )
     return numbers
 
 
-__all__ = ["Config", "analyse", "escape_times", "langevin_calibration", "make_config", "run"]
+def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
+    res = results["mlp"]
+    times, escaped = escape_times(res, record_steps(config))
+    medians = cell_medians(times, escaped)
+    escape = numbers["escape"]
+    fig, axes = plotting.figure(3, 2, width=4.4, height=3.4)
+    _survival_panels(axes[0, :2], config, times, escaped)
+    _arrhenius_panel(axes[0, 2], config, medians, escape)
+    _flow_panels(axes[1, :2], config, medians, escape)
+    _calibration_panel(axes[1, 2], numbers["langevin"])
+    title = f"Metastability: MLP, {int((~res.diverged).sum())} histories, benign SGD. "
+    title += f"Pre-registered verdict: {escape['verdict']}"
+    if "post_hoc_without_largest_lr" in escape:
+        post = escape["post_hoc_without_largest_lr"]
+        title += f"; without lr {post['excluded_lr']:g} (post hoc): {post['verdict']}"
+    return plotting.save(fig, path, title)
+
+
+EXPERIMENT = Experiment(
+    name=NAME,
+    description="escape times vs lr, batch and depth; Kramers fit; Langevin check",
+    config=Config,
+    quick=quick,
+    sweeps=sweeps,
+    summarise=summarise,
+    plot=plot,
+)
+
+__all__ = [
+    "EXPERIMENT",
+    "Config",
+    "analyse",
+    "escape_times",
+    "langevin_calibration",
+    "make_sweep",
+    "quick",
+    "sweeps",
+]
