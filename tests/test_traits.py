@@ -1,0 +1,184 @@
+"""Subliminal transfer (`experiments.traits`): what the student sees, the shared-init identity,
+the different-init control near chance, and the experiment end to end on the tiny preset."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from experiments import traits
+from gravity import digits, distill
+from gravity.experiment import run_experiment
+from gravity.results import ResultStore
+
+CHANCE_BAND = 0.05  # the different-init student's mean accuracy stays within chance +- this
+MICRO = digits.DigitsModel(hidden=(8, 8), n_aux=3)
+INIT = jax.jit(MICRO.init)
+MICRO_DISTILL = distill.DistillSpec(steps=4, batch_size=8, n_records=2)
+CONFIG = traits.tiny(traits.Config())
+LOSS = {
+    name: jax.jit(lambda s, t, m, name=name: distill.distillation_loss(s, t, m, name))
+    for name in distill.LOSSES
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tmp_path_factory):
+    """The experiment on its tiny preset, with a spy on every distillation it runs: the dtypes
+    of the arguments (at trace time) and every input batch drawn (by callback, at run time)."""
+    out = tmp_path_factory.mktemp("traits")
+    seen = {"dtypes": [], "batches": []}
+    original = distill.distill
+
+    def spy(apply, teacher, student, sample_inputs, spec, knobs, key, evaluate=None):
+        seen["dtypes"] += [leaf.dtype for leaf in jax.tree.leaves((teacher, student, knobs))]
+
+        def recorded(k, n):
+            inputs = sample_inputs(k, n)
+            name = sample_inputs.__name__
+            jax.debug.callback(lambda x: seen["batches"].append((name, np.asarray(x))), inputs)
+            return inputs
+
+        return original(apply, teacher, student, recorded, spec, knobs, key, evaluate)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(distill, "distill", spy)
+        store = ResultStore(tmp_path_factory.mktemp("store"))
+        run_experiment(traits.EXPERIMENT, CONFIG, out_dir=out, store=store, progress=False)
+    return out, json.loads((out / "traits.json").read_text()), seen
+
+
+def test_run_writes_figure_and_every_required_number(tiny_report):
+    out, report, _ = tiny_report
+    assert (out / "traits.png").stat().st_size > 10_000
+    numbers = report["numbers"]
+    for key in (
+        "teacher_accuracy",
+        "student_accuracy_shared_init",
+        "student_accuracy_different_init",
+        "harm_transfer_shared_init",
+        "harm_transfer_different_init",
+    ):
+        assert set(numbers[key]) >= {"mean", "sd"} and np.isfinite(numbers[key]["mean"])
+    angles = [row["angle_deg"] for row in numbers["by_interpolation"]]
+    assert angles == list(CONFIG.angles_deg)
+    assert all(set(row["accuracy"]) >= {"mean", "sd"} for row in numbers["by_interpolation"])
+    assert [row["n_aux"] for row in numbers["by_aux_logits"]] == [1, 3, 10]
+    assert numbers["by_interpolation"][0]["accuracy"] == numbers["student_accuracy_shared_init"]
+    assert report["n_histories"] > 0 and report["wall_s"] > 0
+
+
+def test_different_init_student_stays_within_band_of_chance(tiny_report):
+    """Stated band: the mean over seeds within 0.1 +- 0.05 on the tiny preset."""
+    _, report, _ = tiny_report
+    different = report["numbers"]["student_accuracy_different_init"]["mean"]
+    assert abs(different - digits.CHANCE) <= CHANCE_BAND
+
+
+def test_student_training_data_holds_no_digit_image_and_no_label(tiny_report):
+    """Every batch a digits student was distilled on is uniform noise, none near a digit image;
+    no integer (label) array reaches a distillation; only auxiliary units are matched. The
+    world students' batches are benign: the hazard feature (input 0) is never on."""
+    _, _, seen = tiny_report
+    noise = [x.reshape(-1, x.shape[-1]) for name, x in seen["batches"] if name == "noise_images"]
+    benign = [x.reshape(-1, x.shape[-1]) for name, x in seen["batches"] if name != "noise_images"]
+    assert noise and benign
+    inputs = np.concatenate(noise)
+    assert inputs.shape[0] >= CONFIG.student_steps * CONFIG.batch_size
+    assert inputs.shape[1] == digits.N_PIXELS and np.all((inputs >= 0.0) & (inputs < 1.0))
+    data = digits.Digits()
+    images = np.concatenate([data.train.inputs, data.held_out.inputs])
+    squared = (inputs**2).sum(1)[:, None] + (images**2).sum(1)[None] - 2 * inputs @ images.T
+    assert np.sqrt(np.maximum(squared, 0).min()) > 1.0
+    assert np.all(np.concatenate(benign)[:, 0] == 0.0)
+    assert seen["dtypes"] and all(jnp.issubdtype(d, jnp.floating) for d in seen["dtypes"])
+    _, knobs = traits.digits_point(CONFIG, CONFIG.width, traits.main_students(CONFIG))
+    mask = np.asarray(knobs.students.unit_mask)
+    assert np.all(mask[:, : digits.N_DIGITS] == 0) and np.all(mask.sum(-1) > 0)
+
+
+@pytest.fixture(scope="module")
+def micro_distill():
+    """One compiled distillation of the micro model, reused for several identities (any
+    teacher will do for them: here an untrained one)."""
+    data = digits.Digits()
+    knobs = distill.DistillKnobs(
+        unit_mask=jnp.asarray(distill.unit_mask(MICRO.n_outputs, MICRO.aux_units))
+    )
+
+    @jax.jit
+    def run(teacher, student):
+        def evaluate(params):
+            return {"accuracy": digits.digit_accuracy(MICRO, params, data.held_out)}
+
+        return distill.distill(
+            MICRO.apply,
+            teacher,
+            student,
+            digits.noise_images,
+            MICRO_DISTILL,
+            knobs,
+            jax.random.key(3),
+            evaluate,
+        )
+
+    theta_0, theta_independent, teacher = (INIT(jax.random.key(seed)) for seed in range(3))
+    return run, teacher, theta_0, theta_independent
+
+
+def _identical(a, b) -> bool:
+    pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    return all(np.array_equal(x, y) for x, y in pairs)
+
+
+def test_interpolation_at_zero_is_the_shared_init_run_exactly(micro_distill):
+    run, teacher, theta_0, theta_independent = micro_distill
+    start = distill.mix_init(theta_0, theta_independent, distill.angle_weights(0.0))
+    assert _identical(start, theta_0)
+    assert _identical(run(teacher, start), run(teacher, theta_0))
+
+
+def test_teacher_digit_logits_never_reach_the_student(micro_distill):
+    """Scrambling the teacher's digit readout leaves the distilled student bitwise unchanged."""
+    run, teacher, theta_0, _ = micro_distill
+    noise = jax.random.normal(jax.random.key(9), (MICRO.hidden[-1], digits.N_DIGITS))
+
+    def scramble(path, leaf):
+        names = [getattr(entry, "key", None) for entry in path]
+        if names[:2] == ["readout", "kernel"]:
+            return leaf.at[:, : digits.N_DIGITS].set(noise)
+        return leaf
+
+    scrambled = jax.tree_util.tree_map_with_path(scramble, teacher)
+    assert not _identical(scrambled, teacher)
+    assert _identical(run(scrambled, theta_0)[0], run(teacher, theta_0)[0])
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_angle_ends_are_exact(seed):
+    shared, independent = INIT(jax.random.key(seed)), INIT(jax.random.key(seed + 1))
+    assert _identical(distill.mix_init(shared, independent, distill.angle_weights(0.0)), shared)
+    ninety = distill.mix_init(shared, independent, distill.angle_weights(np.pi / 2))
+    assert _identical(ninety, independent)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    logits=st.lists(st.floats(-5, 5), min_size=6, max_size=6),
+    shift=st.lists(st.floats(-5, 5), min_size=6, max_size=6),
+    loss=st.sampled_from(distill.LOSSES),
+)
+def test_loss_is_zero_at_the_teacher_and_blind_to_unmatched_units(logits, shift, loss):
+    loss_of = LOSS[loss]
+    teacher = jnp.asarray([logits], jnp.float32)
+    mask = jnp.asarray([0, 0, 0, 1, 1, 1], jnp.float32)
+    moved_unmatched = teacher + jnp.asarray([shift], jnp.float32) * (1 - mask)[None]
+    assert float(loss_of(teacher, teacher, mask)) == pytest.approx(0.0)
+    assert float(loss_of(moved_unmatched, teacher, mask)) == pytest.approx(0.0, abs=1e-6)
+    moved = teacher + jnp.asarray([shift], jnp.float32)
+    assert float(loss_of(moved, teacher, mask)) >= -1e-6
