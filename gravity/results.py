@@ -47,14 +47,15 @@ RESULTS_ENV = "GRAVITY_RESULTS"
 
 
 def git_commit() -> str | None:
-    """The commit of the working tree, with '+dirty' if it has uncommitted changes."""
+    """The commit of the working tree, with '+dirty' if it has uncommitted changes outside
+    `figures/` (which a run of `make figures` rewrites as it goes)."""
     root = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!figures"],
             cwd=root,
             capture_output=True,
             text=True,
