@@ -116,7 +116,7 @@ def _rmu(outputs, batch, reference, strength) -> jax.Array:
     target = (
         RMU_SCALE * masked_mean(jnp.sqrt(ref_sq), batch.hazardous) * rmu_direction(acts.shape[-1])
     )
-    forget = masked_mean(jnp.sum((acts - target) ** 2, axis=-1), batch.hazardous) / scale
+    forget = masked_mean(jnp.sum((acts - target[None]) ** 2, axis=-1), batch.hazardous) / scale
     retain = masked_mean(jnp.sum((acts - ref) ** 2, axis=-1), ~batch.hazardous) / scale
     return retain + strength * forget
 

@@ -31,13 +31,13 @@ from gravity.worlds.base import (
     centred_teacher,
     check,
     compliant_labels,
-    witness_labels,
     from_pool,
     phase_mixture,
     pool_rows,
     pool_weights,
     teacher_answers,
     topic_probabilities,
+    witness_labels,
 )
 
 
