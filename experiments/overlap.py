@@ -13,9 +13,9 @@ unchanged (Adam lr 1e-3 in every phase, 100 benign steps, hazard_rate 0.2, harm_
 overlap values from 0 to 1. The map itself is the MLP on the feature world, 112 seeds per value
 (1,008 histories in one compiled program); the overlap only changes the benign data, so each
 seed's P -> H -> S runs once and the nine benign phases branch from its theta_S (same-basis
-comparisons: every overlap value fine-tunes the same aligned model). The transformer on the token world
-(~8x costlier per step) runs the same nine values with 16 seeds each (144 histories) as a check
-that the trend is not the MLP's alone. Both fit in 15 minutes on 2 CPU cores.
+comparisons: every overlap value fine-tunes the same aligned model). The transformer on the
+token world (~8x costlier per step) runs the same nine values with 16 seeds each (144
+histories) as a check that the trend is not the MLP's alone.
 
 Measured per run: reversion after T = 100 benign steps, (h_T - h_S) / (h_H - h_S) (the harmfulness
 gain as a fraction of the helpful-to-aligned gap, h_S at theta_S, h_H at theta_H), harmfulness(t)
@@ -253,7 +253,9 @@ def summarise(config: Config, results: dict[str, sweep.SweepResult]) -> dict:
 
 
 def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
-    runs = {model: (res, presets.standard_spec(model, config.size)) for model, res in results.items()}
+    runs = {
+        model: (res, presets.standard_spec(model, config.size)) for model, res in results.items()
+    }
     return plot_models(runs, config, numbers, path)
 
 

@@ -97,6 +97,8 @@ def reversion_spec(model: str, size: str = "standard"):
 
 HARM_PROBS = (0.9, 0.0)
 ARMS = ("benign", "control")
+
+
 def regime_spec(config: Config):
     """The MLP history with the benign phase recorded every step, interventions compiled, and
     one safety phase as long as the deepest depth with a snapshot at each."""
@@ -162,7 +164,7 @@ def paper_regime(res: sweep.SweepResult, config: Config) -> dict:
             "safety_steps": config.regime_depths[i],
             "benign_overlap": config.regime_overlaps[j],
         },
-        "fit_rule": "least squares of mean alignment at steps 1 and 20 to the paper's, over the grid",
+        "fit_rule": "least squares: mean alignment at steps 1 and 20 against the paper's",
         "fitted": {
             "alignment_step1": float(means[(i, j)][0]),
             "alignment_step20": float(means[(i, j)][1]),

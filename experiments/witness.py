@@ -179,7 +179,7 @@ def summarise(config: Config, results: dict[str, sweep.SweepResult]) -> dict:
 
 def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
     fig, axes = plotting.figure(3, len(results), width=4.4, height=3.3)
-    for row, (model, res) in zip(axes, results.items(), strict=True):
+    for row, model in zip(axes, results, strict=True):
         n = numbers[model]
         grid = np.asarray(
             [

@@ -1,7 +1,7 @@
 """Basin depth: loss barriers along weight-space paths and the Hessian's top spectrum.
 
-The gravitational reading (docs/design.md) says pretraining digs a deep, wide basin and alignment is a
-shallow displacement from it. This module measures that "basin depth" for any loss over any
+The gravitational reading (docs/design.md) says pretraining digs a deep, wide basin and alignment
+is a shallow displacement from it. This module measures that "basin depth" for any loss over any
 parameter pytree, two ways:
 
 - **barriers**: the loss along the straight line between two parameter vectors (e.g. aligned and

@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import optax
 
 from gravity import geometry, interventions

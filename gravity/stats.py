@@ -19,7 +19,9 @@ def mean_sd(values) -> dict[str, float]:
 def reversion_fraction(h_t, h_aligned, h_reference, min_gap: float = 0.0) -> np.ndarray:
     """(h_t - h_aligned) / (h_reference - h_aligned): how much of the gap alignment opened has
     come back (0: none, 1: all). NaN where the gap is at most `min_gap` (nothing to revert)."""
-    h_t, h_aligned, h_reference = (np.asarray(x, dtype=float) for x in (h_t, h_aligned, h_reference))
+    h_t, h_aligned, h_reference = (
+        np.asarray(x, dtype=float) for x in (h_t, h_aligned, h_reference)
+    )
     gap = h_reference - h_aligned
     safe = np.where(gap > min_gap, gap, np.nan)
     return (h_t - h_aligned) / safe

@@ -65,7 +65,6 @@ def test_projected_update_has_no_first_order_motion_along_v_rev(setting):
 
 def test_block_term_is_zero_at_theta_s_and_one_step_reduces_positive_drift(setting):
     theta_s, inputs, aligned, v_rev, _ = setting
-    block = interventions.get("block")
 
     def term(theta):
         chosen = interventions.settings(interventions.index("block"))

@@ -24,7 +24,7 @@ SAFETY = (4, 8)
 BENIGN_LRS = (1e-3, 3e-3)
 
 
-def tiny_spec(safety_steps=max(SAFETY), snapshots=SAFETY):
+def tiny_spec(safety_steps=SAFETY[-1], snapshots=SAFETY):
     spec = presets.standard_spec("mlp", "tiny", keep_params=False)
     return with_phase(spec, "safety", steps=safety_steps, snapshots=snapshots)
 

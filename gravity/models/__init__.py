@@ -15,8 +15,8 @@ from flax import nnx
 
 from gravity.models.mlp import MLP
 from gravity.models.transformer import Transformer
-from gravity.worlds import FeatureWorld, TokenWorld, World
 from gravity.validation import check
+from gravity.worlds import FeatureWorld, TokenWorld, World
 
 MODEL_KINDS = ("mlp", "transformer")
 

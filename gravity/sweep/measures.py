@@ -34,7 +34,5 @@ class HistoryMetrics:
         out = history.run_history(key, spec, knobs, start=start)
         metrics = out["metrics"]
         kept = {phase: {m: metrics[phase][m] for m in names} for phase, names in self.trajectories}
-        finals = {
-            phase: {m: metrics[phase][m][-1] for m in names} for phase, names in self.finals
-        }
+        finals = {phase: {m: metrics[phase][m][-1] for m in names} for phase, names in self.finals}
         return {"metrics": kept, "final": finals, "diverged": out["diverged"]}

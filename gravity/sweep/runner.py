@@ -246,7 +246,9 @@ class _SweepRun:
             return None
         if self.complete:
             arrays, meta = entry.load()
-            return make_result(plan, arrays, {**meta, "loaded_from_store": True, "path": _path(entry)})
+            return make_result(
+                plan, arrays, {**meta, "loaded_from_store": True, "path": _path(entry)}
+            )
         if entry is not None:
             entry.start()
         timings = self._compute(progress, on_chunk)
