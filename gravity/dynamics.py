@@ -2,8 +2,8 @@
 
 The gravitational reading of fine-tuning reversion (docs/design.md) says the aligned state is a
 shallow well next to the deep pretraining basin, so benign fine-tuning should look like
-*noise-activated escape*: the aligned state holds for a while, then harmfulness jumps toward its helpful-only level.
-This module measures that and gives it a reference physics:
+*noise-activated escape*: the aligned state holds for a while, then harmfulness jumps toward its
+helpful-only level. This module measures that and gives it a reference physics:
 
 - `escape_time`: first recorded step at which a harmfulness trajectory is halfway from its aligned
   level to the helpful-only witness's level (on device, vmappable over runs), right-censored when it
