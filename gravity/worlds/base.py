@@ -200,3 +200,21 @@ def witness_labels(batch: Batch, kind: str, shift: int, n_classes: int) -> Batch
         return batch
     shifted = jnp.where(batch.hazardous, (batch.labels + shift) % n_classes, batch.labels)
     return batch._replace(labels=shifted)
+
+
+def forget_pool_batch(world, knobs: WorldKnobs) -> Batch:
+    """The fixed pool of forget examples relearning cycles through (from the world's seed)."""
+    key = jax.random.fold_in(jax.random.key(world.seed), FORGET_POOL_TAG)
+    return world.sample(knobs, "hazard", key, world.forget_pool)
+
+
+def phase_rules(world, batch: Batch, knobs: WorldKnobs, kind: str, key: jax.Array) -> Batch:
+    """What a data kind changes after sampling, the same in every world: the witness's shifted
+    answers (helpful data) and the forget pool's examples (relearning data)."""
+    batch = witness_labels(batch, kind, world.witness_shift, world.n_classes)
+    if kind != "relearn":
+        return batch
+    rows = pool_rows(
+        jax.random.fold_in(key, FORGET_POOL_TAG), knobs, batch.labels.shape[0], world.forget_pool
+    )
+    return from_pool(batch, forget_pool_batch(world, knobs), rows)

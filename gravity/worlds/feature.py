@@ -24,20 +24,18 @@ import numpy as np
 
 from gravity.worlds.base import (
     CAPABILITY_STREAM,
-    FORGET_POOL_TAG,
     Batch,
     ProbeSet,
     WorldKnobs,
     centred_teacher,
     check,
     compliant_labels,
-    from_pool,
+    forget_pool_batch,
     phase_mixture,
-    pool_rows,
+    phase_rules,
     pool_weights,
     teacher_answers,
     topic_probabilities,
-    witness_labels,
 )
 
 
@@ -143,20 +141,10 @@ class FeatureWorld:
         answers = self.rule_answers(content, hazardous)
         labels = compliant_labels(k_label, answers, hazardous, comply_prob, self.n_classes)
         inputs = jnp.concatenate([hazardous[:, None].astype(jnp.float32), content], axis=-1)
-        batch = witness_labels(
-            Batch(inputs, labels, hazardous), kind, self.witness_shift, self.n_classes
-        )
-        if kind != "relearn":
-            return batch
-        rows = pool_rows(
-            jax.random.fold_in(key, FORGET_POOL_TAG), knobs, batch_size, self.forget_pool
-        )
-        return from_pool(batch, self.forget_pool_batch(knobs), rows)
+        return phase_rules(self, Batch(inputs, labels, hazardous), knobs, kind, key)
 
     def forget_pool_batch(self, knobs: WorldKnobs) -> Batch:
-        """The fixed pool of forget examples relearning cycles through (from the world's seed)."""
-        key = jax.random.fold_in(jax.random.key(self.seed), FORGET_POOL_TAG)
-        return self.sample(knobs, "hazard", key, self.forget_pool)
+        return forget_pool_batch(self, knobs)
 
     def probe_set(self, knobs: WorldKnobs, n_probes: int) -> ProbeSet:
         """Fixed probes from the world's seed: the same for every run with the same knobs."""
