@@ -19,9 +19,10 @@ setup: $(STAMP)
 run: setup
 	$(VENV)/bin/gravity run erosion --quick
 
-## The test suite (CPU only, strict numerics)
+## The test suite (CPU only, strict numerics), one worker per core: XLA compiles on one core
+## each, so two test files compile side by side (a file's tests share a worker and its fixtures)
 test: setup
-	JAX_PLATFORMS=cpu $(PY) -m pytest
+	JAX_PLATFORMS=cpu $(PY) -m pytest -n 2 --dist loadfile
 
 $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install -q -c constraints.txt -e ".[test,bench]"

@@ -64,7 +64,7 @@ def erosion_on_two_devices(tmp_path_factory):
 @pytest.fixture(scope="module")
 def erosion_report(tmp_path_factory, erosion_on_two_devices):
     out = tmp_path_factory.mktemp("figures")
-    numbers = run_tiny("erosion", out)
+    numbers = run_tiny("erosion", out, models=("mlp",))
     return out, numbers
 
 
@@ -94,7 +94,7 @@ def test_erosion_writes_figure_and_numbers(erosion_report):
     out, numbers = erosion_report
     assert (out / "erosion.png").stat().st_size > 10_000
     report = json.loads((out / "erosion.json").read_text())
-    for model in ("mlp", "transformer"):
+    for model in ("mlp",):
         entry = report["numbers"][model]
         for key in (
             "harmfulness_pretrained",
@@ -108,7 +108,7 @@ def test_erosion_writes_figure_and_numbers(erosion_report):
             assert 0.0 <= entry[key]["mean"] <= 1.0
     assert report["provenance"]["packages"]["jax"]
     assert report["config"]["seeds"] == 2
-    assert report["n_histories"] == 4 and report["wall_s"] > 0
+    assert report["n_histories"] == 2 and report["wall_s"] > 0
 
 
 def test_cli_lists_every_experiment(capsys):
