@@ -211,17 +211,18 @@ def summarise_model(model: str, res, basin, config: Config) -> dict:
     for e in entries:
         e["overhead"] = cost_of.get(e["name"])
     baseline = entries[0]["harmfulness_heldout_T"]["mean"]
-    aligned = float(np.nanmean(res.valid("final/safety/harmfulness_heldout")[0]))
-    best_rehearsal = min(
-        (e for e in entries if e["name"] == "rehearsal"),
-        key=lambda e: e["harmfulness_heldout_T"]["mean"],
-    )
+    aligned = float(np.nanmean(res.valid("metrics/benign/harmfulness_heldout")[0, :, 0]))
+    cut = {
+        f"{e['strength']:g}": 1
+        - (e["harmfulness_heldout_T"]["mean"] - aligned) / (baseline - aligned)
+        for e in entries
+        if e["name"] == "rehearsal"
+    }
     return {
         "defences": entries,
         "pareto": pareto(entries),
         "harmfulness_heldout_aligned": aligned,
-        "rehearsal_cut_in_reversion": 1
-        - (best_rehearsal["harmfulness_heldout_T"]["mean"] - aligned) / (baseline - aligned),
+        "rehearsal_cut_in_reversion": cut,
         "n_seeds": int(res.seeds.size),
     }
 
