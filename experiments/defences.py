@@ -249,7 +249,7 @@ def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
             curve = [e for e in entries if e["name"] == name]
             x = [e["task_accuracy_T"]["mean"] for e in curve]
             y = [e["harmfulness_heldout_T"]["mean"] for e in curve]
-            color = plotting.COLORS.get(name, f"C{i % 10}")
+            color = plotting.COLORS[name] if name in plotting.COLORS else f"C{(i + 4) % 10}"
             ax.plot(x, y, "o-", color=color, label=name, ms=4, lw=1)
             for e, xi, yi in zip(curve, x, y, strict=True):
                 if f"{e['name']}@{e['strength']:g}" in front:
