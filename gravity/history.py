@@ -269,20 +269,28 @@ def _loss_and_update(net, spec, phase, knobs, state, reversion, optimizer, guard
             outputs, batch, reference(batch.inputs), knobs.objective_strength
         )
         total = task_loss
-        if phase.interventions:
-            term = interventions.penalty(
-                chosen, component(q), steered.witness, knobs.intervention_strength
-            )
-            total += term
         if guard is not None:
             total += defences.penalty(q, guard, knobs.defence, knobs.defence_strength)
         return total, task_loss
 
+    def steer(p, grads):
+        """The intervention's gradient term and projection from one pass over the probes: the
+        term's gradient is its slope in s times grad s, and grad s is also what `project`
+        removes from the update."""
+        s, pullback = jax.vjp(component, p)
+        (grad_s,) = pullback(jnp.ones_like(s))
+        slope = jax.grad(interventions.penalty, argnums=1)(
+            chosen, s, steered.witness, knobs.intervention_strength
+        )
+        return jax.tree.map(lambda g, c: g + slope * c, grads, grad_s), grad_s
+
     def update(p, opt_state, batch):
         (_, task_loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, batch)
+        if phase.interventions:
+            grads, grad_s = steer(p, grads)
         updates, opt_state = optimizer.update(grads, opt_state, p)
         if phase.interventions:
-            projected = interventions.project_out(updates, jax.grad(component)(p))
+            projected = interventions.project_out(updates, grad_s)
             updates = jax.tree.map(lambda a, b: jnp.where(chosen.project, a, b), projected, updates)
         if guard is not None:
             updates = defences.transform_update(
