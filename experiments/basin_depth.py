@@ -3,7 +3,7 @@
 The gravitational reading says a long pretraining digs a deep basin and a short alignment is a
 shallow displacement from it, so reversion under benign fine-tuning should grow with the mass and
 shrink with the depth. Over a 6 x 6 grid of pretraining and safety-alignment lengths, each cell
-with 28 seeds (1,008 histories), this measures per run:
+with 28 seeds (1,008 histories per arm; a control arm below), this measures per run:
 
 - **reversion** after K = 100 benign steps: (h_K - h_S) / (h_H - h_S), the harmfulness gain as a
   fraction of the helpful-to-aligned gap (h_S at theta_S, h_H at the helpful-only witness);
@@ -28,14 +28,34 @@ Configuration (fixed before any result was seen) and why:
   because the theory's closed form is for gradient descent; lr 0.02 was chosen from a pilot of
   the standard cell so that reversion at K is mid-range (neither 0 nor saturated), not to match
   any number.
-- A tree with two levels, one compiled program: the pretraining lengths are snapshots of one
-  3,200-step pretraining phase, each branching into its own helpful-only phase and one 256-step
-  safety phase whose snapshots (8 ... 256) are the depths, each branching into the benign phase
-  with its landscape and theory measurements. A phase of n steps is the exact prefix of the same
-  phase with more steps (per-step keys), so each leaf is the history with those lengths: 28
-  pretraining trunks, 168 safety trunks, 1,008 histories.
+- A tree with three levels, one compiled program: the pretraining lengths are snapshots of one
+  3,200-step pretraining phase, each branching into its own helpful-only phase; from each theta_H
+  the two safety arms (below) branch, each one 256-step safety phase whose snapshots (8 ... 256)
+  are the depths, each branching into the benign phase with its landscape and theory
+  measurements. A phase of n steps is the exact prefix of the same phase with more steps
+  (per-step keys), so each leaf is the history with those lengths: 28 pretraining trunks, 168
+  helpful-only phases, 336 safety phases, 2,016 histories (1,008 per arm).
 - Landscape measurements use a fixed benign evaluation batch of 256 inputs (the same for every
   run), 11 points on the path.
+
+The depth control (`control` in the JSON; fixed before its results were seen). In the main arm
+(`safety_data = "mixed"`, the standard safety data) a safety batch is half hazardous inputs
+labelled REFUSE and half non-hazardous inputs labelled with their task answer
+(`align_hazard_rate` 0.5), so a longer safety phase is also more task training, and less
+reversion at depth could be the task being better learned rather than a deeper alignment. The
+control arm (`"hazard_only"`) is the same tree with the safety phase's data hazardous inputs
+only (`align_hazard_rate` 1 in that phase; the helpful-only phase runs once per pretraining
+length *before* the arms branch, so both arms share theta_P and theta_H exactly): a control
+safety step trains 64 refusals and no task example, so its depth adds refusal training and no
+task training. Same steps, batch, optimizer and learning rate. A control step carries twice the
+refusals of a mixed step, so both comparisons are reported: at equal safety steps, and at equal
+refused examples (control at d steps against mixed at 2d). Reported per arm, by depth, pooled
+over pretraining lengths and seeds: reversion after K, harmfulness at theta_S and after K, the
+gap h_H - h_S, task accuracy at theta_S; the depth effect (reversion at the shallowest minus the
+deepest depth) and its Spearman with depth. Reading, written before the run: with r = the
+control's depth effect over the main arm's, r >= 0.5 says "depth protects without task
+training", r <= 0.25 says "the depth effect is mostly the safety data's task training", and
+between them "partly". The headline numbers outside `control` are the main arm's, as before.
 """
 
 from __future__ import annotations
@@ -53,10 +73,20 @@ from gravity.experiment import Experiment
 from gravity.history import Trunk, behaviour, cross_entropy, run_history
 from gravity.models import network
 from gravity.stats import mean_sd, spearman
+from gravity.validation import check
+from gravity.worlds import WorldKnobs
 
 NAME = "basin_depth"
 BENIGN_METRICS = ("harmfulness", "weight_progress", "alignment", "task_accuracy")
 MIN_GAP = 0.3
+SAFETY_DATA = {"mixed": WorldKnobs().align_hazard_rate, "hazard_only": 1.0}
+"""Hazardous share of the safety data in each arm (`align_hazard_rate` in the safety phase)."""
+CONTROL_RULE = (
+    "r = control depth effect / main depth effect (reversion at the shallowest minus the "
+    "deepest depth, pooled over pretraining lengths and seeds); r >= 0.5: depth protects "
+    "without task training; r <= 0.25: the depth effect is mostly the safety data's task "
+    "training; between: partly"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +163,19 @@ class Config:
     size: str = "standard"
     measure: BasinMeasure = BasinMeasure()
     max_chunk: int | None = None
+    safety_data: tuple[str, ...] = ("mixed", "hazard_only")
+
+    def __post_init__(self):
+        check(
+            len(self.safety_data) >= 1
+            and self.safety_data[0] == "mixed"
+            and len(set(self.safety_data)) == len(self.safety_data)
+            and all(arm in SAFETY_DATA for arm in self.safety_data),
+            "safety_data",
+            f"'mixed' first (the helpful-only phase runs with its knobs), then any of "
+            f"{', '.join(SAFETY_DATA)}",
+            self.safety_data,
+        )
 
 
 def quick(config: Config) -> Config:
@@ -177,7 +220,9 @@ def history_spec(config: Config):
 
 
 def make_sweep(config: Config) -> sweep.Sweep:
-    """Pretraining lengths and depths as two levels of branches from snapshots."""
+    """Pretraining lengths, safety arms and depths as three levels of branches: snapshots of
+    one pretraining phase; each grows its helpful-only phase, from which the arms' safety phases
+    branch; their snapshots are the depths."""
     spec = history_spec(config)
     rates = {
         "pretrain": config.learning_rate,
@@ -186,14 +231,14 @@ def make_sweep(config: Config) -> sweep.Sweep:
         "benign": config.benign_learning_rate,
     }
 
-    def build(pretrain_steps, safety_steps):
+    def build(pretrain_steps, safety_data, safety_steps):
         snapshot = {
             "pretrain": config.pretrain_steps.index(pretrain_steps),
             "safety": config.safety_steps.index(safety_steps),
         }
-        knobs = dataclasses.replace(
-            presets.standard_knobs(spec), learning_rate=rates, snapshot=snapshot
-        )
+        knobs = presets.standard_knobs(spec)
+        world = dataclasses.replace(knobs.world, align_hazard_rate=SAFETY_DATA[safety_data])
+        knobs = dataclasses.replace(knobs, learning_rate=rates, snapshot=snapshot, world=world)
         return spec, knobs.validate(spec)
 
     return sweep.Sweep(
@@ -206,12 +251,18 @@ def make_sweep(config: Config) -> sweep.Sweep:
                 note=f"snapshots of one {max(config.pretrain_steps)}-step pretraining phase",
             ),
             sweep.Axis(
+                "safety_data",
+                tuple(config.safety_data),
+                note="safety arms branched from each theta_H: hazardous share of the safety "
+                + ", ".join(f"{arm} {SAFETY_DATA[arm]:g}" for arm in config.safety_data),
+            ),
+            sweep.Axis(
                 "safety_steps",
                 tuple(config.safety_steps),
                 note=f"snapshots of one {max(config.safety_steps)}-step safety phase",
             ),
         ),
-        branch_after=("pretrain", "safety"),
+        branch_after=("pretrain", "helpful", "safety"),
         seeds=config.seeds,
         build=build,
         measure=config.measure,
@@ -243,42 +294,169 @@ def r_squared(predicted, measured) -> dict[str, float]:
     }
 
 
-def derived(res: sweep.SweepResult) -> dict[str, np.ndarray]:
-    """Per-run arrays (pretrain x safety x seeds) the figure and the numbers use."""
-    h_s, h_h = res.valid("harm_aligned"), res.valid("harm_helpful")
-    harm = res.valid("benign/harmfulness")
-    path = res.valid("path_losses")
+def derived(res: sweep.SweepResult, arm: int = 0) -> dict[str, np.ndarray]:
+    """Per-run arrays (pretrain x safety x seeds) of one safety arm (0: the main, mixed one)
+    that the figure and the numbers use."""
+
+    def valid(name):
+        return res.valid(name)[:, arm]
+
+    h_s, h_h = valid("harm_aligned"), valid("harm_helpful")
+    harm = valid("benign/harmfulness")
+    path = valid("path_losses")
     return {
         "reversion": (harm[..., -1] - h_s) / (h_h - h_s),
         "harm_aligned": h_s,
+        "harm_after_benign": harm[..., -1],
+        "task_accuracy_aligned": valid("benign/task_accuracy")[..., 0],
         "harm_helpful": h_h,
         "gap": h_h - h_s,
-        "harm_pretrained": res.valid("harm_pretrained"),
-        "barrier": res.valid("barrier"),
-        "barrier_linear": res.valid("barrier_linear"),
+        "harm_pretrained": valid("harm_pretrained"),
+        "barrier": valid("barrier"),
+        "barrier_linear": valid("barrier_linear"),
         "benign_loss_drop": path[..., 0] - path[..., -1],
-        "top_eigenvalue": res.valid("top_eigenvalues")[..., 0],
-        "benign_pull": res.valid("benign_pull"),
-        "predicted": res.valid("predicted_progress")[..., -1],
-        "predicted_linear_harm": res.valid("predicted_harm_gain")[..., -1] / (h_h - h_s),
-        "weight_progress": res.valid("benign/weight_progress")[..., -1],
+        "top_eigenvalue": valid("top_eigenvalues")[..., 0],
+        "benign_pull": valid("benign_pull"),
+        "predicted": valid("predicted_progress")[..., -1],
+        "predicted_linear_harm": valid("predicted_harm_gain")[..., -1] / (h_h - h_s),
+        "weight_progress": valid("benign/weight_progress")[..., -1],
     }
+
+
+CONTROL_CELLS = (
+    "harm_helpful",
+    "reversion",
+    "harm_aligned",
+    "harm_after_benign",
+    "gap",
+    "task_accuracy_aligned",
+    "barrier",
+    "top_eigenvalue",
+    "predicted",
+)
+
+
+def _grid(config: Config, cells: np.ndarray) -> dict:
+    return {
+        f"pretrain{p}": {
+            f"safety{s}": round(float(cells[i, j]), 4) for j, s in enumerate(config.safety_steps)
+        }
+        for i, p in enumerate(config.pretrain_steps)
+    }
+
+
+def refused_per_step(config: Config, arm: str) -> float:
+    """Expected refused (hazardous) examples per safety step in an arm."""
+    return history_spec(config).phase("safety").batch_size * SAFETY_DATA[arm]
+
+
+def _finite_mean(values) -> float:
+    return mean_sd(values)["mean"]
+
+
+def depth_profile(config: Config, values: dict[str, np.ndarray]) -> dict:
+    """One arm by depth, pooled over pretraining lengths and seeds."""
+    rev = values["reversion"]
+    depth = np.broadcast_to(np.asarray(config.safety_steps)[None, :, None], rev.shape)
+    by_depth = {
+        name: {f"safety{s}": mean_sd(values[name][:, j]) for j, s in enumerate(config.safety_steps)}
+        for name in (
+            "reversion",
+            "harm_aligned",
+            "harm_after_benign",
+            "gap",
+            "task_accuracy_aligned",
+        )
+    }
+    shallow, deep = _finite_mean(rev[:, 0]), _finite_mean(rev[:, -1])
+    return {
+        "by_depth": by_depth,
+        "reversion_vs_depth": {
+            "shortest_alignment": shallow,
+            "longest_alignment": deep,
+            "depth_effect": shallow - deep,
+            "spearman_rho": spearman(depth, rev),
+        },
+    }
+
+
+def control_reading(main_effect: float, control_effect: float) -> tuple[float, str]:
+    """The rule fixed in the module docstring (`CONTROL_RULE`): (r, reading)."""
+    if not (np.isfinite(main_effect) and np.isfinite(control_effect)) or main_effect <= 0:
+        return float("nan"), "no depth effect in the main arm to explain"
+    ratio = control_effect / main_effect
+    if ratio >= 0.5:
+        return ratio, "depth protects without task training"
+    if ratio <= 0.25:
+        return ratio, "the depth effect is mostly the safety data's task training"
+    return ratio, "partly: depth protects less without task training"
+
+
+def control_numbers(config: Config, res: sweep.SweepResult) -> dict:
+    """The depth control: every arm by depth, side by side, and the pre-registered reading."""
+    arms = {arm: derived(res, a) for a, arm in enumerate(config.safety_data)}
+    profiles = {arm: depth_profile(config, values) for arm, values in arms.items()}
+    out: dict = {
+        "construction": (
+            "arms branch from the same theta_H; the safety data's hazardous share is "
+            + ", ".join(f"{arm} {SAFETY_DATA[arm]:g}" for arm in config.safety_data)
+            + "; hazard_only safety steps train refusals and no task example"
+        ),
+        "rule": CONTROL_RULE,
+        "refused_examples_per_step": {
+            arm: refused_per_step(config, arm) for arm in config.safety_data
+        },
+        "arms": profiles,
+    }
+    if "hazard_only" not in arms:
+        return out
+    main, control = arms["mixed"], arms["hazard_only"]
+    ratio, reading = control_reading(
+        profiles["mixed"]["reversion_vs_depth"]["depth_effect"],
+        profiles["hazard_only"]["reversion_vs_depth"]["depth_effect"],
+    )
+    steps = list(config.safety_steps)
+    equal = []
+    for j, d in enumerate(steps):
+        refused = d * refused_per_step(config, "hazard_only")
+        d_mixed = round(refused / refused_per_step(config, "mixed"))
+        if d_mixed in steps:
+            k = steps.index(d_mixed)
+            equal.append(
+                {
+                    "refused_examples": refused,
+                    "hazard_only_safety_steps": d,
+                    "mixed_safety_steps": d_mixed,
+                    "reversion_hazard_only": _finite_mean(control["reversion"][:, j]),
+                    "reversion_mixed": _finite_mean(main["reversion"][:, k]),
+                    "harm_after_benign_hazard_only": _finite_mean(
+                        control["harm_after_benign"][:, j]
+                    ),
+                    "harm_after_benign_mixed": _finite_mean(main["harm_after_benign"][:, k]),
+                }
+            )
+    cells = {name: np.nanmean(v, axis=-1) for name, v in control.items()}
+    out |= {
+        "depth_effect_ratio": ratio,
+        "reading": reading,
+        "reversion_by_depth": {
+            arm: {k: v["mean"] for k, v in profiles[arm]["by_depth"]["reversion"].items()}
+            for arm in config.safety_data
+        },
+        "equal_refused_examples": equal,
+        "hazard_only_cell_means": {name: _grid(config, cells[name]) for name in CONTROL_CELLS},
+        "hazard_only_prediction_vs_reversion_cells": r_squared(
+            cells["predicted"], cells["reversion"]
+        ),
+    }
+    return out
 
 
 def summarise(config: Config, results: dict[str, sweep.SweepResult]) -> dict:
     """Cell means, trends with mass and depth, and how well the theory predicts reversion."""
     values = derived(results["mlp"])
     cells = {name: np.nanmean(v, axis=-1) for name, v in values.items()}
-    grid = {
-        name: {
-            f"pretrain{p}": {
-                f"safety{s}": round(float(cells[name][i, j]), 4)
-                for j, s in enumerate(config.safety_steps)
-            }
-            for i, p in enumerate(config.pretrain_steps)
-        }
-        for name in cells
-    }
+    grid = {name: _grid(config, cells[name]) for name in cells}
     rev = values["reversion"]
     aligned = cells["gap"] >= MIN_GAP
     mass = np.broadcast_to(np.asarray(config.pretrain_steps)[:, None, None], rev.shape)
@@ -326,6 +504,7 @@ def summarise(config: Config, results: dict[str, sweep.SweepResult]) -> dict:
             "reversion_vs_mass_spearman": spearman(mass[aligned], rev[aligned]),
             "reversion_vs_depth_spearman": spearman(depth[aligned], rev[aligned]),
         },
+        "control": control_numbers(config, results["mlp"]),
         "benign_steps": config.benign_steps,
     }
 
@@ -334,7 +513,8 @@ def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
     res = results["mlp"]
     cells = {name: np.nanmean(v, axis=-1) for name, v in derived(res).items()}
     aligned = cells["gap"] >= MIN_GAP
-    fig, axes = plotting.figure(4, 2, width=4.1, height=3.4)
+    arms = len(config.safety_data)
+    fig, axes = plotting.figure(4, 3 if arms > 1 else 2, width=4.1, height=3.4)
     k = config.benign_steps
     panels = (
         (axes[0, 0], "reversion", f"reversion after K = {k} benign steps", "viridis", "{:.2f}"),
@@ -396,13 +576,96 @@ def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
     )
     ax.set_xlabel("theory: predicted d_K.w/|w|^2")
     ax.set_ylabel("measured d_K.w/|w|^2")
+    if arms > 1:
+        _control_panels(axes[2], config, res, numbers)
     n = int((~res.diverged).sum())
+    arm_note = f", {arms} safety arms" if arms > 1 else ""
     return plotting.save(
         fig,
         path,
-        f"Basin depth: MLP, {n} histories ({config.seeds} seeds per cell), "
-        f"benign SGD lr {config.benign_learning_rate:g}",
+        f"Basin depth: MLP, {n} histories ({config.seeds} seeds per cell{arm_note}), "
+        f"benign SGD lr {config.benign_learning_rate:g}; rows 1-2: main (mixed) arm",
     )
+
+
+ARM_STYLE = {
+    "mixed": ("#1f77b4", "o", "mixed (main)"),
+    "hazard_only": ("#d62728", "s", "hazard only (control)"),
+}
+
+
+def _control_panels(axes, config: Config, res: sweep.SweepResult, numbers: dict) -> None:
+    """The depth control beside the main arm: reversion by safety steps and by refused
+    examples, harmfulness and task accuracy by depth, the control's reversion map."""
+    control = numbers["control"]
+    depths = np.asarray(config.safety_steps, float)
+    for a, arm in enumerate(config.safety_data):
+        color, marker, label = ARM_STYLE[arm]
+        values = derived(res, a)
+        profile = control["arms"][arm]["by_depth"]
+        mean = np.array([profile["reversion"][f"safety{s}"]["mean"] for s in config.safety_steps])
+        sd = np.array([profile["reversion"][f"safety{s}"]["sd"] for s in config.safety_steps])
+        effect = control["arms"][arm]["reversion_vs_depth"]
+        for ax, x in ((axes[0], depths), (axes[1], depths * refused_per_step(config, arm))):
+            ax.errorbar(
+                x,
+                mean,
+                yerr=sd,
+                fmt=f"{marker}-",
+                color=color,
+                capsize=3,
+                label=f"{label}: effect {effect['depth_effect']:.2f}, "
+                f"rho {effect['spearman_rho']:.2f}",
+            )
+        ax = axes[2]
+        for name, style, what in (
+            ("harm_aligned", ":", "harm at theta_S"),
+            ("harm_after_benign", "-", f"harm after K = {config.benign_steps}"),
+            ("task_accuracy_aligned", "--", "task acc. at theta_S"),
+        ):
+            ax.plot(
+                depths,
+                np.nanmean(values[name], axis=(0, 2)),
+                style,
+                marker=marker,
+                color=color,
+                ms=4,
+                label=f"{what}, {arm}",
+            )
+        if arm == "hazard_only":
+            cells = {n: np.nanmean(v, axis=-1) for n, v in values.items()}
+            plotting.heatmap(
+                axes[3],
+                cells["reversion"],
+                config.safety_steps,
+                config.pretrain_steps,
+                cmap="viridis",
+                fmt="{:.2f}",
+            )
+            for i, j in zip(*np.nonzero(cells["gap"] < MIN_GAP), strict=True):
+                axes[3].plot(j, i, marker="x", color="#d62728", ms=14, mew=0.8, alpha=0.6)
+    ratio = control.get("depth_effect_ratio", float("nan"))
+    axes[0].set_title(
+        f"control: reversion after K = {config.benign_steps} by depth (mean ± sd)\n"
+        f"effect ratio control/main {ratio:.2f}: {control.get('reading', '')}",
+        fontsize=7.5,
+    )
+    axes[0].set_xlabel("safety-alignment steps (depth)")
+    axes[1].set_title("the same at equal refused examples", fontsize=8.5)
+    axes[1].set_xlabel("refused examples in the safety phase")
+    for ax in axes[:2]:
+        ax.set_xscale("log", base=2)
+        ax.set_ylabel("reversion")
+        ax.axhline(0, color="#999999", lw=0.6)
+        ax.legend(frameon=False, fontsize=6.5)
+    axes[2].set_xscale("log", base=2)
+    axes[2].set_xlabel("safety-alignment steps (depth)")
+    axes[2].set_ylabel("probability (pooled over pretraining)")
+    axes[2].set_title("harmfulness and task accuracy, both arms", fontsize=8.5)
+    axes[2].legend(frameon=False, fontsize=5.5)
+    axes[3].set_title("control (hazard-only safety): reversion (x: gap < 0.3)", fontsize=8.5)
+    axes[3].set_xlabel("safety-alignment steps (depth)")
+    axes[3].set_ylabel("pretraining steps (mass)")
 
 
 EXPERIMENT = Experiment(

@@ -13,7 +13,19 @@ its aligned level h_S to its helpful-only level h_H (`dynamics.escape_time`; cen
 step when it never gets there, and handled by Kaplan-Meier). Over a full factorial grid of
 benign learning rate x batch size x alignment depth this measures the escape-time distributions,
 fits the Arrhenius law log tau = log tau0 + barrier / T with T = lr / batch, and fits the flow
-law log tau = a - beta log lr + gamma log batch. The calibration panel runs the same statistics
+law log tau = a - beta log lr + gamma log batch.
+
+Units of the Arrhenius fit. SGD is a Langevin process in the time t = step x lr
+(`dynamics.sgd_temperature`), so Kramers' law holds for the escape *time* t, not for the step
+count: fitted against steps while lr varies, the prefactor absorbs a factor 1 / lr and the fit
+mixes the flow's 1 / lr with the temperature. The fit in time units (`arrhenius_time_units_*`:
+log(lr x median escape step) against batch / lr) is the one the theory asks for; the
+pre-registered rule below was written with the fit in steps (`arrhenius_all_cells`), which is
+kept beside it, and the verdict is reported under both (`verdict`, the pre-registered one, and
+`verdict_with_time_unit_fit`). The time-unit fits were added after the first full run (the
+issue that asked for them); their construction (all cells; the reference depth; each depth on
+its own; the same Kaplan-Meier medians and the same censored cells left out) was fixed before
+they were computed. The calibration panel runs the same statistics
 on overdamped Langevin particles in a gravity well (`dynamics.DoubleWell`, `GravityWell2D`),
 where escape *is* noise-activated, against Kramers' and Langer's formulas and the exact mean
 first-passage time.
@@ -217,9 +229,12 @@ def analyse(config: Config, times: np.ndarray, escaped: np.ndarray) -> dict:
     finite = np.isfinite(medians) & (medians > 0)
     out: dict = {}
     temperature = np.asarray(dynamics.sgd_temperature(lr_grid, b_grid))
+    flow_time = medians * lr_grid  # t = step x lr, the Langevin time of SGD
+    out |= time_unit_fits(config, temperature, flow_time, finite)
     if finite.sum() >= 3:
         fit = dynamics.arrhenius_fit(temperature[finite], medians[finite])
         out["arrhenius_all_cells"] = {
+            "time_unit": "benign steps (pre-registered)",
             "barrier": fit.barrier,
             "barrier_ci": list(fit.barrier_ci),
             "r_squared": fit.r_squared,
@@ -229,6 +244,7 @@ def analyse(config: Config, times: np.ndarray, escaped: np.ndarray) -> dict:
         if ref.sum() >= 3:
             fit = dynamics.arrhenius_fit(temperature[..., d_ref][ref], medians[..., d_ref][ref])
             out["arrhenius_reference_depth"] = {
+                "time_unit": "benign steps",
                 "barrier": fit.barrier,
                 "prefactor": fit.prefactor,
                 "r_squared": fit.r_squared,
@@ -287,6 +303,11 @@ def analyse(config: Config, times: np.ndarray, escaped: np.ndarray) -> dict:
         out["large_batch"]["escaped_fraction"],
         out["max_factor_across_batch"],
     )
+    out["verdict_with_time_unit_fit"] = verdict(
+        out.get("arrhenius_time_units_all_cells", {}),
+        out["large_batch"]["escaped_fraction"],
+        out["max_factor_across_batch"],
+    )
     if lrs.size > 2:
         keep = slice(0, lrs.size - 1)
         factor = _max_or_none(list(factors.values())[keep])
@@ -299,6 +320,41 @@ def analyse(config: Config, times: np.ndarray, escaped: np.ndarray) -> dict:
             "large_batch_escaped_fraction": large,
             "verdict": verdict(out.get("arrhenius_all_cells", {}), large, factor),
         }
+    return out
+
+
+def _fit_record(fit: dynamics.ArrheniusFit) -> dict:
+    return {
+        "time_unit": "lr x benign steps",
+        "barrier": fit.barrier,
+        "barrier_ci": list(fit.barrier_ci),
+        "r_squared": fit.r_squared,
+        "prefactor": fit.prefactor,
+        "n_cells": fit.n,
+    }
+
+
+def time_unit_fits(
+    config: Config, temperature: np.ndarray, flow_time: np.ndarray, finite: np.ndarray
+) -> dict:
+    """Arrhenius fits of the escape time in SGD's own time t = lr x steps against
+    T = lr / batch: over all cells, at the reference depth, and at each depth on its own (the
+    depth changes the escape time ~100-fold, which a fit pooled over depths reads as scatter)."""
+    out: dict = {}
+    if finite.sum() >= 3 and np.ptp(temperature[finite]) > 0:
+        fit = dynamics.arrhenius_fit(temperature[finite], flow_time[finite])
+        out["arrhenius_time_units_all_cells"] = _fit_record(fit)
+    by_depth = {}
+    for k, depth in enumerate(config.safety_steps):
+        ok = finite[..., k]
+        if ok.sum() >= 3 and np.ptp(temperature[..., k][ok]) > 0:
+            fit = dynamics.arrhenius_fit(temperature[..., k][ok], flow_time[..., k][ok])
+            by_depth[f"depth{depth}"] = _fit_record(fit)
+    if by_depth:
+        out["arrhenius_time_units_by_depth"] = by_depth
+    ref = f"depth{config.reference_depth}"
+    if ref in by_depth:
+        out["arrhenius_time_units_reference_depth"] = by_depth[ref]
     return out
 
 
@@ -329,6 +385,14 @@ def _finite_or_none(value) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
+VERDICT_RULE = (
+    "noise-activated escape: Arrhenius barrier > 0 with R^2 >= 0.8 and at most half of the "
+    "largest-batch runs escape; deterministic pull: at least 90% of the largest-batch runs escape "
+    "and the median escape time changes by less than x2 across batch sizes at every learning "
+    "rate; otherwise mixed (fixed before the runs)"
+)
+
+
 def verdict(arrhenius: dict, large_batch_escaped: float, batch_factor: float | None) -> str:
     """The rule fixed in the module docstring, applied to the fitted numbers."""
     noise = arrhenius.get("barrier", 0) > 0 and arrhenius.get("r_squared", 0) >= 0.8
@@ -340,8 +404,16 @@ def verdict(arrhenius: dict, large_batch_escaped: float, batch_factor: float | N
 
 
 def reading(escape: dict, config: Config) -> str:
-    """One paragraph with the numbers that decide between the two readings."""
-    parts = []
+    """One paragraph with the numbers that decide between the two readings, verdict first."""
+    parts = [f"Pre-registered verdict: {escape['verdict']}"]
+    timed = escape.get("arrhenius_time_units_all_cells")
+    if timed:
+        parts.append(
+            f"Arrhenius fit in time units (lr x steps) against batch/lr: barrier "
+            f"{timed['barrier']:.2g} (95% CI {timed['barrier_ci'][0]:.2g} .. "
+            f"{timed['barrier_ci'][1]:.2g}), R^2 {timed['r_squared']:.2f} over "
+            f"{timed['n_cells']} cells (verdict with it: {escape['verdict_with_time_unit_fit']})"
+        )
     flow = escape.get("flow_law")
     if flow:
         parts.append(
@@ -352,7 +424,7 @@ def reading(escape: dict, config: Config) -> str:
     arrhenius = escape.get("arrhenius_all_cells")
     if arrhenius:
         parts.append(
-            f"Arrhenius fit in batch/lr: barrier {arrhenius['barrier']:.2g} "
+            f"Arrhenius fit in steps (pre-registered): barrier {arrhenius['barrier']:.2g} "
             f"(95% CI {arrhenius['barrier_ci'][0]:.2g} .. {arrhenius['barrier_ci'][1]:.2g}), "
             f"R^2 {arrhenius['r_squared']:.2f}"
         )
@@ -369,7 +441,7 @@ def reading(escape: dict, config: Config) -> str:
         parts.append(
             f"x{post['max_factor_across_batch']:.3g} without lr {post['excluded_lr']:g} (post hoc)"
         )
-    return "; ".join(parts) + f". Pre-registered verdict: {escape['verdict']}."
+    return "; ".join(parts) + "."
 
 
 # --------------------------------------------------------------------------------------------
@@ -468,6 +540,65 @@ def _survival_panels(axes, config, times, escaped):
         ax.set_ylabel("fraction of runs not yet escaped")
 
 
+def _arrhenius_time_panel(ax, config, medians, escape: dict):
+    """Escape *time* (lr x median escape step) against batch / lr, with the time-unit fit at
+    the reference depth (the fit `dynamics.sgd_temperature` asks for)."""
+    lrs, batches = config.learning_rates, config.batch_sizes
+    d_ref = list(config.safety_steps).index(config.reference_depth)
+    lr_colors = plotting.plt.cm.plasma(np.linspace(0, 0.85, len(lrs)))
+    for i, lr in enumerate(lrs):
+        x = np.asarray(batches) / lr
+        ax.plot(x, medians[i, :, d_ref] * lr, "o-", color=lr_colors[i], label=f"lr {lr:g}")
+    fit = escape.get("arrhenius_time_units_reference_depth")
+    title = "Arrhenius in time units t = lr x steps"
+    if fit:
+        xs = np.geomspace(min(batches) / max(lrs), max(batches) / min(lrs), 50)
+        line = fit["prefactor"] * np.exp(np.clip(fit["barrier"] * xs, -50, 50))
+        ax.plot(xs, line, "--", color="#444444", lw=1, label=f"fit, depth {config.reference_depth}")
+        title += (
+            f"\ndepth {config.reference_depth}: barrier {fit['barrier']:.2g} "
+            f"[{fit['barrier_ci'][0]:.2g}, {fit['barrier_ci'][1]:.2g}], R² {fit['r_squared']:.2f}"
+        )
+    pooled = escape.get("arrhenius_time_units_all_cells")
+    if pooled:
+        title += (
+            f"\nall cells: barrier {pooled['barrier']:.2g} "
+            f"[{pooled['barrier_ci'][0]:.2g}, {pooled['barrier_ci'][1]:.2g}], "
+            f"R² {pooled['r_squared']:.2f}"
+        )
+    ax.set_title(title, fontsize=8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("batch / lr  (1 / SGD temperature)")
+    ax.set_ylabel("lr x median escape step (KM)")
+    ax.legend(frameon=False, fontsize=7)
+
+
+def _verdict_panel(ax, escape: dict):
+    """The pre-registered rule and the numbers it was applied to."""
+    ax.axis("off")
+    steps_fit = escape.get("arrhenius_all_cells", {})
+    time_fit = escape.get("arrhenius_time_units_all_cells", {})
+    large = escape["large_batch"]
+    factor = escape["max_factor_across_batch"]
+    lines = [
+        f"Pre-registered verdict: {escape['verdict']}",
+        f"(with the time-unit fit: {escape['verdict_with_time_unit_fit']})",
+        "",
+        "noise-activated if barrier > 0, R² >= 0.8",
+        "  and <= 50% of largest-batch runs escape;",
+        "deterministic pull if >= 90% escape and",
+        "  median escape varies < x2 across batch",
+        "  at every lr; otherwise mixed.",
+        "",
+        f"largest batch ({large['batch_size']}) escaped: {100 * large['escaped_fraction']:.0f}%",
+        "max factor across batch: " + (f"x{factor:.3g}" if factor is not None else "n/a"),
+        f"Arrhenius R², steps: {steps_fit.get('r_squared', float('nan')):.2f}; "
+        f"time units: {time_fit.get('r_squared', float('nan')):.2f}",
+    ]
+    ax.text(0.02, 0.98, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=8)
+
+
 def _arrhenius_panel(ax, config, medians, escape: dict):
     """Median escape step against batch / lr (1 / temperature), with the Arrhenius fit."""
     lrs, batches = config.learning_rates, config.batch_sizes
@@ -482,7 +613,9 @@ def _arrhenius_panel(ax, config, medians, escape: dict):
         line = fit["prefactor"] * np.exp(np.clip(fit["barrier"] * xs, -50, 50))
         ax.plot(xs, line, "--", color="#444444", lw=1, label="Arrhenius fit")
         ax.set_title(
-            f"Arrhenius fit: barrier {fit['barrier']:.2g} per (batch/lr), R² {fit['r_squared']:.2f}"
+            f"Arrhenius in steps (pre-registered), depth {config.reference_depth}:\n"
+            f"barrier {fit['barrier']:.2g} per (batch/lr), R² {fit['r_squared']:.2f}",
+            fontsize=8,
         )
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -575,15 +708,18 @@ def summarise(config: Config, results: dict[str, sweep.SweepResult]) -> dict:
     """Escape statistics, the two readings' fits, the verdict and the Langevin calibration."""
     steps = record_steps(config)
     times, escaped = escape_times(results["mlp"], steps)
-    numbers = {
-        "escape": analyse(config, times, escaped),
+    escape = analyse(config, times, escaped)
+    return {
+        "verdict": escape["verdict"],
+        "verdict_rule": VERDICT_RULE,
+        "reading": reading(escape, config),
+        "arrhenius_time_units": escape.get("arrhenius_time_units_all_cells"),
+        "verdict_with_time_unit_fit": escape["verdict_with_time_unit_fit"],
+        "escape": escape,
         "langevin": langevin_calibration(config),
         "benign_steps": config.benign_steps,
         "censoring_step": int(steps[-1]),
     }
-    numbers["verdict"] = numbers["escape"]["verdict"]
-    numbers["reading"] = reading(numbers["escape"], config)
-    return numbers
 
 
 def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
@@ -591,13 +727,15 @@ def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
     times, escaped = escape_times(res, record_steps(config))
     medians = cell_medians(times, escaped)
     escape = numbers["escape"]
-    fig, axes = plotting.figure(3, 2, width=4.4, height=3.4)
+    fig, axes = plotting.figure(4, 2, width=4.4, height=3.4)
     _survival_panels(axes[0, :2], config, times, escaped)
-    _arrhenius_panel(axes[0, 2], config, medians, escape)
+    _arrhenius_time_panel(axes[0, 2], config, medians, escape)
+    _arrhenius_panel(axes[0, 3], config, medians, escape)
     _flow_panels(axes[1, :2], config, medians, escape)
     _calibration_panel(axes[1, 2], numbers["langevin"])
-    title = f"Metastability: MLP, {int((~res.diverged).sum())} histories, benign SGD. "
-    title += f"Pre-registered verdict: {escape['verdict']}"
+    _verdict_panel(axes[1, 3], escape)
+    title = f"Pre-registered verdict: {escape['verdict']}. "
+    title += f"Metastability: MLP, {int((~res.diverged).sum())} histories, benign SGD"
     if "post_hoc_without_largest_lr" in escape:
         post = escape["post_hoc_without_largest_lr"]
         title += f"; without lr {post['excluded_lr']:g} (post hoc): {post['verdict']}"

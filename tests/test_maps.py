@@ -67,11 +67,11 @@ def test_basin_depth_map(tmp_path, store):
     )
     report = _report(tmp_path, "basin_depth")
     summary = report["sweeps"]["mlp"]
-    assert report["n_histories"] == 4 and summary["diverged_runs"] == []
+    assert report["n_histories"] == 8 and summary["diverged_runs"] == []
     grouping = summary["grouping"]
     assert grouping["programs"] == 1 and grouping["runs"] == 2
-    assert grouping["branch_axes"] == ["pretrain_steps", "safety_steps"]
-    assert grouping["branch_after"] == ["pretrain", "safety"]
+    assert grouping["branch_axes"] == ["pretrain_steps", "safety_data", "safety_steps"]
+    assert grouping["branch_after"] == ["pretrain", "helpful", "safety"]
     cells = numbers["cell_means"]
     assert set(cells["reversion"]["pretrain40"]) == {"safety4", "safety8"}
     # Each depth starts from its own snapshot: theta_S, hence h_S, differs between depths.
@@ -80,6 +80,37 @@ def test_basin_depth_map(tmp_path, store):
     assert all(v >= 0 for v in cells["barrier"]["pretrain40"].values())
     assert all(v > 0 for v in cells["top_eigenvalue"]["pretrain40"].values())
     assert "r2_as_predicted" in numbers["prediction_vs_reversion_cells"]
+    # The depth control: both arms branch after the same helpful-only phase (theta_H, hence
+    # h_H, identical), their safety phases differ (h_S differs at every depth).
+    control = numbers["control"]
+    assert control["hazard_only_cell_means"]["harm_helpful"] == cells["harm_helpful"]
+    hazard_only = control["hazard_only_cell_means"]["harm_aligned"]["pretrain40"]
+    assert all(hazard_only[d] != aligned[d] for d in aligned)
+    # Equal refused examples: hazard-only at 4 steps (4 x 8 refusals) against mixed at 8.
+    (pair,) = control["equal_refused_examples"]
+    assert (pair["hazard_only_safety_steps"], pair["mixed_safety_steps"]) == (4, 8)
+    profiles = control["arms"]
+    assert pair["reversion_mixed"] == pytest.approx(
+        profiles["mixed"]["by_depth"]["reversion"]["safety8"]["mean"]
+    )
+    effects = [profiles[arm]["reversion_vs_depth"]["depth_effect"] for arm in config.safety_data]
+    ratio, reading = basin_depth.control_reading(*effects)
+    assert control["reading"] == reading
+    assert control["depth_effect_ratio"] == pytest.approx(ratio, nan_ok=True)
+
+
+def test_basin_depth_control_safety_data_has_no_task_examples():
+    """The control arm's safety data is hazardous inputs only, every one refused: no task
+    example; the main arm's is half task examples (the world's exact marginals, no sampling)."""
+    config = basin_depth.Config(pretrain_steps=(40,), safety_steps=(4, 8), size="tiny")
+    build = basin_depth.make_sweep(config).build
+    for arm, share in (("mixed", 0.5), ("hazard_only", 1.0)):
+        spec, knobs = build(pretrain_steps=40, safety_data=arm, safety_steps=4)
+        safety = spec.world.marginals(knobs.world, "safety")
+        # Input feature 0 is the hazard: its rate is the hazardous share, and all are refused.
+        assert float(safety["features"][0]) == share and float(safety["refuse"]) == share
+    with pytest.raises(Exception, match="safety_data"):
+        basin_depth.Config(safety_data=("hazard_only", "mixed"))
 
 
 def test_basin_depth_snapshot_branch_equals_shorter_safety_phase():
@@ -134,9 +165,48 @@ def test_metastability_map(tmp_path, store):
     grouping = summary["grouping"]
     assert grouping["programs"] == 1 and grouping["runs"] == 2
     assert grouping["branch_axes"] == ["learning_rate", "safety_steps"]
-    assert numbers["verdict"] in ("noise-activated escape", "deterministic pull", "mixed")
-    assert 0 <= numbers["escape"]["escaped_fraction_overall"] <= 1
+    # The report leads with the pre-registered verdict, computed by the rule from its inputs.
+    assert list(numbers)[0] == "verdict" and numbers["reading"].startswith(
+        f"Pre-registered verdict: {numbers['verdict']}"
+    )
+    escape = numbers["escape"]
+    assert numbers["verdict"] == metastability.verdict(
+        escape.get("arrhenius_all_cells", {}),
+        escape["large_batch"]["escaped_fraction"],
+        escape["max_factor_across_batch"],
+    )
     well = numbers["langevin"]["1d"]
     assert len(well["rows"]) == 2
     # 200 particles estimate the mean first-passage time to ~7%: well within 25% of the exact one.
     assert well["max_relative_error_vs_exact_mfpt"] < 0.25
+
+
+def test_metastability_arrhenius_in_time_units():
+    """Escape times that follow Kramers' law in SGD time t = lr x steps: the time-unit fit
+    recovers the barrier exactly, per depth and at the reference depth; the fit in steps does
+    not (its prefactor absorbs 1 / lr). No training: synthetic escape times into `analyse`."""
+    config = metastability.Config(
+        learning_rates=(0.01, 0.02, 0.04, 0.08),
+        batch_sizes=(4, 16, 64),
+        safety_steps=(25, 50),
+        reference_depth=25,
+        reference_batch=16,
+    )
+    barrier = 2e-4
+    lr = np.asarray(config.learning_rates)[:, None, None, None]
+    batch = np.asarray(config.batch_sizes, float)[None, :, None, None]
+    tau0 = np.asarray([1.0, 3.0])[None, None, :, None]
+    steps = tau0 * np.exp(barrier * batch / lr) / lr * np.ones((1, 1, 1, 3))
+    out = metastability.analyse(config, steps, np.ones(steps.shape, bool))
+    for fit in (
+        out["arrhenius_time_units_reference_depth"],
+        *out["arrhenius_time_units_by_depth"].values(),
+    ):
+        assert fit["barrier"] == pytest.approx(barrier, rel=1e-6)
+        assert fit["r_squared"] == pytest.approx(1.0, abs=1e-9)
+        assert fit["barrier_ci"] == pytest.approx([barrier, barrier], rel=1e-5)
+    assert out["arrhenius_time_units_by_depth"]["depth50"]["prefactor"] == pytest.approx(3.0)
+    in_steps = out["arrhenius_reference_depth"]
+    assert in_steps["r_squared"] < 0.99 and in_steps["barrier"] != pytest.approx(barrier)
+    # Every run escapes, but the median moves x3.3 across batch sizes at lr 0.01: "mixed".
+    assert out["verdict"] == out["verdict_with_time_unit_fit"] == "mixed"
