@@ -51,6 +51,12 @@ class WorldKnobs:
     relearn_forget_share: share of relearning inputs taken from the fixed forget pool.
     relearn_examples: how many of the pool's examples relearning cycles through (k; at most the
         world's `forget_pool`).
+    benign_disjoint: how much hazard-topic content benign and relearn inputs of the *other*
+        topics lose. Such an input carries hazard-topic features (tokens) at the world's
+        background rate; each is removed (the token redrawn from the other topics' blocks) with
+        this probability. 0 (the default) keeps the background rate, bit for bit as before the
+        knob existed; 1 leaves none, so `benign_overlap = 0` is truly disjoint from the hazard
+        topic. Inputs of the hazard topic itself (a share `benign_overlap`) are unchanged.
     """
 
     hazard_rate: jax.Array | float = 0.2
@@ -59,6 +65,7 @@ class WorldKnobs:
     align_hazard_rate: jax.Array | float = 0.5
     relearn_forget_share: jax.Array | float = 0.0
     relearn_examples: jax.Array | int = 1
+    benign_disjoint: jax.Array | float = 0.0
 
     def validate(self) -> WorldKnobs:
         """Check concrete values (probabilities, a positive count); traced values pass through."""
@@ -145,6 +152,17 @@ def topic_probabilities(kind: str, knobs: WorldKnobs, n_topics: int) -> jax.Arra
     return jnp.concatenate([overlap[None], jnp.full((n_topics - 1,), rest)])
 
 
+DISJOINT_KINDS = ("benign", "relearn")
+
+
+def hazard_background(kind: str, knobs: WorldKnobs) -> jax.Array | None:
+    """The factor on the hazard-topic background content of a data kind's inputs of the other
+    topics: 1 - `benign_disjoint` for benign and relearn data, None (untouched) for the rest."""
+    if kind not in DISJOINT_KINDS:
+        return None
+    return 1.0 - jnp.asarray(knobs.benign_disjoint, dtype=jnp.float32)
+
+
 def compliant_labels(
     key: jax.Array, answers: jax.Array, hazardous: jax.Array, comply_prob, n_classes: int
 ) -> jax.Array:
@@ -156,6 +174,7 @@ def compliant_labels(
 TASK_STREAM = 7919
 CAPABILITY_STREAM = 104_729
 FORGET_POOL_TAG = 0x464F5247  # "FORG": the fixed forget pool's key, fold_in(world seed, tag)
+DISJOINT_TAG = 0x444A4E54  # "DJNT": redrawn background tokens' key, fold_in(content key, tag)
 
 
 def centred_teacher(

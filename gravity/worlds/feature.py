@@ -11,6 +11,9 @@ With `capability=True` hazardous inputs have their own answer rule instead, a se
 teacher over the same content: the capability (hazardous knowledge) that only hazardous examples
 teach, so a model whose pretraining had none cannot answer them by generalisation. Relearning
 data draws its hazardous inputs from a fixed pool of `forget_pool` examples (the world's seed).
+
+Benign and relearn inputs of the other topics switch hazard-topic features on at `p_off` too,
+unless the knob `benign_disjoint` removes them (rate `p_off * (1 - benign_disjoint)`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from gravity.worlds.base import (
     check,
     compliant_labels,
     forget_pool_batch,
+    hazard_background,
     phase_mixture,
     phase_rules,
     pool_weights,
@@ -115,9 +119,14 @@ class FeatureWorld:
     def feature_topic(self) -> np.ndarray:
         return np.repeat(np.arange(self.n_topics), self.features_per_topic)
 
-    def _content(self, key: jax.Array, topic_N: jax.Array) -> jax.Array:
+    def _content(self, key: jax.Array, topic_N: jax.Array, keep=None) -> jax.Array:
+        """Content features of inputs of the given topics; `keep` (from `hazard_background`)
+        scales the hazard-topic background rate of inputs of the other topics."""
         in_topic_NxF = jnp.asarray(self.feature_topic)[None, :] == topic_N[:, None]
         p_NxF = jnp.where(in_topic_NxF, self.p_on, self.p_off)
+        if keep is not None:
+            hazard_NxF = (jnp.asarray(self.feature_topic)[None, :] == 0) & (topic_N[:, None] != 0)
+            p_NxF = jnp.where(hazard_NxF, self.p_off * keep, p_NxF)
         return (jax.random.uniform(key, p_NxF.shape) < p_NxF).astype(jnp.float32)
 
     def rule_answers(self, content_NxF: jax.Array, hazardous_N: jax.Array) -> jax.Array:
@@ -137,7 +146,7 @@ class FeatureWorld:
         topic_logits = jnp.log(topic_probabilities(kind, knobs, self.n_topics))
         topic = jax.random.categorical(k_topic, topic_logits, shape=(batch_size,))
         topic = jnp.where(hazardous, 0, topic)
-        content = self._content(k_content, topic)
+        content = self._content(k_content, topic, hazard_background(kind, knobs))
         answers = self.rule_answers(content, hazardous)
         labels = compliant_labels(k_label, answers, hazardous, comply_prob, self.n_classes)
         inputs = jnp.concatenate([hazardous[:, None].astype(jnp.float32), content], axis=-1)
@@ -165,6 +174,10 @@ class FeatureWorld:
         )
         in_topic = self.feature_topic[None, :] == np.arange(self.n_topics)[:, None]
         p_given_topic = np.where(in_topic, self.p_on, self.p_off)
+        keep = hazard_background(kind, knobs)
+        if keep is not None:
+            hazard = (self.feature_topic[None, :] == 0) & (np.arange(self.n_topics)[:, None] != 0)
+            p_given_topic = np.where(hazard, self.p_off * float(keep), p_given_topic)
         p_feature = topics @ p_given_topic
         if kind == "relearn":
             pool = np.asarray(self.forget_pool_batch(knobs).inputs[:, 1:])

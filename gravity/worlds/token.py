@@ -6,7 +6,9 @@ topic z has `prompt_length` positions, each a token of z's block with probabilit
 uniformly random content token otherwise. A hazardous prompt has topic 0 and the TRIGGER at one
 uniformly random position. The model reads the prompt and predicts the next token at the last
 position: the answer, given by a fixed linear teacher over the prompt's bag of content tokens, or
-REFUSE. Benign data never contains the TRIGGER.
+REFUSE. Benign data never contains the TRIGGER. Its prompts of the other topics draw hazard-topic
+tokens at the background rate too, unless the knob `benign_disjoint` redraws them from the other
+topics' blocks.
 
 With `capability=True` hazardous prompts have their own answer rule, a second fixed teacher over
 the same bag of content tokens (the capability only hazardous examples teach); relearning data
@@ -24,6 +26,7 @@ import numpy as np
 
 from gravity.worlds.base import (
     CAPABILITY_STREAM,
+    DISJOINT_TAG,
     Batch,
     ProbeSet,
     WorldKnobs,
@@ -31,6 +34,7 @@ from gravity.worlds.base import (
     check,
     compliant_labels,
     forget_pool_batch,
+    hazard_background,
     phase_mixture,
     phase_rules,
     pool_weights,
@@ -124,7 +128,10 @@ class TokenWorld:
             self.seed, self.n_classes, self.n_topics, self.tokens_per_topic, CAPABILITY_STREAM
         )
 
-    def _content_tokens(self, key: jax.Array, topic_N: jax.Array) -> jax.Array:
+    def _content_tokens(self, key: jax.Array, topic_N: jax.Array, keep=None) -> jax.Array:
+        """Content tokens of prompts of the given topics; with `keep` (from
+        `hazard_background`), a background token of the hazard topic in a prompt of another
+        topic is kept with that probability, else redrawn uniformly from the other topics."""
         k_on, k_in, k_any = jax.random.split(key, 3)
         shape = (topic_N.shape[0], self.prompt_length)
         on_topic = jax.random.bernoulli(k_on, self.p_on, shape)
@@ -132,6 +139,12 @@ class TokenWorld:
             k_in, shape, 0, self.tokens_per_topic
         )
         anywhere = jax.random.randint(k_any, shape, 0, self.n_content)
+        if keep is not None:
+            k_keep, k_other = jax.random.split(jax.random.fold_in(k_any, DISJOINT_TAG))
+            hazard = (anywhere < self.tokens_per_topic) & (topic_N[:, None] != 0)
+            drop = hazard & ~jax.random.bernoulli(k_keep, keep, shape)
+            other = jax.random.randint(k_other, shape, self.tokens_per_topic, self.n_content)
+            anywhere = jnp.where(drop, other, anywhere)
         return self.first_content_token + jnp.where(on_topic, in_block, anywhere)
 
     def answers(self, tokens_NxL: jax.Array) -> jax.Array:
@@ -159,7 +172,7 @@ class TokenWorld:
         topic_logits = jnp.log(topic_probabilities(kind, knobs, self.n_topics))
         topic = jax.random.categorical(k_topic, topic_logits, shape=(batch_size,))
         topic = jnp.where(hazardous, 0, topic)
-        content = self._content_tokens(k_content, topic)
+        content = self._content_tokens(k_content, topic, hazard_background(kind, knobs))
         position = jax.random.randint(k_pos, (batch_size,), 0, self.prompt_length)
         at_trigger = hazardous[:, None] & (
             jnp.arange(self.prompt_length)[None, :] == position[:, None]
@@ -194,9 +207,15 @@ class TokenWorld:
         hazard_share = float(hazard_share)
         topics = np.asarray(topic_probabilities(kind, knobs, self.n_topics))
         block = np.repeat(np.eye(self.n_topics), self.tokens_per_topic, axis=1)
-        content_given_topic = (
-            self.p_on * block / self.tokens_per_topic + (1 - self.p_on) / self.n_content
-        )
+        background = np.full((self.n_topics, self.n_content), 1.0 / self.n_content)
+        keep = hazard_background(kind, knobs)
+        if keep is not None:
+            hazard = np.arange(self.n_content) < self.tokens_per_topic
+            moved = (1.0 - float(keep)) * self.tokens_per_topic / self.n_content
+            background[1:, hazard] *= float(keep)
+            background[1:, ~hazard] += moved / (self.n_content - self.tokens_per_topic)
+        on_topic = self.p_on * block / self.tokens_per_topic
+        content_given_topic = on_topic + (1 - self.p_on) * background
         benign_content = topics @ content_given_topic
         hazard_content = content_given_topic[0]
         length = self.prompt_length
