@@ -15,14 +15,38 @@ Controls in the same basis (fixed before the results were seen): every seed's th
 branches into a *control fine-tuning* on benign data from the other topics only
 (`benign_overlap = 0`), whose drift is compared with the same v_rev: the p99 of its alignment
 over run-steps is the same-basis null (`null_p99_same_basis`), and the p99 of its hazard-specific
-cosine is the null of the hazard-specific cosine. A *never-harmful world* (pretraining never
-complies: `harm_prob = 0`, the same phases otherwise) runs beside the main one: if alignment
-rises there while harmfulness does not, alignment alone is no evidence of harm returning.
+cosine is the null of the hazard-specific cosine. The control is truly disjoint from the hazard
+topic (`benign_disjoint = 1`: its inputs carry no hazard-topic feature or token); the earlier
+control, whose inputs keep hazard-topic features at the background rate `p_off`, runs beside it
+(`same_basis_background`).
+
+Control witnesses, a same-basis null for the *direction* (construction fixed before any result
+was looked at). From each seed's theta_S, four histories branch through a phase of the witness
+phase's size (its steps, batch size, optimizer and learning rate) that changes a *harmless*
+behaviour: half of each batch is the retain mixture (non-hazardous inputs of all topics, their
+task answers), half is target inputs answered with the task answer shifted by +1 or +2
+(mod n_classes), as the helpful phase mixes its hazardous share with the rest. The targets are
+the hazard topic without the hazard (the matched benign probes' distribution) or the other
+topics (truly disjoint); 2 targets x 2 shifts = 4 control witnesses per seed. Each control
+direction is theta_S -> control witness as v_rev is theta_S -> theta_H: activations on the same
+hazardous probes, stacked, normalised. Matched on activation distance: the phase keeps 10
+checkpoints, and the direction is taken at the one whose distance ||a_CW - a_S|| / sqrt(N) on the
+hazardous probes is nearest the seed's witness distance ||a_H - a_S|| / sqrt(N) (both reported,
+and the full-length direction's numbers beside). The benign drift's cosine with these control
+directions at the kept drift steps (mean, p99: `null_p99_control_witness`) is reported against
+its cosine with v_rev at the same run-steps. The control witnesses are computed once per seed
+inside the tree's program (they depend on the shared past only), not per branch.
+
+Worlds beside the main one (each its own pretraining, the same phases otherwise): a
+*never-harmful world* (pretraining never complies: `harm_prob = 0`): if alignment rises there
+while harmfulness does not, alignment alone is no evidence of harm returning. That world gets
+ten times the main world's REFUSE training in pretraining (all its hazardous inputs refused), so
+a *REFUSE-matched world* runs too: `harm_prob = 0` with `hazard_rate` scaled to 0.2 x 0.1 = 0.02,
+so its pretraining's REFUSE mass, hazard_rate x (1 - harm_prob), equals the main world's (it sees
+hazardous inputs ten times less often: the two cannot both be matched while nothing complies).
 Harmfulness is reported on the probes that define v_rev and on held-out hazardous inputs.
 Correlations of alignment with harmfulness are reported pooled over run-steps (what the paper
 reports), as the median over steps of the across-run correlation, and partial on the step.
-Control fine-tuning with overlap 0 is not fully disjoint from the hazard topic: its inputs keep
-the topic's features at the background rate `p_off`.
 
 Configuration: the standard histories unchanged (lr 1e-3 Adam everywhere, benign_overlap 0.5);
 nothing here was tuned toward the paper's numbers.
@@ -33,21 +57,31 @@ phase), are fitted to two of the paper's numbers only, the mean alignment after 
 update (0.429) and at step 20 (0.647), by least squares over the grid (`gravity.calibration`);
 every other number of the paper's table (final alignment, held-out harmfulness without and with
 blocking, blocked alignment, Spearman) is then read off that cell with no further tuning and
-reported beside the paper's.
+reported beside the paper's. The figure's last row redraws the paper's two figures in that cell
+(alignment against step with the paper's points and nulls; held-out harm, baseline against
+blocked): the isotropic p99 and the same-basis null of the overlap-0 branch at the fitted depth
+(a control fine-tuning from the same theta_S; that sweep keeps the background rate).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import scipy.stats
 
-from gravity import calibration, geometry, interventions, plotting, presets, sweep
+from gravity import calibration, geometry, history, interventions, plotting, presets, sweep
 from gravity.experiment import Experiment
-from gravity.spec import with_phase
+from gravity.models import network
+from gravity.objectives import cross_entropy
+from gravity.spec import phase_tag, with_phase
 from gravity.stats import mean_sd, spearman_by_step
+from gravity.worlds import Batch, WorldKnobs
 
 NAME = "reversion"
 DEFINITIONS = ("stacked", "mean", "trajectory_pca", "from_pretrained")
@@ -57,6 +91,8 @@ PAPER = {
     "alignment_step20": (0.647, 0.021),
     "alignment_step100": (0.648, 0.009),
 }
+PAPER_BLOCKED = {"alignment_step100": (-0.211, 0.021)}
+PAPER_HARM = {"baseline": (0.190, 0.040), "blocked": (0.085, 0.015)}
 
 
 REGIME_OVERLAPS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
@@ -69,6 +105,32 @@ PAPER_PREDICTED = {
     "alignment_blocked_step100": -0.211,
     "spearman_alignment_harmfulness": 0.958,
 }
+
+_DEFAULT = WorldKnobs()
+REFUSE_MASS = _DEFAULT.hazard_rate * (1.0 - _DEFAULT.harm_prob)
+WORLDS = {
+    "main": {},
+    "harm_prob_0": {"harm_prob": 0.0},
+    "refuse_matched": {"harm_prob": 0.0, "hazard_rate": round(REFUSE_MASS, 6)},
+}
+"""The pretraining worlds (a trunk axis): the main one, the never-harmful one, and the
+never-harmful one matched on the main world's pretraining REFUSE mass."""
+
+ARMS = {
+    "benign": {},
+    "control": {"benign_overlap": 0.0, "benign_disjoint": 1.0},
+    "control_background": {"benign_overlap": 0.0},
+}
+"""The branches from each theta_S: the benign run, the truly disjoint control fine-tuning, and
+the earlier control whose inputs keep hazard-topic features at the background rate."""
+
+CONTROL_TARGETS = (1.0, 0.0)
+"""`benign_overlap` of each control witness's target inputs (truly disjoint otherwise): the hazard
+topic without the hazard, the other topics."""
+CONTROL_TARGET_NAMES = ("hazard_topic", "other_topics")
+CONTROL_SHIFTS = (1, 2)
+CONTROL_CHECKPOINTS = 10
+CONTROL_WITNESS_TAG = phase_tag("control_witness")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,8 +157,121 @@ def reversion_spec(model: str, size: str = "standard"):
     return dataclasses.replace(spec, drift_snapshots=snapshots)
 
 
-HARM_PROBS = (0.9, 0.0)
-ARMS = ("benign", "control")
+def control_witness_batch(world, key, batch_size: int, overlap, shift, share) -> Batch:
+    """One control witness batch: the retain mixture (task answers), with a share `share` of its
+    rows replaced by target inputs (benign inputs of hazard-topic share `overlap`, no
+    hazard-topic content otherwise) answered with the task answer shifted by `shift`."""
+    k_base, k_target, k_mix = jax.random.split(key, 3)
+    base = world.sample(WorldKnobs(), "retain", k_base, batch_size)
+    target_knobs = WorldKnobs(benign_overlap=overlap, benign_disjoint=1.0)
+    target = world.sample(target_knobs, "benign", k_target, batch_size)
+    take = jax.random.bernoulli(k_mix, share, (batch_size,))
+    rows = take.reshape(-1, *([1] * (base.inputs.ndim - 1)))
+    inputs = jnp.where(rows, target.inputs, base.inputs)
+    labels = jnp.where(take, (target.labels + shift) % world.n_classes, base.labels)
+    return Batch(inputs, labels, jnp.zeros_like(take))
+
+
+def checkpoint_interval(steps: int, checkpoints: int) -> int:
+    """The smallest divisor of `steps` that leaves at most `checkpoints` equal segments."""
+    return next(d for d in range(1, steps + 1) if steps % d == 0 and steps // d <= checkpoints)
+
+
+def _unit_rows(x):
+    flat = x.reshape(x.shape[0], -1)
+    return flat / jnp.maximum(jnp.linalg.norm(flat, axis=1, keepdims=True), geometry.EPS)
+
+
+def control_witnesses(key, spec, state, learning_rate: float, targets, shifts, checkpoints):
+    """The control witnesses of one theta_S (see the module docstring): their displacements on
+    the hazardous probes, distance-matched to the witness's and at full length, and distances."""
+    net = network(spec.model, spec.world)
+    helpful = spec.phases[spec.anchor_index("helpful")]
+    theta_s = state.boundaries[spec.anchor_name("safety")]
+    theta_h = state.boundaries[spec.anchor_name("helpful")]
+    probes = state.probes.hazard.inputs
+    n = probes.shape[0]
+    aligned = net.activations(theta_s, probes)
+    witness = jnp.linalg.norm(net.activations(theta_h, probes) - aligned) / math.sqrt(n)
+    every = checkpoint_interval(helpful.steps, checkpoints)
+    optimizer = history.make_optimizer(helpful.optimizer, learning_rate, 0.0)
+    share = WorldKnobs().align_hazard_rate
+
+    def train(index, overlap, shift):
+        stream = jax.random.fold_in(jax.random.fold_in(key, CONTROL_WITNESS_TAG), index)
+
+        def step(carry, t):
+            params, opt_state = carry
+            batch = control_witness_batch(
+                spec.world, jax.random.fold_in(stream, t), helpful.batch_size, overlap, shift, share
+            )
+
+            def loss(q):
+                return cross_entropy(net.apply(q, batch.inputs)[0], batch.labels)
+
+            updates, opt_state = optimizer.update(jax.grad(loss)(params), opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), None
+
+        def segment(carry, begin):
+            carry, _ = jax.lax.scan(step, carry, begin + jnp.arange(every))
+            return carry, net.activations(carry[0], probes) - aligned
+
+        begins = jnp.arange(0, helpful.steps, every)
+        _, displacement = jax.lax.scan(segment, (theta_s, optimizer.init(theta_s)), begins)
+        return displacement
+
+    displacement = jax.vmap(train)(
+        jnp.arange(len(targets)),
+        jnp.asarray(targets, dtype=jnp.float32),
+        jnp.asarray(shifts, dtype=jnp.int32),
+    )  # (K, checkpoints, N, D)
+    distance = jnp.sqrt(jnp.sum(displacement**2, axis=(2, 3)) / n)
+    chosen = jnp.argmin(jnp.abs(distance - witness), axis=1)
+    matched = jax.vmap(lambda d, c: d[c])(displacement, chosen)
+    rows = jnp.arange(len(targets))
+    return {
+        "matched": matched,
+        "full": displacement[:, -1],
+        "distance": distance[rows, chosen],
+        "distance_full": distance[:, -1],
+        "step": (chosen + 1) * every,
+        "witness_distance": witness,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class WithControlWitnesses:
+    """The tree's measurement: everything `run_history` returns (no parameters), plus the benign
+    drift's cosines with the control witnesses' directions at the kept drift steps."""
+
+    learning_rate: float
+    targets: tuple[float, ...] = CONTROL_TARGETS
+    shifts: tuple[int, ...] = CONTROL_SHIFTS
+    checkpoints: int = CONTROL_CHECKPOINTS
+
+    def __call__(self, key, spec, knobs, start=None) -> dict:
+        out = history.run_history(key, spec, knobs, start=start)
+        out.pop("params", None)
+        if start is None:
+            raise ValueError("control witnesses branch from a shared past: a tree sweep only")
+        targets = [t for t in self.targets for _ in self.shifts]
+        shifts = [s for _ in self.targets for s in self.shifts]
+        witnesses = control_witnesses(
+            key, spec, start.state, self.learning_rate, targets, shifts, self.checkpoints
+        )
+        drift = _unit_rows(out["drift"])  # (kept steps, N * D)
+        matched, full = _unit_rows(witnesses["matched"]), _unit_rows(witnesses["full"])
+        v_rev = _unit_rows(out["v_rev"][None])
+        out["control_witness"] = {
+            "alignment": drift @ matched.T,
+            "alignment_full": drift @ full.T,
+            "cos_v_rev": (v_rev @ matched.T)[0],
+            "distance": witnesses["distance"],
+            "distance_full": witnesses["distance_full"],
+            "step": witnesses["step"],
+            "witness_distance": witnesses["witness_distance"],
+        }
+        return out
 
 
 def regime_spec(config: Config):
@@ -137,14 +312,34 @@ def regime_sweep(config: Config) -> sweep.Sweep:
     )
 
 
+PAPER_TARGET = np.asarray([PAPER["alignment_step1"][0], PAPER["alignment_step20"][0]])
+
+
+def activation_dim(spec) -> int:
+    """The stacked dimension N x D of the activations v_rev lives in."""
+    net = network(spec.model, spec.world)
+    probes = spec.world.probe_set(WorldKnobs(), spec.n_probes).hazard.inputs
+    shape = jax.eval_shape(lambda: net.activations(net.init(jax.random.key(0)), probes)).shape
+    return int(np.prod(shape))
+
+
+def regime_cell(config: Config, fitted: dict) -> tuple[int, int]:
+    return (
+        config.regime_depths.index(fitted["safety_steps"]),
+        config.regime_overlaps.index(fitted["benign_overlap"]),
+    )
+
+
 def paper_regime(res: sweep.SweepResult, config: Config) -> dict:
-    """Fit (depth, overlap) to the paper's alignment at steps 1 and 20; predict the rest."""
+    """Fit (depth, overlap) to the paper's alignment at steps 1 and 20; predict the rest; the
+    nulls the fitted cell's figure draws."""
     align = res.valid("metrics/benign/alignment")  # (depth, overlap, arm, seeds, steps)
     means = {
         (i, j): (np.nanmean(align[i, j, 0, :, 1]), np.nanmean(align[i, j, 0, :, 20]))
         for i in range(align.shape[0])
         for j in range(align.shape[1])
     }
+    depths, overlaps = range(align.shape[0]), range(align.shape[1])
     (i, j), distance = calibration.nearest_cell(
         means, (PAPER["alignment_step1"][0], PAPER["alignment_step20"][0])
     )
@@ -159,6 +354,23 @@ def paper_regime(res: sweep.SweepResult, config: Config) -> dict:
             "pooled"
         ],
     }
+    nulls = {
+        "null_p99_isotropic": geometry.isotropic_null_quantile(
+            activation_dim(regime_spec(config)), 0.99
+        )
+    }
+    if 0.0 in config.regime_overlaps:
+        control = align[i, config.regime_overlaps.index(0.0), 0, :, 1:]
+        null = float(np.nanquantile(control, 0.99))
+        nulls.update(
+            {
+                "null_p99_same_basis_overlap0": null,
+                "fraction_above_same_basis_overlap0_null": float(np.mean(base_align[:, 1:] > null)),
+                "alignment_overlap0_step100": mean_sd(control[:, -1]),
+                "note": "the overlap-0 branch at the fitted depth, from the same theta_S; its "
+                "inputs keep hazard-topic features at the background rate (benign_disjoint 0)",
+            }
+        )
     return {
         "fitted_knobs": {
             "safety_steps": config.regime_depths[i],
@@ -174,8 +386,13 @@ def paper_regime(res: sweep.SweepResult, config: Config) -> dict:
             "alignment_step20": PAPER["alignment_step20"][0],
         },
         "squared_distance": distance,
+        "squared_distance_by_cell": [
+            [float(np.sum((np.asarray(means[(a, b)]) - PAPER_TARGET) ** 2)) for b in overlaps]
+            for a in depths
+        ],
         "predicted": predicted,
         "paper": PAPER_PREDICTED,
+        "nulls": nulls,
         "n_histories": res.n_histories,
     }
 
@@ -184,54 +401,131 @@ def at_step(values, steps, t):
     return np.asarray(values)[:, list(steps).index(t)]
 
 
-def same_basis(numbers: dict, m: dict, control: dict, steps, last: int) -> None:
-    """Add the same-basis nulls (the control fine-tuning from the same theta_S)."""
+def same_basis(m: dict, control: dict, steps, last: int) -> dict:
+    """The same-basis nulls of a control fine-tuning from the same theta_S."""
     after = steps >= 1
     null = float(np.nanquantile(control["alignment"][:, after], 0.99))
     specific = float(np.nanquantile(control["alignment_hazard_specific"][:, after], 0.99))
-    numbers.update(
-        {
-            "null_p99_same_basis": null,
-            "fraction_above_same_basis_null": float(np.mean(m["alignment"][:, after] > null)),
-            f"alignment_control_finetune_step{last}": mean_sd(
-                at_step(control["alignment"], steps, last)
-            ),
-            f"harmfulness_control_finetune_step{last}": mean_sd(
-                at_step(control["harmfulness_heldout"], steps, last)
-            ),
-            "hazard_specific_null_p99": specific,
-            "fraction_hazard_specific_above_its_null": float(
-                np.mean(m["alignment_hazard_specific"][:, after] > specific)
-            ),
-        }
-    )
-
-
-def never_harmful(world: dict, steps, last: int) -> dict:
-    """The harm_prob = 0 world's numbers beside the main ones."""
     return {
-        f"alignment_step{last}": mean_sd(at_step(world["alignment"], steps, last)),
-        f"alignment_hazard_specific_step{last}": mean_sd(
-            at_step(world["alignment_hazard_specific"], steps, last)
+        "null_p99_same_basis": null,
+        "fraction_above_same_basis_null": float(np.mean(m["alignment"][:, after] > null)),
+        f"alignment_control_finetune_step{last}": mean_sd(
+            at_step(control["alignment"], steps, last)
         ),
-        f"harmfulness_step{last}": mean_sd(at_step(world["harmfulness"], steps, last)),
-        f"harmfulness_heldout_step{last}": mean_sd(
-            at_step(world["harmfulness_heldout"], steps, last)
+        f"harmfulness_control_finetune_step{last}": mean_sd(
+            at_step(control["harmfulness_heldout"], steps, last)
         ),
-        "harmfulness_aligned": mean_sd(world["harmfulness"][:, 0]),
+        "hazard_specific_null_p99": specific,
+        "fraction_hazard_specific_above_its_null": float(
+            np.mean(m["alignment_hazard_specific"][:, after] > specific)
+        ),
     }
 
 
-def benign_arrays(out: dict, ok=None) -> dict:
-    ok = ~np.asarray(out["diverged"]) if ok is None else ok
-    return {k: np.asarray(v)[ok] for k, v in out["metrics"]["benign"].items()}
+def control_witness_numbers(m: dict, witnesses: dict, steps, kept) -> dict:
+    """The benign drift against the control witnesses' directions, at the kept drift steps."""
+    rows = [list(steps).index(t) for t in kept]
+    v_rev = np.asarray(m["alignment"])[:, rows]  # (R, kept)
+    align = np.asarray(witnesses["alignment"], dtype=float)  # (R, kept, K)
+    full = np.asarray(witnesses["alignment_full"], dtype=float)
+    p99 = float(np.nanquantile(align, 0.99))
+    n_shifts = len(CONTROL_SHIFTS)
+    by_target = {
+        name: {
+            "alignment_mean": float(np.nanmean(align[..., k * n_shifts : (k + 1) * n_shifts])),
+            "alignment_p99": float(
+                np.nanquantile(align[..., k * n_shifts : (k + 1) * n_shifts], 0.99)
+            ),
+            "distance_ratio": mean_sd(
+                np.asarray(witnesses["distance"])[:, k * n_shifts : (k + 1) * n_shifts]
+                / np.asarray(witnesses["witness_distance"])[:, None]
+            ),
+        }
+        for k, name in enumerate(CONTROL_TARGET_NAMES)
+    }
+    witness = np.asarray(witnesses["witness_distance"], dtype=float)
+    return {
+        "steps": [int(t) for t in kept],
+        "alignment_v_rev": mean_sd(v_rev),
+        "alignment_mean": float(np.nanmean(align)),
+        "alignment_sd": float(np.nanstd(align)),
+        "alignment_p99": p99,
+        "fraction_v_rev_above_p99": float(np.mean(v_rev > p99)),
+        "fraction_v_rev_above_its_own_witnesses": float(
+            np.mean(np.all(v_rev[..., None] > align, axis=-1))
+        ),
+        "by_step": [
+            {
+                "step": int(t),
+                "v_rev": mean_sd(v_rev[:, s]),
+                "control_witness": mean_sd(align[:, s]),
+            }
+            for s, t in enumerate(kept)
+        ],
+        "by_target": by_target,
+        "full_length": {
+            "alignment_mean": float(np.nanmean(full)),
+            "alignment_p99": float(np.nanquantile(full, 0.99)),
+        },
+        "distance_witness": mean_sd(witness),
+        "distance_control_witness": mean_sd(witnesses["distance"]),
+        "distance_ratio": mean_sd(np.asarray(witnesses["distance"]) / witness[:, None]),
+        "distance_control_witness_full_length": mean_sd(witnesses["distance_full"]),
+        "matched_at_step": mean_sd(witnesses["step"]),
+        "cos_control_witness_v_rev": mean_sd(witnesses["cos_v_rev"]),
+        "n_directions": int(np.asarray(witnesses["distance"]).size),
+    }
+
+
+def other_world(world: dict, steps, kept, last: int, knobs: dict) -> dict:
+    """A control world's numbers beside the main ones (its pretraining, its REFUSE mass)."""
+    hazard_rate = knobs.get("hazard_rate", _DEFAULT.hazard_rate)
+    harm_prob = knobs.get("harm_prob", _DEFAULT.harm_prob)
+    m = world["benign"]
+    numbers = {
+        "hazard_rate": hazard_rate,
+        "harm_prob": harm_prob,
+        "pretrain_refuse_mass": hazard_rate * (1.0 - harm_prob),
+        "harmfulness_pretrained": mean_sd(world["pretrain"]["harmfulness"][:, -1]),
+        "harmfulness_aligned": mean_sd(m["harmfulness"][:, 0]),
+        f"alignment_step{last}": mean_sd(at_step(m["alignment"], steps, last)),
+        f"alignment_hazard_specific_step{last}": mean_sd(
+            at_step(m["alignment_hazard_specific"], steps, last)
+        ),
+        f"harmfulness_step{last}": mean_sd(at_step(m["harmfulness"], steps, last)),
+        f"harmfulness_heldout_step{last}": mean_sd(at_step(m["harmfulness_heldout"], steps, last)),
+    }
+    if "control_witness" in world:
+        witnesses = control_witness_numbers(m, world["control_witness"], steps, kept)
+        numbers["null_p99_control_witness"] = witnesses["alignment_p99"]
+        numbers["alignment_at_kept_steps"] = witnesses["alignment_v_rev"]
+    return numbers
+
+
+def arrays(out: dict) -> dict:
+    """One cell's arrays, runs that diverged dropped: metrics by phase, control witnesses."""
+    ok = ~np.asarray(out["diverged"])
+    picked = {
+        phase: {k: np.asarray(v)[ok] for k, v in metrics.items()}
+        for phase, metrics in out["metrics"].items()
+    }
+    if "control_witness" in out:
+        picked["control_witness"] = {
+            k: np.asarray(v)[ok] for k, v in out["control_witness"].items()
+        }
+    return picked
 
 
 def summarise_model(
-    out: dict, spec, control: dict | None = None, world: dict | None = None
+    out: dict,
+    spec,
+    control: dict | None = None,
+    worlds: dict[str, dict] | None = None,
+    background: dict | None = None,
 ) -> dict:
     """The JSON numbers of one model family (runs that diverged are excluded and named); with
-    the same-basis control fine-tuning and the never-harmful world when given."""
+    the same-basis control fine-tunings, the control witnesses and the control worlds when
+    given (`worlds`: {name: that world's benign-arm cell})."""
     ok = ~np.asarray(out["diverged"])
     benign = spec.phases[-1]
     steps = benign.record_steps
@@ -293,20 +587,41 @@ def summarise_model(
                 }
                 for i, name in enumerate(spec.directions)
             },
+            "pretrain_refuse_mass": REFUSE_MASS,
             "n_seeds": int(ok.sum()),
             "diverged_runs": np.flatnonzero(~ok).tolist(),
         }
     )
     if control is not None:
-        same_basis(numbers, m, benign_arrays(control), steps, last)
-    if world is not None:
-        numbers["controls"] = {"harm_prob_0": never_harmful(benign_arrays(world), steps, last)}
+        numbers.update(same_basis(m, arrays(control)["benign"], steps, last))
+    if background is not None:
+        numbers["same_basis_background"] = same_basis(m, arrays(background)["benign"], steps, last)
+    if "control_witness" in out:
+        witnesses = {k: np.asarray(v)[ok] for k, v in out["control_witness"].items()}
+        found = control_witness_numbers(m, witnesses, steps, spec.drift_snapshots)
+        numbers["null_p99_control_witness"] = found["alignment_p99"]
+        numbers["fraction_above_control_witness_null"] = found["fraction_v_rev_above_p99"]
+        numbers["control_witness"] = found
+    if worlds:
+        numbers["controls"] = {
+            name: other_world(arrays(cell), steps, spec.drift_snapshots, last, WORLDS[name])
+            for name, cell in worlds.items()
+        }
     return numbers
 
 
-def plot_models(results: dict, specs: dict, numbers: dict, path: Path, controls=None) -> Path:
-    fig, axes = plotting.figure(4, len(results), width=3.9, height=3.1)
-    for row, (model, out) in zip(axes, results.items(), strict=True):
+WORLD_STYLE = {
+    "harm_prob_0": ("#9467bd", "--", "never-harmful world (harm_prob 0)"),
+    "refuse_matched": ("#e377c2", "-.", "REFUSE-matched world (harm_prob 0, hazard_rate 0.02)"),
+}
+
+
+def plot_models(
+    results: dict, specs: dict, numbers: dict, path: Path, controls=None, regime=None
+) -> Path:
+    rows = len(results) + (regime is not None)
+    fig, axes = plotting.figure(4, rows, width=3.9, height=3.3)
+    for row, (model, out) in zip(axes, results.items(), strict=False):
         spec, n = specs[model], numbers[model]
         benign = spec.phases[-1]
         steps = benign.record_steps
@@ -329,9 +644,12 @@ def plot_models(results: dict, specs: dict, numbers: dict, path: Path, controls=
             label="matched null p99 (benign drifts)",
         )
         if controls is not None:
-            control, world = controls[model]
+            control = controls[model]["control"]
             ax.axhline(
-                n["null_p99_same_basis"], color="#2ca02c", ls="--", label="same-basis null p99"
+                n["null_p99_same_basis"],
+                color="#2ca02c",
+                ls="--",
+                label="same-basis null p99 (disjoint control)",
             )
             plotting.mean_band(
                 ax,
@@ -339,15 +657,22 @@ def plot_models(results: dict, specs: dict, numbers: dict, path: Path, controls=
                 control["metrics"]["benign"]["alignment"],
                 color="#2ca02c",
                 linestyle=":",
-                label="control fine-tuning (same theta_S)",
+                label="control fine-tuning, truly disjoint",
             )
-            plotting.mean_band(
-                ax,
-                steps,
-                world["metrics"]["benign"]["alignment"],
-                color="#9467bd",
-                linestyle="--",
-                label="never-harmful world (harm_prob 0)",
+        if "control_witness" in n:
+            found = n["control_witness"]
+            ax.axhline(
+                found["alignment_p99"], color="#e377c2", ls="--", label="control-witness null p99"
+            )
+            ax.errorbar(
+                found["steps"],
+                [entry["control_witness"]["mean"] for entry in found["by_step"]],
+                yerr=[entry["control_witness"]["sd"] for entry in found["by_step"]],
+                fmt="o",
+                color="#e377c2",
+                ms=3.5,
+                capsize=2,
+                label="cos(drift, control witness)",
             )
         for t, (mean, sd) in PAPER.items():
             step = int(t.removeprefix("alignment_step"))
@@ -360,7 +685,7 @@ def plot_models(results: dict, specs: dict, numbers: dict, path: Path, controls=
             ylim=(-0.2, 1.0),
             title=f"{model}: alignment with v_rev",
         )
-        ax.legend(frameon=False, fontsize=6.5, loc="lower right")
+        ax.legend(frameon=False, fontsize=6, loc="lower right")
         ax = row[1]
         plotting.mean_band(ax, steps, m["harmfulness"], color="#d62728", label="harmfulness")
         plotting.mean_band(
@@ -369,13 +694,23 @@ def plot_models(results: dict, specs: dict, numbers: dict, path: Path, controls=
         plotting.mean_band(
             ax, steps, m["other"], color="#7f7f7f", linestyle=":", label="other answers"
         )
+        for name, world in (controls or {}).get(model, {}).get("worlds", {}).items():
+            color, style, label = WORLD_STYLE[name]
+            plotting.mean_band(
+                ax,
+                steps,
+                world["metrics"]["benign"]["harmfulness_heldout"],
+                color=color,
+                linestyle=style,
+                label=f"held-out harm, {label.split(' (')[0]}",
+            )
         ax.set(
             xlabel="benign step t",
             ylabel="probability on hazardous probes",
             ylim=(0, 1),
             title=f"harmfulness; Spearman {n['spearman_alignment_harmfulness']:.2f}",
         )
-        ax.legend(frameon=False, fontsize=7)
+        ax.legend(frameon=False, fontsize=6.5)
         ax = row[2]
         by_definition = np.asarray(m["alignment_by_definition"])
         for i, name in enumerate(spec.directions):
@@ -404,51 +739,174 @@ def plot_models(results: dict, specs: dict, numbers: dict, path: Path, controls=
             linestyle="-.",
             label="hazard-specific",
         )
+        for name, world in (controls or {}).get(model, {}).get("worlds", {}).items():
+            color, style, label = WORLD_STYLE[name]
+            plotting.mean_band(
+                ax,
+                steps,
+                world["metrics"]["benign"]["alignment"],
+                color=color,
+                linestyle=style,
+                label=label,
+            )
         ax.set(
             xlabel="benign step t",
             ylabel="cos with v_rev",
             ylim=(-0.2, 1.0),
-            title="specificity controls",
+            title="specificity controls, control worlds",
         )
-        ax.legend(frameon=False, fontsize=7)
+        ax.legend(frameon=False, fontsize=6)
+    if regime is not None:
+        plot_regime(axes[-1], *regime)
     return plotting.save(fig, path, "Reversion along v_rev during benign fine-tuning")
 
 
+def plot_regime(row, res: sweep.SweepResult, found: dict, config: Config) -> None:
+    """The paper's two figures redrawn in the fitted cell: alignment against step (with the
+    paper's points and the nulls), and held-out harm, baseline against blocked; then the bars at
+    T beside the paper's, and the calibration map the cell was fitted on."""
+    i, j = regime_cell(config, found["fitted_knobs"])
+    steps = regime_spec(config).phase("benign").record_steps
+    align = res.valid("metrics/benign/alignment")
+    harm = res.valid("metrics/benign/harmfulness_heldout")
+    nulls = found["nulls"]
+    cell = f"overlap {config.regime_overlaps[j]}, {config.regime_depths[i]} safety steps"
+    ax = row[0]
+    plotting.mean_band(ax, steps, align[i, j, 0], color=plotting.COLORS["mlp"], label="baseline")
+    plotting.mean_band(
+        ax, steps, align[i, j, 1], color=plotting.COLORS["block"], label="v_rev blocked"
+    )
+    if "null_p99_same_basis_overlap0" in nulls:
+        control = align[i, config.regime_overlaps.index(0.0), 0]
+        plotting.mean_band(
+            ax, steps, control, color="#7f7f7f", linestyle=":", label="overlap 0, same theta_S"
+        )
+        ax.axhline(
+            nulls["null_p99_same_basis_overlap0"],
+            color="#7f7f7f",
+            ls="--",
+            label="its p99 (same-basis null)",
+        )
+    ax.axhline(nulls["null_p99_isotropic"], color="#999999", ls=":", label="isotropic null p99")
+    for t, (mean, sd) in PAPER.items():
+        step = int(t.removeprefix("alignment_step"))
+        ax.errorbar(
+            step, mean, yerr=sd, fmt="k*", ms=7, capsize=2, label="paper" if step == 1 else None
+        )
+    mean, sd = PAPER_BLOCKED["alignment_step100"]
+    ax.errorbar(
+        100,
+        mean,
+        yerr=sd,
+        fmt="*",
+        color="#2ca02c",
+        mec="k",
+        ms=8,
+        capsize=2,
+        label="paper, blocked",
+    )
+    ax.set(
+        xlabel="benign step t",
+        ylabel="cos(drift, v_rev)",
+        ylim=(-1.0, 1.0),
+        title=f"paper regime (MLP, {cell})",
+    )
+    ax.legend(frameon=False, fontsize=6, loc="center right")
+    ax = row[1]
+    plotting.mean_band(ax, steps, harm[i, j, 0], color=plotting.COLORS["mlp"], label="baseline")
+    plotting.mean_band(
+        ax, steps, harm[i, j, 1], color=plotting.COLORS["block"], label="v_rev blocked"
+    )
+    for (name, (mean, sd)), color in zip(PAPER_HARM.items(), ("k", "#2ca02c"), strict=True):
+        ax.errorbar(
+            100,
+            mean,
+            yerr=sd,
+            fmt="*",
+            color=color,
+            mec="k",
+            ms=8,
+            capsize=2,
+            label=f"paper, {name}",
+        )
+    ax.set(
+        xlabel="benign step t",
+        ylabel="held-out harmfulness",
+        ylim=(0, max(0.5, float(np.nanmax(np.nanmean(harm[i, j], axis=1))) + 0.05)),
+        title="held-out harm, fitted cell",
+    )
+    ax.legend(frameon=False, fontsize=7)
+    ax = row[2]
+    predicted = found["predicted"]
+    toy = [predicted["harmfulness_heldout_step100"], predicted["harmfulness_heldout_blocked"]]
+    x = np.arange(2)
+    ax.bar(
+        x - 0.18,
+        [v for v, _ in PAPER_HARM.values()],
+        0.36,
+        yerr=[s for _, s in PAPER_HARM.values()],
+        color="#bbbbbb",
+        capsize=3,
+        label="paper",
+    )
+    ax.bar(
+        x + 0.18,
+        [v["mean"] for v in toy],
+        0.36,
+        yerr=[v["sd"] for v in toy],
+        color=[plotting.COLORS["mlp"], plotting.COLORS["block"]],
+        capsize=3,
+        label="toy, fitted cell",
+    )
+    ax.set_xticks(x, ["baseline", "v_rev blocked"])
+    ax.set(ylabel="held-out harmfulness at T = 100", title="blocking at T: paper vs toy")
+    ax.legend(frameon=False, fontsize=7)
+    ax = row[3]
+    plotting.heatmap(
+        ax,
+        np.asarray(found["squared_distance_by_cell"]),
+        config.regime_overlaps,
+        config.regime_depths,
+        label="squared distance to the paper (steps 1, 20)",
+        fmt="{:.3f}",
+    )
+    ax.add_patch(plotting.plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="#d62728", lw=2))
+    ax.set(xlabel="benign_overlap", ylabel="safety steps", title="the fit (fitted cell boxed)")
+
+
 def sweeps(config: Config) -> dict[str, sweep.Sweep]:
-    """Per model: the main world and the never-harmful one (harm_prob 0, vmapped), each seed's
-    theta_S branching into the benign run and the same-basis control fine-tuning."""
+    """Per model: the three worlds (a vmapped trunk axis), each seed's theta_S branching into the
+    benign run and the two same-basis control fine-tunings; the control witnesses once per
+    trunk inside the same program."""
     out = {}
     for model in config.models:
         spec = reversion_spec(model, config.size)
 
-        def build(harm_prob, arm, spec=spec):
-            overlap = 0.0 if arm == "control" else presets.WorldKnobs().benign_overlap
+        def build(world, arm, spec=spec):
             knobs = presets.standard_knobs(
-                spec, config.learning_rate, harm_prob=harm_prob, benign_overlap=overlap
+                spec, config.learning_rate, **{**WORLDS[world], **ARMS[arm]}
             )
             return spec, knobs.validate(spec)
 
         out[model] = sweep.Sweep(
             f"{model}-{config.size}",
-            axes=(sweep.Axis("harm_prob", HARM_PROBS),),
-            branches=(sweep.Axis("arm", ARMS),),
+            axes=(sweep.Axis("world", tuple(WORLDS)),),
+            branches=(sweep.Axis("arm", tuple(ARMS)),),
             branch_after="safety",
             seeds=config.seeds,
             build=build,
+            measure=WithControlWitnesses(config.learning_rate),
         )
     if config.regime_seeds:
         out["paper_regime"] = regime_sweep(config)
     return out
 
 
-def part(res: sweep.SweepResult, harm_prob: int, arm: int) -> dict:
+def part(res: sweep.SweepResult, world: int, arm: int) -> dict:
     """One (world, arm) cell of the result as a run-major tree."""
     tree = res.tree()
     tree["diverged"] = res.diverged
-    return {
-        k: (np.asarray(v)[harm_prob, arm] if k != "metrics" else _slice(v, harm_prob, arm))
-        for k, v in tree.items()
-    }
+    return _slice(tree, world, arm)
 
 
 def _slice(tree, i, j):
@@ -457,14 +915,30 @@ def _slice(tree, i, j):
     }
 
 
-def summarise(config: Config, results: dict[str, sweep.SweepResult]) -> dict:
-    numbers = {
-        model: summarise_model(
-            part(res, 0, 0), reversion_spec(model, config.size), part(res, 0, 1), part(res, 1, 0)
-        )
-        for model, res in results.items()
-        if model in config.models
+def cells(res: sweep.SweepResult) -> dict:
+    """The main world's arms and the control worlds' benign arms."""
+    worlds, arms = list(WORLDS), list(ARMS)
+    return {
+        "main": part(res, 0, 0),
+        "control": part(res, 0, arms.index("control")),
+        "background": part(res, 0, arms.index("control_background")),
+        "worlds": {name: part(res, worlds.index(name), 0) for name in worlds[1:]},
     }
+
+
+def summarise(config: Config, results: dict[str, sweep.SweepResult]) -> dict:
+    numbers = {}
+    for model, res in results.items():
+        if model not in config.models:
+            continue
+        found = cells(res)
+        numbers[model] = summarise_model(
+            found["main"],
+            reversion_spec(model, config.size),
+            control=found["control"],
+            worlds=found["worlds"],
+            background=found["background"],
+        )
     if "paper_regime" in results:
         numbers["paper_regime"] = paper_regime(results["paper_regime"], config)
     numbers["paper"] = {k: {"mean": m, "sd": s} for k, (m, s) in PAPER.items()}
@@ -474,10 +948,13 @@ def summarise(config: Config, results: dict[str, sweep.SweepResult]) -> dict:
 
 def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
     models = [m for m in results if m in config.models]
-    trees = {model: part(results[model], 0, 0) for model in models}
-    controls = {model: (part(results[model], 0, 1), part(results[model], 1, 0)) for model in models}
+    found = {model: cells(results[model]) for model in models}
+    trees = {model: found[model]["main"] for model in models}
     specs = {model: reversion_spec(model, config.size) for model in models}
-    return plot_models(trees, specs, numbers, path, controls)
+    regime = None
+    if "paper_regime" in results and "paper_regime" in numbers:
+        regime = (results["paper_regime"], numbers["paper_regime"], config)
+    return plot_models(trees, specs, numbers, path, found, regime)
 
 
 EXPERIMENT = Experiment(

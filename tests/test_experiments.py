@@ -155,11 +155,36 @@ def test_reversion_reports_its_controls(tiny_reports):
     ):
         assert entry[key]["n"] == 2, key
     # The nulls are ordered as their construction says: the isotropic one is the weakest, and
-    # the same-basis control fine-tuning really is a drift from the same theta_S.
+    # the same-basis control fine-tunings (truly disjoint, and with the background rate kept)
+    # really are drifts from the same theta_S.
     assert entry["null_p99_isotropic"] < entry["null_p99_same_basis"]
-    world = entry["controls"]["harm_prob_0"]
+    background = entry["same_basis_background"]
+    assert entry["null_p99_isotropic"] < background["null_p99_same_basis"]
+    assert background[f"alignment_control_finetune_step{last}"]["n"] == 2
+    # Control witnesses: 2 targets x 2 shifts per seed, distance-matched within the phase, the
+    # drift compared with them at the kept drift steps (1, 5, 20 in the tiny history).
+    witnesses = entry["control_witness"]
+    assert witnesses["n_directions"] == 2 * 4
+    assert witnesses["steps"] == [1, 5, 20]
+    assert witnesses["distance_witness"]["mean"] > 0
+    assert witnesses["distance_control_witness"]["n"] == 2 * 4
+    assert 1 <= witnesses["matched_at_step"]["mean"] <= 10  # the tiny helpful phase's length
+    assert set(witnesses["by_target"]) == {"hazard_topic", "other_topics"}
+    assert -1 <= entry["null_p99_control_witness"] <= 1
+    assert entry["null_p99_control_witness"] == witnesses["alignment_p99"]
+    assert 0 <= entry["fraction_above_control_witness_null"] <= 1
+    controls = entry["controls"]
+    never, matched = controls["harm_prob_0"], controls["refuse_matched"]
     # Pretraining that never complied leaves (almost) nothing to revert to.
-    assert world[f"harmfulness_step{last}"]["mean"] < entry[f"harmfulness_step{last}"]["mean"]
+    assert never[f"harmfulness_step{last}"]["mean"] < entry[f"harmfulness_step{last}"]["mean"]
+    # The REFUSE-matched world gets the main world's pretraining REFUSE mass, the never-harmful
+    # one ten times more.
+    assert matched["pretrain_refuse_mass"] == pytest.approx(entry["pretrain_refuse_mass"])
+    assert never["pretrain_refuse_mass"] == pytest.approx(10 * entry["pretrain_refuse_mass"])
+    for world in (never, matched):
+        for key in (f"alignment_step{last}", f"harmfulness_heldout_step{last}"):
+            assert world[key]["n"] == 2, key
+        assert world["harm_prob"] == 0.0
     assert set(entry["alignment_by_definition"]) == {
         "stacked",
         "mean",
