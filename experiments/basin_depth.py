@@ -647,21 +647,40 @@ def _control_panels(axes, config: Config, res: sweep.SweepResult, numbers: dict)
     ratio = control.get("depth_effect_ratio", float("nan"))
     axes[0].set_title(
         f"control: reversion after K = {config.benign_steps} by depth (mean ± sd)\n"
-        f"effect ratio control/main {ratio:.2f}: {control.get('reading', '')}",
+        f"depth effect control / main = {ratio:.2f}:\n{control.get('reading', '')}",
         fontsize=7.5,
     )
     axes[0].set_xlabel("safety-alignment steps (depth)")
     axes[1].set_title("the same at equal refused examples", fontsize=8.5)
     axes[1].set_xlabel("refused examples in the safety phase")
-    for ax in axes[:2]:
+    refused = sorted(
+        {int(d * refused_per_step(config, arm)) for d in depths for arm in config.safety_data}
+    )
+    for ax, ticks in (
+        (axes[0], depths.astype(int)),
+        (axes[1], refused),
+        (axes[2], depths.astype(int)),
+    ):
         ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks, [str(t) for t in ticks], fontsize=6.5)
+        ax.minorticks_off()
+    for ax in axes[:2]:
         ax.set_ylabel("reversion")
         ax.axhline(0, color="#999999", lw=0.6)
         ax.legend(frameon=False, fontsize=6.5)
-    axes[2].set_xscale("log", base=2)
+    deepest = f"safety{config.safety_steps[-1]}"
+    accuracy = {
+        arm: control["arms"][arm]["by_depth"]["task_accuracy_aligned"][deepest]["mean"]
+        for arm in config.safety_data
+    }
     axes[2].set_xlabel("safety-alignment steps (depth)")
     axes[2].set_ylabel("probability (pooled over pretraining)")
-    axes[2].set_title("harmfulness and task accuracy, both arms", fontsize=8.5)
+    axes[2].set_title(
+        "harmfulness and task accuracy, both arms\n"
+        f"task accuracy at theta_S, depth {config.safety_steps[-1]}: "
+        + ", ".join(f"{arm} {value:.2f}" for arm, value in accuracy.items()),
+        fontsize=7.5,
+    )
     axes[2].legend(frameon=False, fontsize=5.5)
     axes[3].set_title("control (hazard-only safety): reversion (x: gap < 0.3)", fontsize=8.5)
     axes[3].set_xlabel("safety-alignment steps (depth)")
