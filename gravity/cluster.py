@@ -17,6 +17,7 @@ processes), each job computing its share into the result store, then one assembl
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from gravity.sweep import plan_sweep, run_sweeps
 from gravity.validation import check
 
 EXECUTORS = ("local", "slurm")
+SLURM_COMMANDS = ("sbatch", "srun")  # submitit submits with the one, runs tasks with the other
 JOB_DEVICES = 1
 
 
@@ -69,6 +71,14 @@ class JobOptions:
         check(self.timeout_min >= 1, "--timeout-min", "a positive integer", self.timeout_min)
         check(self.gpus_per_job >= 0, "--gpus-per-job", "an integer >= 0", self.gpus_per_job)
         check(self.cpus_per_job >= 1, "--cpus-per-job", "a positive integer", self.cpus_per_job)
+        if self.executor == "slurm":
+            missing = [command for command in SLURM_COMMANDS if shutil.which(command) is None]
+            check(
+                not missing,
+                "--executor",
+                f"local on this machine (Slurm's {', '.join(missing)} not found on PATH)",
+                self.executor,
+            )
 
 
 def chunk_table(sweeps: dict[str, Any], store: results.ResultStore, name: str) -> list[bool]:

@@ -272,3 +272,38 @@ def test_collect_of_a_run_never_computed_says_what_is_missing(cli_env):
                    "--out", str(Path(env[results.RESULTS_ENV]) / "nothing"), env=env)  # fmt: skip
     assert proc.returncode == 1 and "chunks are not in" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_slurm_path_submits_one_job_array_with_the_requested_resources(tmp_path, monkeypatch):
+    """The Slurm executor as far as this machine can take it: without Slurm on PATH it is
+    refused in one line; with stand-ins for `sbatch` and `srun` the submission goes through, and
+    the script sbatch was given is a job array of one task per shard with the requested time,
+    partition and cores, each task pickled as run_shard(request, shard, jobs)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    submitted = tmp_path / "submitted.sh"
+    (bin_dir / "sbatch").write_text(
+        f'#!/bin/sh\ncp "$1" {submitted}\necho "Submitted batch job 4242"\n'
+    )
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")
+    for command in ("sbatch", "srun"):
+        (bin_dir / command).chmod(0o755)
+    path = os.environ["PATH"]
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    status, _, err = run_main(["run", "erosion", "--quick", "--executor", "slurm"])
+    assert_one_line(status, err, "--executor", "sbatch, srun not found on PATH")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{path}")
+    request = cluster.Request("erosion", str(tmp_path / "results"), ("size=tiny",), True)
+    options = cluster.JobOptions("slurm", jobs=3, timeout_min=30, partition="debug", cpus_per_job=2)
+    jobs = cluster.submit(request, options, [0, 2], 3)
+    assert [job.job_id for job in jobs] == ["4242_0", "4242_1"]
+    script = submitted.read_text()
+    # Two missing shards of three jobs: an array of two tasks, both allowed to run at once.
+    for line in ("--array=0-1%2", "--time=30", "--partition=debug", "--cpus-per-task=2"):
+        assert f"#SBATCH {line}" in script, script
+    import submitit
+
+    tasks = [submitit.helpers.DelayedSubmission.load(job.paths.submitted_pickle) for job in jobs]
+    assert [(t.function, t.args) for t in tasks] == [
+        (cluster.run_shard, (request, shard, 3)) for shard in (0, 2)
+    ]
