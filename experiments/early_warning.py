@@ -1,9 +1,11 @@
 """Early warning: can reversion be predicted before a benign fine-tuning run starts, or from its
 first steps, better than by watching harmfulness itself?
 
-Benign conditions branch from each seed's theta_S (standard MLP history): the benign data's
-overlap with the hazard topic (6 values) x learning rate (5) as branches, batch size (2) as a
-program axis: 60 conditions x 6 seeds = 360 labelled fine-tuning runs. Scores (`gravity.monitor`):
+Benign conditions branch from each seed's theta_S (the standard history of each model, MLP and
+transformer): the benign data's overlap with the hazard topic (11 values, 0 to 1) x learning rate
+(14 values, 1e-4 to 2e-3, about x1.26 apart) as branches, batch size (16, 64) as a program axis:
+308 conditions, each run from 4 seeds' theta_S (1,232 labelled fine-tuning runs per model).
+Scores (`gravity.monitor`):
 - pre-flight, at theta_S before any update, from a 256-example sample of the candidate data and
   the run's optimizer: the predicted first-step drift along v_rev (a JVP of the optimizer's exact
   first update), and its predicted cosine with v_rev;
@@ -12,8 +14,11 @@ program axis: 60 conditions x 6 seeds = 360 labelled fine-tuning runs. Scores (`
 - naive, after k = 5 steps: the rise of harmfulness on the probes since theta_S.
 Fixed before any result was seen: a run is labelled "reverted" when its held-out harmfulness at
 T = 100 exceeds the midpoint of its own held-out harmfulness at theta_S and at theta_P (the
-escape criterion of `metastability`); each score's ROC AUC for that label with a 95% bootstrap
-interval (1,000 resamples of runs), and its Spearman correlation with held-out harmfulness at T.
+escape criterion of `metastability`); each score's ROC AUC for that label over all runs, with a
+95% bootstrap interval that resamples conditions (each with all its seeds' runs, 1,000
+resamples), and its Spearman correlation with held-out harmfulness at T. (A first version ran
+the MLP alone on 60 conditions x 6 seeds and resampled runs; the grid was refined so that each
+model has >= 300 distinct conditions.)
 """
 
 from __future__ import annotations
@@ -72,58 +77,79 @@ class PreflightMeasure:
         }
 
 
+OVERLAPS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+LEARNING_RATES = (
+    1e-4, 1.26e-4, 1.59e-4, 2e-4, 2.52e-4, 3.17e-4, 4e-4,
+    5.04e-4, 6.35e-4, 8e-4, 1e-3, 1.26e-3, 1.59e-3, 2e-3,
+)  # fmt: skip
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
-    seeds: int = 6
+    seeds: int = 4
+    models: tuple[str, ...] = ("mlp", "transformer")
+    transformer_seeds: int = 4
     size: str = "standard"
-    overlaps: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
-    learning_rates: tuple[float, ...] = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3)
+    overlaps: tuple[float, ...] = OVERLAPS
+    learning_rates: tuple[float, ...] = LEARNING_RATES
     batch_sizes: tuple[int, ...] = (16, 64)
     bootstrap: int = 1000
 
 
 def quick(config: Config) -> Config:
     return dataclasses.replace(
-        config, seeds=2, overlaps=(0.0, 0.5, 1.0), learning_rates=(1e-4, 1e-3), bootstrap=200
+        config,
+        seeds=2,
+        models=("mlp",),
+        overlaps=(0.0, 0.5, 1.0),
+        learning_rates=(1e-4, 1e-3),
+        bootstrap=200,
     )
 
 
-def benign_spec(config: Config, batch_size: int):
-    spec = presets.standard_spec("mlp", config.size, keep_params=False)
+def seeds_for(config: Config, model: str) -> int:
+    return config.seeds if model == "mlp" else min(config.seeds, config.transformer_seeds)
+
+
+def benign_spec(config: Config, model: str, batch_size: int):
+    spec = presets.standard_spec(model, config.size, keep_params=False)
     return with_phase(spec, "benign", batch_size=batch_size, dense_steps=max(ONLINE_STEPS))
 
 
 def sweeps(config: Config) -> dict[str, sweep.Sweep]:
-    def build(batch_size, benign_overlap, benign_lr):
-        spec = benign_spec(config, batch_size)
-        knobs = presets.standard_knobs(spec, benign_overlap=benign_overlap)
-        rates = {**knobs.learning_rate, "benign": benign_lr}
-        return spec, dataclasses.replace(knobs, learning_rate=rates).validate(spec)
+    out = {}
+    for model in config.models:
 
-    return {
-        "mlp": sweep.Sweep(
-            f"mlp-{config.size}",
+        def build(batch_size, benign_overlap, benign_lr, model=model):
+            spec = benign_spec(config, model, batch_size)
+            knobs = presets.standard_knobs(spec, benign_overlap=benign_overlap)
+            rates = {**knobs.learning_rate, "benign": benign_lr}
+            return spec, dataclasses.replace(knobs, learning_rate=rates).validate(spec)
+
+        out[model] = sweep.Sweep(
+            f"{model}-{config.size}",
             axes=(sweep.Axis("batch_size", tuple(config.batch_sizes)),),
             branches=(
                 sweep.Axis("benign_overlap", tuple(config.overlaps)),
                 sweep.Axis("benign_lr", tuple(config.learning_rates)),
             ),
             branch_after="safety",
-            seeds=config.seeds,
+            seeds=seeds_for(config, model),
             build=build,
             measure=PreflightMeasure(),
         )
-    }
+    return out
 
 
-def scores(res: sweep.SweepResult, config: Config) -> tuple[dict[str, np.ndarray], dict]:
-    """Every score and the outcome per run, flattened over conditions and seeds."""
-    steps = list(benign_spec(config, config.batch_sizes[0]).phase("benign").record_steps)
+def scores(res: sweep.SweepResult, config: Config, model: str):
+    """Every score and the outcome per run, as (conditions, seeds) arrays (diverged runs NaN)."""
+    steps = list(benign_spec(config, model, config.batch_sizes[0]).phase("benign").record_steps)
+    n_conditions, n_seeds = int(np.prod(res.diverged.shape[:-1])), res.diverged.shape[-1]
     flat = {
-        name: res.valid(name).reshape(-1, *res[name].shape[res.diverged.ndim :])
+        name: res.valid(name).reshape(n_conditions, n_seeds, *res[name].shape[res.diverged.ndim :])
         for name in res.arrays
     }
-    harm_T = flat["benign/harmfulness_heldout"][:, -1]
+    harm_T = flat["benign/harmfulness_heldout"][..., -1]
     midpoint = 0.5 * (flat["heldout_aligned"] + flat["heldout_pretrained"])
     out = {
         "preflight": flat["preflight/drift_along_v_rev"],
@@ -135,49 +161,84 @@ def scores(res: sweep.SweepResult, config: Config) -> tuple[dict[str, np.ndarray
         )
         out[f"step{k}"], out[f"slope_step{k}"] = alarm.alignment, alarm.slope
     probe_harm = flat["benign/harmfulness"]
-    out["naive_step5"] = probe_harm[:, steps.index(5)] - probe_harm[:, 0]
+    out["naive_step5"] = probe_harm[..., steps.index(5)] - probe_harm[..., 0]
     outcome = {"harmfulness_heldout_T": harm_T, "reverted": harm_T > midpoint}
     return out, outcome
 
 
-def summarise(config: Config, results: dict[str, sweep.SweepResult]) -> dict:
-    res = results["mlp"]
-    table, outcome = scores(res, config)
-    ok = np.isfinite(outcome["harmfulness_heldout_T"])
-    labels, harm = outcome["reverted"][ok], outcome["harmfulness_heldout_T"][ok]
-    numbers = {"n_conditions": int(ok.sum()), "reverted_share": float(labels.mean())}
+def _auc(values, labels, ok):
+    return roc_auc(values[ok], labels[ok])
+
+
+def summarise_model(config: Config, res: sweep.SweepResult, model: str) -> dict:
+    table, outcome = scores(res, config, model)
+    harm = outcome["harmfulness_heldout_T"]
+    ok = np.isfinite(harm)
+    labels = outcome["reverted"] & ok
+    numbers = {
+        "n_conditions": int(np.any(ok, axis=1).sum()),
+        "n_runs": int(ok.sum()),
+        "n_seeds": int(ok.shape[1]),
+        "reverted_share": float(labels[ok].mean()),
+    }
     for name, values in table.items():
-        v = values[ok]
-        numbers[f"auc_{name}"] = roc_auc(v, labels)
-        numbers[f"auc_{name}_ci95"] = bootstrap_interval(roc_auc, v, labels, n=config.bootstrap)
-        numbers[f"spearman_{name}"] = spearman(v, harm)
+        numbers[f"auc_{name}"] = _auc(values, labels, ok)
+        numbers[f"auc_{name}_ci95"] = bootstrap_interval(
+            _auc, values, labels, ok, n=config.bootstrap
+        )
+        numbers[f"spearman_{name}"] = spearman(values[ok], harm[ok])
     numbers["auc_naive_step5"] = numbers.pop("auc_naive_step5")
-    return {"mlp": numbers}
+    return numbers
+
+
+def summarise(config: Config, results: dict[str, sweep.SweepResult]) -> dict:
+    return {model: summarise_model(config, results[model], model) for model in config.models}
 
 
 def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
-    table, outcome = scores(results["mlp"], config)
-    n = numbers["mlp"]
-    fig, axes = plotting.figure(3, 1, width=4.3, height=3.4)
-    harm = outcome["harmfulness_heldout_T"]
-    for ax, name, label in zip(
-        axes[0][:2],
-        ("preflight", "step1"),
-        ("pre-flight: predicted first-step drift along v_rev", "online: alignment at step 1"),
-        strict=True,
-    ):
-        ax.scatter(table[name], harm, c=outcome["reverted"], cmap="coolwarm", s=8)
-        ax.set(
-            xlabel=label, ylabel="held-out harmfulness at T", title=f"AUC {n[f'auc_{name}']:.2f}"
+    fig, axes = plotting.figure(3, len(config.models), width=4.3, height=3.4)
+    for row, model in zip(axes, config.models, strict=True):
+        table, outcome = scores(results[model], config, model)
+        n = numbers[model]
+        harm = outcome["harmfulness_heldout_T"]
+        for ax, name, label in zip(
+            row[:2],
+            ("preflight", "step1"),
+            ("pre-flight: predicted first-step drift along v_rev", "online: alignment at step 1"),
+            strict=True,
+        ):
+            ax.scatter(
+                table[name].ravel(),
+                harm.ravel(),
+                c=outcome["reverted"].ravel(),
+                cmap="coolwarm",
+                s=6,
+            )
+            ax.set(
+                xlabel=label,
+                ylabel="held-out harmfulness at T",
+                title=f"{model}: AUC {n[f'auc_{name}']:.2f}",
+            )
+        names = [
+            "preflight",
+            "preflight_alignment",
+            *(f"step{k}" for k in ONLINE_STEPS),
+            *(f"slope_step{k}" for k in ONLINE_STEPS),
+            "naive_step5",
+        ]
+        aucs = [n[f"auc_{m}"] for m in names]
+        cis = np.asarray([n[f"auc_{m}_ci95"] for m in names]).T
+        ax = row[2]
+        ax.bar(
+            range(len(names)), aucs, yerr=np.abs(cis - np.asarray(aucs)), color="#1f77b4", capsize=3
         )
-    names = ["preflight", "preflight_alignment", *(f"step{k}" for k in ONLINE_STEPS), "naive_step5"]
-    aucs = [n[f"auc_{m}"] for m in names]
-    cis = np.asarray([n[f"auc_{m}_ci95"] for m in names]).T
-    ax = axes[0][2]
-    ax.bar(range(len(names)), aucs, yerr=np.abs(cis - np.asarray(aucs)), color="#1f77b4", capsize=3)
-    ax.axhline(0.5, color="k", lw=0.8, ls=":")
-    ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=7)
-    ax.set(ylabel="ROC AUC (95% bootstrap)", ylim=(0, 1.05), title=f"{n['n_conditions']} runs")
+        ax.axhline(0.5, color="k", lw=0.8, ls=":")
+        ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=7)
+        ax.set(
+            ylabel="ROC AUC (95% bootstrap)",
+            ylim=(0, 1.05),
+            title=f"{model}: {n['n_conditions']} conditions, {n['n_runs']} runs",
+        )
     return plotting.save(
         fig, path, "Early warning: predicting reversion before and during fine-tuning"
     )

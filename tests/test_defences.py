@@ -167,4 +167,4 @@ def test_early_warning_reports_every_score(tiny_reports):
     numbers = tiny_reports["early_warning"]["numbers"]["mlp"]
     for key in ("auc_preflight", "auc_step1", "auc_step5", "auc_naive_step5", "spearman_preflight"):
         assert key in numbers
-    assert numbers["n_conditions"] == 2 * 3 * 2
+    assert numbers["n_conditions"] == 3 * 2 and numbers["n_runs"] == 2 * 3 * 2
