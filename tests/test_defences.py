@@ -1,6 +1,7 @@
 """Defences and early warning: the penalties vanish at theta_S with zero gradient, rehearsal at
-fraction 0 is exactly the baseline, the pre-flight score is the first step's first-order drift
-(finite differences), AUCs against closed forms, and both experiments end to end (tiny)."""
+fraction 0 is exactly the baseline, the adversarially augmented safety phase's plain steps are
+the engine's safety phase, the pre-flight score is the first step's first-order drift (finite
+differences), AUCs against closed forms, and both experiments end to end (tiny)."""
 
 import dataclasses
 import json
@@ -131,6 +132,7 @@ def tiny_reports(tmp_path_factory):
             ("safelora", (0.5,)),
         ),
         depths=(10, 20),
+        adversarial_depth=20,
     )
     run_experiment(chosen, config, out_dir=out, store=store, progress=False)
     warning = experiment("early_warning")
@@ -148,7 +150,17 @@ def test_defences_report_the_frontier(tiny_reports):
     numbers = tiny_reports["defences"]["numbers"]["mlp"]
     names = {e["name"] for e in numbers["defences"]}
     assert names >= {"baseline", "block", "rehearsal", "ewc", "l2sp", "safelora", "freeze"}
-    assert {"deeper_alignment", "shallower_basin", "project", "random_block"} <= names
+    assert {"deeper_alignment", "adversarial_alignment", "shallower_basin"} <= names
+    assert {"project", "random_block"} <= names
+    # The deeper-alignment sweep runs its own safety phase from theta_H: its plain steps are the
+    # engine's (its standard-depth branch ends where the engine's baseline does), and the
+    # augmented steps (lookahead 10, from step 10 to 20) lead elsewhere than the plain ones.
+    assert numbers["baseline_agreement"]["max_abs_difference"] < 1e-4
+    cells = numbers["alignment_by_depth"]
+    assert set(cells) == {"lookahead=0", "lookahead=10"}
+    plain, augmented = (cells[k]["20"]["harmfulness_heldout_aligned"]["mean"] for k in cells)
+    assert abs(plain - augmented) > 1e-6
+    assert set(numbers["rehearsal_cut_in_cumulative_reversion"]) == {"0.5"}
     front = numbers["pareto"]
     assert front and all("@" in label for label in front)
     labels = {f"{e['name']}@{e['strength']:g}": e for e in numbers["defences"]}
