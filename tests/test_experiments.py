@@ -4,10 +4,9 @@ and the CLI's handling of bad input."""
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
+import forced_devices
 import numpy as np
 import pytest
 
@@ -48,17 +47,9 @@ TWO_DEVICES = textwrap.dedent(
 def erosion_on_two_devices(tmp_path_factory):
     """The tiny MLP erosion run over 2 forced CPU devices, started now, collected when needed."""
     out = tmp_path_factory.mktemp("two_devices")
-    env = dict(
-        os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2"
-    )
     code = TWO_DEVICES.format(tests=os.path.dirname(__file__), out=str(out))
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    yield proc, out
-    if proc.poll() is None:
-        proc.kill()
-    proc.communicate()
+    with forced_devices.started(code, devices=2) as proc:
+        yield proc, out
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,10 @@ the in-process tests run.
 
 import dataclasses
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
+import forced_devices
 import numpy as np
 import pytest
 
@@ -69,19 +68,9 @@ SUBPROCESS = textwrap.dedent(
 def sharded(tmp_path_factory):
     """The tiny sweep over 4 forced CPU devices, started now and collected when needed."""
     root = tmp_path_factory.mktemp("sharded")
-    env = dict(
-        os.environ,
-        JAX_PLATFORMS="cpu",
-        XLA_FLAGS="--xla_force_host_platform_device_count=4",
-    )
     code = SUBPROCESS.format(tests=str(Path(__file__).parent), root=str(root))
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    yield proc, root
-    if proc.poll() is None:
-        proc.kill()
-    proc.communicate()
+    with forced_devices.started(code, devices=4) as proc:
+        yield proc, root
 
 
 @pytest.fixture(scope="module")
@@ -220,8 +209,10 @@ def test_sharded_over_four_devices_equals_one_device(sharded, reference):
     assert res.info["loaded_from_store"] and len(res.info["devices"]) == 4
     np.testing.assert_array_equal(res.diverged, full.diverged)
     for name, value in full.arrays.items():
-        # Same runs, partitioned differently: identical up to float rounding in reductions.
-        np.testing.assert_allclose(res[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+        # Same runs, partitioned differently: identical up to float rounding in reductions,
+        # which the first steps' cosines amplify (their drift is small next to the activations
+        # it is the difference of; seen: 3.5e-6 at -O0); a wrong partition moves them by 1e-2+.
+        np.testing.assert_allclose(res[name], value, rtol=1e-5, atol=2e-5, err_msg=name)
 
 
 def test_use_cpu_cores_sets_the_device_count_once(monkeypatch):
