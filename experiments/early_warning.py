@@ -11,7 +11,10 @@ Scores (`gravity.monitor`):
   first update), and its predicted cosine with v_rev;
 - online, after k = 1, 2, 5 steps: alignment cos(drift_k, v_rev), and the drift along v_rev per
   step;
-- naive, after k = 5 steps: the rise of harmfulness on the probes since theta_S.
+- naive, after k = 5 steps: the rise of harmfulness on the probes since theta_S;
+- plan-only controls (added after the first full run; they change no score): the planned
+  learning rate alone, and the reverted share of the same condition's other seeds (the best a
+  score that sees the plan but not theta_S could do).
 Fixed before any result was seen: a run is labelled "reverted" when its held-out harmfulness at
 T = 100 exceeds the midpoint of its own held-out harmfulness at theta_S and at theta_P (the
 escape criterion of `metastability`); each score's ROC AUC for that label over all runs, with a
@@ -166,6 +169,22 @@ def scores(res: sweep.SweepResult, config: Config, model: str):
     return out, outcome
 
 
+def plan_controls(config: Config, labels: np.ndarray, ok: np.ndarray) -> dict[str, np.ndarray]:
+    """Two controls that never look at theta_S (conditions, seeds) arrays: the planned learning
+    rate alone, and the share of the condition's *other* seeds' runs that reverted (what any
+    score computed from the plan alone could reach at best, leave-one-seed-out)."""
+    shape = (len(config.batch_sizes), len(config.overlaps), len(config.learning_rates))
+    rates = np.broadcast_to(np.asarray(config.learning_rates)[None, None, :], shape).reshape(-1)
+    hits = np.where(ok, labels, 0).astype(float)
+    others = ok.sum(axis=1, keepdims=True) - ok
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = (hits.sum(axis=1, keepdims=True) - hits) / others
+    return {
+        "learning_rate": np.broadcast_to(rates[:, None], labels.shape).astype(float),
+        "condition_other_seeds": np.where(others > 0, share, np.nan),
+    }
+
+
 def _auc(values, labels, ok):
     return roc_auc(values[ok], labels[ok])
 
@@ -181,6 +200,7 @@ def summarise_model(config: Config, res: sweep.SweepResult, model: str) -> dict:
         "n_seeds": int(ok.shape[1]),
         "reverted_share": float(labels[ok].mean()),
     }
+    table = {**table, **plan_controls(config, labels, ok)}
     for name, values in table.items():
         numbers[f"auc_{name}"] = _auc(values, labels, ok)
         numbers[f"auc_{name}_ci95"] = bootstrap_interval(
@@ -225,6 +245,8 @@ def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
             *(f"step{k}" for k in ONLINE_STEPS),
             *(f"slope_step{k}" for k in ONLINE_STEPS),
             "naive_step5",
+            "learning_rate",
+            "condition_other_seeds",
         ]
         aucs = [n[f"auc_{m}"] for m in names]
         cis = np.asarray([n[f"auc_{m}_ci95"] for m in names]).T
