@@ -13,8 +13,8 @@ Scores (`gravity.monitor`):
   step;
 - naive, after k = 5 steps: the rise of harmfulness on the probes since theta_S;
 - plan-only controls (added after the first full run; they change no score): the planned
-  learning rate alone, and the reverted share of the same condition's other seeds (the best a
-  score that sees the plan but not theta_S could do).
+  learning rate alone, and the condition's own reverted share over its seeds, in sample (an
+  upper bound on what any score that sees the plan but not theta_S can reach).
 Fixed before any result was seen: a run is labelled "reverted" when its held-out harmfulness at
 T = 100 exceeds the midpoint of its own held-out harmfulness at theta_S and at theta_P (the
 escape criterion of `metastability`); each score's ROC AUC for that label over all runs, with a
@@ -170,18 +170,19 @@ def scores(res: sweep.SweepResult, config: Config, model: str):
 
 
 def plan_controls(config: Config, labels: np.ndarray, ok: np.ndarray) -> dict[str, np.ndarray]:
-    """Two controls that never look at theta_S (conditions, seeds) arrays: the planned learning
-    rate alone, and the share of the condition's *other* seeds' runs that reverted (what any
-    score computed from the plan alone could reach at best, leave-one-seed-out)."""
+    """Two controls that never look at theta_S, as (conditions, seeds) arrays: the planned
+    learning rate alone, and the condition's own reverted share over its seeds (in sample: the
+    highest AUC any score computed from the plan alone, without theta_S, can reach on these
+    runs, since ranking conditions by their share of positives is ROC-optimal among scores
+    that are constant within a condition)."""
     shape = (len(config.batch_sizes), len(config.overlaps), len(config.learning_rates))
     rates = np.broadcast_to(np.asarray(config.learning_rates)[None, None, :], shape).reshape(-1)
-    hits = np.where(ok, labels, 0).astype(float)
-    others = ok.sum(axis=1, keepdims=True) - ok
+    hits = np.where(ok, labels, 0).astype(float).sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        share = (hits.sum(axis=1, keepdims=True) - hits) / others
+        share = hits / ok.sum(axis=1, keepdims=True)
     return {
         "learning_rate": np.broadcast_to(rates[:, None], labels.shape).astype(float),
-        "condition_other_seeds": np.where(others > 0, share, np.nan),
+        "condition_share": np.broadcast_to(share, labels.shape).astype(float),
     }
 
 
@@ -246,7 +247,7 @@ def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
             *(f"slope_step{k}" for k in ONLINE_STEPS),
             "naive_step5",
             "learning_rate",
-            "condition_other_seeds",
+            "condition_share",
         ]
         aucs = [n[f"auc_{m}"] for m in names]
         cis = np.asarray([n[f"auc_{m}_ci95"] for m in names]).T
