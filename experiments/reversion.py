@@ -616,6 +616,22 @@ WORLD_STYLE = {
 }
 
 
+def plot_worlds(ax, steps, controls, model: str, metric: str, prefix: str = "") -> None:
+    """One benign-phase metric of each control world (never-harmful, REFUSE-matched)."""
+    for name, world in (controls or {}).get(model, {}).get("worlds", {}).items():
+        color, style, label = WORLD_STYLE[name]
+        if prefix:
+            label = prefix + label.split(" (")[0]
+        plotting.mean_band(
+            ax,
+            steps,
+            world["metrics"]["benign"][metric],
+            color=color,
+            linestyle=style,
+            label=label,
+        )
+
+
 def plot_models(
     results: dict, specs: dict, numbers: dict, path: Path, controls=None, regime=None
 ) -> Path:
@@ -694,16 +710,7 @@ def plot_models(
         plotting.mean_band(
             ax, steps, m["other"], color="#7f7f7f", linestyle=":", label="other answers"
         )
-        for name, world in (controls or {}).get(model, {}).get("worlds", {}).items():
-            color, style, label = WORLD_STYLE[name]
-            plotting.mean_band(
-                ax,
-                steps,
-                world["metrics"]["benign"]["harmfulness_heldout"],
-                color=color,
-                linestyle=style,
-                label=f"held-out harm, {label.split(' (')[0]}",
-            )
+        plot_worlds(ax, steps, controls, model, "harmfulness_heldout", "held-out harm, ")
         ax.set(
             xlabel="benign step t",
             ylabel="probability on hazardous probes",
@@ -739,16 +746,7 @@ def plot_models(
             linestyle="-.",
             label="hazard-specific",
         )
-        for name, world in (controls or {}).get(model, {}).get("worlds", {}).items():
-            color, style, label = WORLD_STYLE[name]
-            plotting.mean_band(
-                ax,
-                steps,
-                world["metrics"]["benign"]["alignment"],
-                color=color,
-                linestyle=style,
-                label=label,
-            )
+        plot_worlds(ax, steps, controls, model, "alignment")
         ax.set(
             xlabel="benign step t",
             ylabel="cos with v_rev",
