@@ -548,33 +548,14 @@ def _bars(ax, numbers: dict, config: Config, kinds) -> None:
             label="never-learned, same relearning" if i == 0 else None,
         )
     forget = [i for i, k in enumerate(kinds) if k.forget_share > 0]
-    ax.hlines(
-        0.88,
-        forget[0] - 0.45,
-        forget[-1] + 0.45,
-        color="k",
-        ls="--",
-        lw=1,
-        label="Deeb & Roger: 0.88 (accessible facts)",
+    retain, unrelated = names.index("retain"), names.index("unrelated")
+    anchors = (
+        (0.88, forget[0], forget[-1], "k", "--", 1, "Deeb & Roger: 0.88 (accessible facts)"),
+        (1.0, retain, retain, "#8c564b", ":", 1.5, "Dormant to Deleted: ~1.0 (retain only)"),
+        (0.5, unrelated, unrelated, "#ff7f0e", "-.", 1.5, "Lucki: 'most' (> 0.5), 10 unrelated"),
     )
-    ax.hlines(
-        1.0,
-        names.index("retain") - 0.45,
-        names.index("retain") + 0.45,
-        color="#8c564b",
-        ls=":",
-        lw=1.5,
-        label="Dormant to Deleted: ~1.0 (retain only)",
-    )
-    ax.hlines(
-        0.5,
-        names.index("unrelated") - 0.45,
-        names.index("unrelated") + 0.45,
-        color="#ff7f0e",
-        ls="-.",
-        lw=1.5,
-        label="Lucki: 'most' (> 0.5), 10 unrelated",
-    )
+    for y, first, last, color, style, width, label in anchors:
+        ax.hlines(y, first - 0.45, last + 0.45, color=color, ls=style, lw=width, label=label)
     ax.set_xticks(x, names, rotation=30, fontsize=7)
     ax.set(
         ylabel="accuracy after relearning / before unlearning",

@@ -1,8 +1,9 @@
 """Strict numerics for every test: CPU only, rank promotion raises, warnings are errors.
 
 The tests compile many tiny programs and run each for a few steps, so compilation dominates:
-XLA's backend optimisation is turned off (LLVM -O0), which cuts the suite's CPU time by about
-40% and changes no semantics (the subprocesses the tests start inherit it)."""
+XLA's backend optimisation is turned off (LLVM -O0): test_history.py took 151 CPU-s instead of
+264, the whole suite 14.3 CPU-min instead of 17.9 (with 7 more tests); the subprocesses the tests
+start inherit it."""
 
 import os
 
