@@ -21,21 +21,15 @@ control, whose inputs keep hazard-topic features at the background rate `p_off`,
 (`same_basis_background`).
 
 Control witnesses, a same-basis null for the *direction* (construction fixed before any result
-was looked at). From each seed's theta_S, four histories branch through a phase of the witness
-phase's size (its steps, batch size, optimizer and learning rate) that changes a *harmless*
-behaviour: half of each batch is the retain mixture (non-hazardous inputs of all topics, their
-task answers), half is target inputs answered with the task answer shifted by +1 or +2
-(mod n_classes), as the helpful phase mixes its hazardous share with the rest. The targets are
-the hazard topic without the hazard (the matched benign probes' distribution) or the other
-topics (truly disjoint); 2 targets x 2 shifts = 4 control witnesses per seed. Each control
-direction is theta_S -> control witness as v_rev is theta_S -> theta_H: activations on the same
-hazardous probes, stacked, normalised. Matched on activation distance: the phase keeps 10
-checkpoints, and the direction is taken at the one whose distance ||a_CW - a_S|| / sqrt(N) on the
-hazardous probes is nearest the seed's witness distance ||a_H - a_S|| / sqrt(N) (both reported,
-and the full-length direction's numbers beside). The benign drift's cosine with these control
-directions at the kept drift steps (mean, p99: `null_p99_control_witness`) is reported against
-its cosine with v_rev at the same run-steps. The control witnesses are computed once per seed
-inside the tree's program (they depend on the shared past only), not per branch.
+was looked at; `gravity.controls` builds them). From each seed's theta_S, four histories branch
+through a phase of the witness phase's size that changes a *harmless* behaviour (the task answer
+shifted by +1 or +2 on target inputs: the hazard topic without the hazard, or the other topics;
+2 targets x 2 shifts), each direction taken where its activation distance from theta_S on the
+hazardous probes is nearest the seed's witness distance (both reported, and the full-length
+direction's numbers beside). The benign drift's cosine with these control directions at the kept
+drift steps (mean, p99: `null_p99_control_witness`) is reported against its cosine with v_rev at
+the same run-steps. They are computed once per seed inside the tree's program (they depend on
+the shared past only), not per branch.
 
 Worlds beside the main one (each its own pretraining, the same phases otherwise): a
 *never-harmful world* (pretraining never complies: `harm_prob = 0`): if alignment rises there
@@ -66,22 +60,19 @@ blocked): the isotropic p99 and the same-basis null of the overlap-0 branch at t
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 import scipy.stats
 
-from gravity import calibration, geometry, history, interventions, plotting, presets, sweep
+from gravity import calibration, geometry, interventions, plotting, presets, sweep
+from gravity.controls import CONTROL_SHIFTS, CONTROL_TARGET_NAMES, WithControlWitnesses
 from gravity.experiment import Experiment
 from gravity.models import network
-from gravity.objectives import cross_entropy
-from gravity.spec import phase_tag, with_phase
+from gravity.spec import with_phase
 from gravity.stats import mean_sd, spearman_by_step
-from gravity.worlds import Batch, WorldKnobs
+from gravity.worlds import WorldKnobs
 
 NAME = "reversion"
 DEFINITIONS = ("stacked", "mean", "trajectory_pca", "from_pretrained")
@@ -124,14 +115,6 @@ ARMS = {
 """The branches from each theta_S: the benign run, the truly disjoint control fine-tuning, and
 the earlier control whose inputs keep hazard-topic features at the background rate."""
 
-CONTROL_TARGETS = (1.0, 0.0)
-"""`benign_overlap` of each control witness's target inputs (truly disjoint otherwise): the hazard
-topic without the hazard, the other topics."""
-CONTROL_TARGET_NAMES = ("hazard_topic", "other_topics")
-CONTROL_SHIFTS = (1, 2)
-CONTROL_CHECKPOINTS = 10
-CONTROL_WITNESS_TAG = phase_tag("control_witness")
-
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -155,123 +138,6 @@ def reversion_spec(model: str, size: str = "standard"):
     spec = with_phase(spec, benign.name, dense_steps=benign.steps)
     snapshots = tuple(s for s in SNAPSHOTS if s <= benign.steps)
     return dataclasses.replace(spec, drift_snapshots=snapshots)
-
-
-def control_witness_batch(world, key, batch_size: int, overlap, shift, share) -> Batch:
-    """One control witness batch: the retain mixture (task answers), with a share `share` of its
-    rows replaced by target inputs (benign inputs of hazard-topic share `overlap`, no
-    hazard-topic content otherwise) answered with the task answer shifted by `shift`."""
-    k_base, k_target, k_mix = jax.random.split(key, 3)
-    base = world.sample(WorldKnobs(), "retain", k_base, batch_size)
-    target_knobs = WorldKnobs(benign_overlap=overlap, benign_disjoint=1.0)
-    target = world.sample(target_knobs, "benign", k_target, batch_size)
-    take = jax.random.bernoulli(k_mix, share, (batch_size,))
-    rows = take.reshape(-1, *([1] * (base.inputs.ndim - 1)))
-    inputs = jnp.where(rows, target.inputs, base.inputs)
-    labels = jnp.where(take, (target.labels + shift) % world.n_classes, base.labels)
-    return Batch(inputs, labels, jnp.zeros_like(take))
-
-
-def checkpoint_interval(steps: int, checkpoints: int) -> int:
-    """The smallest divisor of `steps` that leaves at most `checkpoints` equal segments."""
-    return next(d for d in range(1, steps + 1) if steps % d == 0 and steps // d <= checkpoints)
-
-
-def _unit_rows(x):
-    flat = x.reshape(x.shape[0], -1)
-    return flat / jnp.maximum(jnp.linalg.norm(flat, axis=1, keepdims=True), geometry.EPS)
-
-
-def control_witnesses(key, spec, state, learning_rate: float, targets, shifts, checkpoints):
-    """The control witnesses of one theta_S (see the module docstring): their displacements on
-    the hazardous probes, distance-matched to the witness's and at full length, and distances."""
-    net = network(spec.model, spec.world)
-    helpful = spec.phases[spec.anchor_index("helpful")]
-    theta_s = state.boundaries[spec.anchor_name("safety")]
-    theta_h = state.boundaries[spec.anchor_name("helpful")]
-    probes = state.probes.hazard.inputs
-    n = probes.shape[0]
-    aligned = net.activations(theta_s, probes)
-    witness = jnp.linalg.norm(net.activations(theta_h, probes) - aligned) / math.sqrt(n)
-    every = checkpoint_interval(helpful.steps, checkpoints)
-    optimizer = history.make_optimizer(helpful.optimizer, learning_rate, 0.0)
-    share = WorldKnobs().align_hazard_rate
-
-    def train(index, overlap, shift):
-        stream = jax.random.fold_in(jax.random.fold_in(key, CONTROL_WITNESS_TAG), index)
-
-        def step(carry, t):
-            params, opt_state = carry
-            batch = control_witness_batch(
-                spec.world, jax.random.fold_in(stream, t), helpful.batch_size, overlap, shift, share
-            )
-
-            def loss(q):
-                return cross_entropy(net.apply(q, batch.inputs)[0], batch.labels)
-
-            updates, opt_state = optimizer.update(jax.grad(loss)(params), opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), None
-
-        def segment(carry, begin):
-            carry, _ = jax.lax.scan(step, carry, begin + jnp.arange(every))
-            return carry, net.activations(carry[0], probes) - aligned
-
-        begins = jnp.arange(0, helpful.steps, every)
-        _, displacement = jax.lax.scan(segment, (theta_s, optimizer.init(theta_s)), begins)
-        return displacement
-
-    displacement = jax.vmap(train)(
-        jnp.arange(len(targets)),
-        jnp.asarray(targets, dtype=jnp.float32),
-        jnp.asarray(shifts, dtype=jnp.int32),
-    )  # (K, checkpoints, N, D)
-    distance = jnp.sqrt(jnp.sum(displacement**2, axis=(2, 3)) / n)
-    chosen = jnp.argmin(jnp.abs(distance - witness), axis=1)
-    matched = jax.vmap(lambda d, c: d[c])(displacement, chosen)
-    rows = jnp.arange(len(targets))
-    return {
-        "matched": matched,
-        "full": displacement[:, -1],
-        "distance": distance[rows, chosen],
-        "distance_full": distance[:, -1],
-        "step": (chosen + 1) * every,
-        "witness_distance": witness,
-    }
-
-
-@dataclasses.dataclass(frozen=True)
-class WithControlWitnesses:
-    """The tree's measurement: everything `run_history` returns (no parameters), plus the benign
-    drift's cosines with the control witnesses' directions at the kept drift steps."""
-
-    learning_rate: float
-    targets: tuple[float, ...] = CONTROL_TARGETS
-    shifts: tuple[int, ...] = CONTROL_SHIFTS
-    checkpoints: int = CONTROL_CHECKPOINTS
-
-    def __call__(self, key, spec, knobs, start=None) -> dict:
-        out = history.run_history(key, spec, knobs, start=start)
-        out.pop("params", None)
-        if start is None:
-            raise ValueError("control witnesses branch from a shared past: a tree sweep only")
-        targets = [t for t in self.targets for _ in self.shifts]
-        shifts = [s for _ in self.targets for s in self.shifts]
-        witnesses = control_witnesses(
-            key, spec, start.state, self.learning_rate, targets, shifts, self.checkpoints
-        )
-        drift = _unit_rows(out["drift"])  # (kept steps, N * D)
-        matched, full = _unit_rows(witnesses["matched"]), _unit_rows(witnesses["full"])
-        v_rev = _unit_rows(out["v_rev"][None])
-        out["control_witness"] = {
-            "alignment": drift @ matched.T,
-            "alignment_full": drift @ full.T,
-            "cos_v_rev": (v_rev @ matched.T)[0],
-            "distance": witnesses["distance"],
-            "distance_full": witnesses["distance_full"],
-            "step": witnesses["step"],
-            "witness_distance": witnesses["witness_distance"],
-        }
-        return out
 
 
 def regime_spec(config: Config):

@@ -1,0 +1,90 @@
+"""Control witnesses' building blocks: the batch rule, the checkpoint spacing, unit rows."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gravity import controls
+from gravity.worlds import FeatureWorld, TokenWorld, WorldKnobs
+
+WORLDS = {"feature": FeatureWorld(), "token": TokenWorld()}
+BATCH = 512
+
+
+@pytest.fixture(scope="module")
+def batches():
+    """One compiled control-witness batch per world; overlap, shift and share are traced."""
+    return {
+        name: jax.jit(
+            lambda key, overlap, shift, share, world=world: controls.control_witness_batch(
+                world, key, BATCH, overlap, shift, share
+            )
+        )
+        for name, world in WORLDS.items()
+    }
+
+
+@pytest.mark.parametrize("name", list(WORLDS))
+def test_share_zero_is_the_retain_mixture_and_share_one_the_shifted_targets(batches, name):
+    world, key = WORLDS[name], jax.random.key(7)
+    k_base, k_target, _ = jax.random.split(key, 3)
+    retain = world.sample(WorldKnobs(), "retain", k_base, BATCH)
+    target = world.sample(
+        WorldKnobs(benign_overlap=1.0, benign_disjoint=1.0), "benign", k_target, BATCH
+    )
+    none = batches[name](key, 1.0, 2, 0.0)
+    np.testing.assert_array_equal(none.inputs, retain.inputs)
+    np.testing.assert_array_equal(none.labels, retain.labels)
+    every = batches[name](key, 1.0, 2, 1.0)
+    np.testing.assert_array_equal(every.inputs, target.inputs)
+    np.testing.assert_array_equal(every.labels, (np.asarray(target.labels) + 2) % world.n_classes)
+    assert not np.any(np.asarray(every.hazardous)) and not np.any(np.asarray(none.hazardous))
+
+
+@pytest.mark.parametrize("name", list(WORLDS))
+def test_a_share_of_the_rows_is_replaced(batches, name):
+    """Rows whose inputs differ from the retain batch's are targets; about `share` of them."""
+    key = jax.random.key(11)
+    mixed = batches[name](key, 0.0, 1, 0.5)
+    retain = batches[name](key, 0.0, 1, 0.0)
+    target = batches[name](key, 0.0, 1, 1.0)
+    inputs, labels = np.asarray(mixed.inputs), np.asarray(mixed.labels)
+    from_target = np.all(
+        inputs.reshape(BATCH, -1) == np.asarray(target.inputs).reshape(BATCH, -1), 1
+    )
+    from_retain = np.all(
+        inputs.reshape(BATCH, -1) == np.asarray(retain.inputs).reshape(BATCH, -1), 1
+    )
+    assert np.all(from_target | from_retain)
+    only_target = from_target & ~from_retain
+    np.testing.assert_array_equal(labels[only_target], np.asarray(target.labels)[only_target])
+    only_retain = from_retain & ~from_target
+    np.testing.assert_array_equal(labels[only_retain], np.asarray(retain.labels)[only_retain])
+    # Binomial(512, 0.5): 5 standard deviations is 56 rows.
+    assert abs(int(only_target.sum()) - BATCH // 2) < 60
+
+
+@given(steps=st.integers(1, 600), checkpoints=st.integers(1, 40))
+@settings(max_examples=200, deadline=None)
+def test_checkpoint_interval_is_the_smallest_divisor_within_the_budget(steps, checkpoints):
+    every = controls.checkpoint_interval(steps, checkpoints)
+    assert steps % every == 0 and steps // every <= checkpoints
+    assert all(steps // d > checkpoints for d in range(1, every) if steps % d == 0)
+
+
+@given(st.lists(st.floats(-1e3, 1e3), min_size=6, max_size=6), st.booleans())
+@settings(max_examples=50, deadline=None)
+def test_unit_rows_have_unit_norm_and_zero_rows_stay_zero(values, zero_row):
+    x = jnp.asarray(np.asarray(values, dtype=np.float32).reshape(2, 3, 1))
+    if zero_row:
+        x = x.at[1].set(0.0)
+    rows = np.asarray(controls.unit_rows(x))
+    norms = np.linalg.norm(np.asarray(x).reshape(2, -1), axis=1)
+    for row, norm in zip(rows, norms, strict=True):
+        if norm == 0:
+            assert not np.any(row)
+        elif norm > 1e-3:
+            assert np.linalg.norm(row) == pytest.approx(1.0, abs=1e-5)
