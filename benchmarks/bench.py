@@ -133,6 +133,25 @@ def run_bench(scale: Scale, kinds=KINDS, torch: bool = True, log=print) -> dict:
                 baselines["torch_batched"] = {
                     n: _best(runs) for n, runs in measured["batched"].items()
                 }
+        log(
+            f"{kind}: tree against straight ({scale.tree_seeds} seeds x "
+            f"{len(scale.tree_variants)} last-phase variants)"
+        )
+        shapes = {
+            shape: run_task(
+                {
+                    "what": "tree",
+                    "kind": kind,
+                    "shape": shape,
+                    "scale": scale.name,
+                    "cpu_devices": True,
+                },
+                isolate,
+                log,
+            )
+            for shape in ("straight", "tree")
+        }
+        out.setdefault("tree", {})[kind] = _tree_row(shapes, spec)
         out["baselines"][kind] = _baseline_rates(baselines, steps)
         out[kind] = {
             str(n): _row(engine[n], out["baselines"][kind], n, steps, history_flops, peak_gflops)
@@ -140,6 +159,34 @@ def run_bench(scale: Scale, kinds=KINDS, torch: bool = True, log=print) -> dict:
         }
     out["wall_s"] = round(time.perf_counter() - started, 1)
     return out
+
+
+def _tree_row(shapes: dict, spec) -> dict:
+    """The same histories straight and as a tree: histories/s of each and their ratio."""
+    failed = {shape: run["error"] for shape, run in shapes.items() if "error" in run}
+    if failed:
+        return {"error": "; ".join(f"{shape}: {error}" for shape, error in failed.items())}
+    row = {"branch_after": spec.phase_names[-2]}
+    for shape, run in shapes.items():
+        row[shape] = {**run, "histories_per_s": run["n"] / run["run_s"]}
+    row["ratio_tree_vs_straight"] = (
+        row["tree"]["histories_per_s"] / row["straight"]["histories_per_s"]
+    )
+    return row
+
+
+def _tree_line(row: dict | None) -> str:
+    if row is None:
+        return "tree: not measured"
+    if "error" in row:
+        return f"tree: failed: {row['error']}"
+    straight, tree = row["straight"], row["tree"]
+    return (
+        f"tree: {tree['n']} histories branched after {row['branch_after']}: "
+        f"{tree['histories_per_s']:.2f}{_busy(tree)} hist/s (compile {tree['compile_s']:.1f}s) "
+        f"vs straight {straight['histories_per_s']:.2f}{_busy(straight)} hist/s "
+        f"(compile {straight['compile_s']:.1f}s): {row['ratio_tree_vs_straight']:.1f}x"
+    )
 
 
 def _best(runs: list[dict]) -> dict:
@@ -216,6 +263,7 @@ def table(out: dict) -> str:
                 f"{_x(row['ratio_vs_torch_batched'])}{_busy(row)}"
             )
         lines.append(_baseline_line(out["baselines"][kind]))
+        lines.append(_tree_line(out.get("tree", {}).get(kind)))
     lines.append(
         "\nxA, xB, xC: the engine's model-steps/s over baseline A (jitted step from a Python "
         "loop), B (PyTorch eager, one model at a time), C (PyTorch, all N models in bmm)"
@@ -246,6 +294,8 @@ def _baseline_line(baselines: dict) -> str:
 def _timed_runs(out: dict):
     for kind in out["bench_histories"]:
         yield from out[kind].values()
+        row = out.get("tree", {}).get(kind, {})
+        yield from (row[shape] for shape in ("straight", "tree") if shape in row)
         for name, run in out["baselines"][kind].items():
             if name == "torch_batched" and "error" not in run:
                 yield from run.values()

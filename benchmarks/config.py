@@ -34,6 +34,8 @@ class Scale:
         processes took more than `machine.BUSY_CORES` cores from the last one.
     isolate: run every measurement in its own process (separable peak memory, clean XLA flags);
         the tiny scale (for tests) runs in the calling process.
+    tree_seeds, tree_variants: the tree-against-straight measurement: this many seeds, each
+        with the last phase run at every `benign_overlap` of `tree_variants`.
     """
 
     name: str
@@ -46,6 +48,8 @@ class Scale:
     matmul_sizes: tuple[int, ...] = (1024, 2048)
     size: str = "standard"
     isolate: bool = True
+    tree_seeds: int = 16
+    tree_variants: tuple[float, ...] = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 1.0)
 
 
 SCALES = {
@@ -70,10 +74,12 @@ SCALES = {
         batched_model_steps=4_000,
         repeat_below_s=5.0,
         matmul_sizes=(1024,),
+        tree_seeds=4,
+        tree_variants=(0.0, 0.25, 0.5, 1.0),
     ),
     "tiny": Scale(
         name="tiny",
-        steps={"mlp": {"pretrain": 6}, "transformer": {"pretrain": 4}},
+        steps={"mlp": {"pretrain": 6, "benign": 2}, "transformer": {"pretrain": 4, "benign": 2}},
         sizes={"mlp": (2,), "transformer": (2,)},
         sequential_histories=1,
         batched_model_steps=8,
@@ -82,6 +88,8 @@ SCALES = {
         matmul_sizes=(128,),
         size="tiny",
         isolate=False,
+        tree_seeds=2,
+        tree_variants=(0.0, 1.0),
     ),
 }
 

@@ -8,6 +8,10 @@
   Python loop, and a jitted evaluation on the probes at the same record steps, its metrics
   fetched to the host as a logging loop does. The benign phase's drift metrics are left out
   (they are small next to the probe forward pass), which favours the baseline slightly.
+- tree against straight: the same histories (seeds x benign variants, the variants differing
+  only in the last phase's data) run as straight lines, each from scratch (how the engine ran
+  every history before it branched), and as a tree: the shared past once per seed, the last
+  phase's variants vmapped from it. Both through the sweep runner, in one process each.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from gravity import performance
 from gravity.history import HistorySpec, behaviour, cross_entropy, make_optimizer
 from gravity.models import network
 from gravity.presets import standard_knobs
-from gravity.sweep import Sweep, run_sweep
+from gravity.sweep import Axis, Sweep, run_sweep
 
 
 def _point(spec: HistorySpec):
@@ -66,6 +70,48 @@ def engine(kind: str, n: int, scale: Scale, chunk: int | None = None) -> dict:
     }
 
 
+def _variant(spec: HistorySpec, benign_overlap: float):
+    return spec, standard_knobs(spec, benign_overlap=benign_overlap)
+
+
+def tree(kind: str, scale: Scale, shape: str) -> dict:
+    """`scale.tree_seeds` x len(`scale.tree_variants`) bench histories whose last phase sees
+    benign data of each overlap in `scale.tree_variants`: straight or branched (`shape`)."""
+    spec = bench_spec(kind, scale)
+    variants = Axis("benign_overlap", scale.tree_variants)
+    build = functools.partial(_variant, spec)
+    name = f"bench-{kind}-{shape}"
+    if shape == "tree":
+        before_last = spec.phase_names[-2]
+        sweep = Sweep(
+            name, (), scale.tree_seeds, build, branches=(variants,), branch_after=before_last
+        )
+    elif shape == "straight":
+        sweep = Sweep(name, (variants,), scale.tree_seeds, build)
+    else:
+        raise ValueError(f"shape {shape!r}: 'tree' or 'straight'")
+    first: dict = {}
+
+    def run() -> float:
+        result = run_sweep(sweep, progress=False)
+        if result.diverged.any():
+            raise RuntimeError(f"{kind} {shape}: {int(result.diverged.sum())} histories diverged")
+        timing = result.info["timings"]["program_0"]
+        first.setdefault("timing", timing)
+        return timing["run_s"]
+
+    timed = best_of(run, min_total_s=scale.repeat_below_s, max_runs=scale.max_runs)
+    return {
+        "n": scale.tree_seeds * len(scale.tree_variants),
+        "shape": shape,
+        **timed,
+        "compile_s": first["timing"]["compile_s"],
+        "batch": first["timing"]["batch"],
+        "devices": jax.device_count(),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
 def jax_sequential(kind: str, scale: Scale) -> dict:
     """Baseline A: `scale.sequential_histories` histories, one model at a time."""
     spec = bench_spec(kind, scale)
@@ -77,7 +123,9 @@ def jax_sequential(kind: str, scale: Scale) -> dict:
     evaluate = jax.jit(lambda params: behaviour(net, params, probes, n_classes)[0])
 
     def make_step(index, phase):
-        optimizer = make_optimizer(phase.optimizer, knobs.learning_rate[phase.name], knobs.weight_decay)
+        optimizer = make_optimizer(
+            phase.optimizer, knobs.learning_rate[phase.name], knobs.weight_decay
+        )
 
         @jax.jit
         def step(params, opt_state, key):

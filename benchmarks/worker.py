@@ -18,7 +18,7 @@ MARK = "RESULT "
 def measure(task: dict) -> dict:
     """Run one task: {"what": ..., "kind": ..., "n": ..., "scale": ..., ...}."""
     what, scale = task["what"], SCALES[task["scale"]]
-    if what == "engine" and task.get("cpu_devices"):
+    if what in ("engine", "tree") and task.get("cpu_devices"):
         from gravity.runtime import use_cpu_cores
 
         use_cpu_cores()
@@ -33,6 +33,10 @@ def measure(task: dict) -> dict:
         from benchmarks.jax_runs import engine
 
         return engine(task["kind"], task["n"], scale, task.get("chunk"))
+    if what == "tree":
+        from benchmarks.jax_runs import tree
+
+        return tree(task["kind"], scale, task["shape"])
     if what == "jax_sequential":
         from benchmarks.jax_runs import jax_sequential
 

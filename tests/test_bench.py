@@ -55,8 +55,21 @@ def test_a_tiny_bench_writes_every_key(tiny_bench, tmp_path):
     assert "mlp" in table(out)
 
 
+def test_the_tiny_bench_times_the_same_histories_straight_and_as_a_tree(tiny_bench):
+    row = tiny_bench["tree"]["mlp"]
+    scale = SCALES["tiny"]
+    assert row["branch_after"] == "pretrain"
+    for shape in ("straight", "tree"):
+        assert row[shape]["n"] == scale.tree_seeds * len(scale.tree_variants)
+        assert row[shape]["histories_per_s"] > 0
+    assert row["ratio_tree_vs_straight"] == pytest.approx(
+        row["tree"]["histories_per_s"] / row["straight"]["histories_per_s"]
+    )
+    assert "branched after pretrain" in table(tiny_bench)
+
+
 def test_the_tiny_bench_history_is_the_tiny_preset_shortened():
     spec = bench_spec("mlp", SCALES["tiny"])
-    assert spec.phase_names == ("pretrain",)
+    assert spec.phase_names == ("pretrain", "benign")
     assert spec.phases[0].steps == SCALES["tiny"].steps["mlp"]["pretrain"]
     assert spec.model == standard_spec("mlp", "tiny").model
