@@ -48,22 +48,27 @@ def engine(kind: str, n: int, scale: Scale, chunk: int | None = None) -> dict:
         build=functools.partial(_point, spec),
         max_chunk=chunk,
     )
+    timed = _timed_sweep(sweep, scale, kind)
+    return {"n": n, **timed, "chunk": chunk}
+
+
+def _timed_sweep(sweep: Sweep, scale: Scale, label: str) -> dict:
+    """Run `sweep` through the runner until `best_of` is satisfied (it compiles once, then
+    reuses the program): the fastest run's seconds, the first compile, the batch, the memory."""
     first: dict = {}
 
     def run() -> float:
-        result = run_sweep(sweep, progress=False)  # compiles once, then reuses the program
+        result = run_sweep(sweep, progress=False)
         if result.diverged.any():
-            raise RuntimeError(f"{kind}: {int(result.diverged.sum())} bench histories diverged")
+            raise RuntimeError(f"{label}: {int(result.diverged.sum())} bench histories diverged")
         timing = result.info["timings"]["program_0"]
         first.setdefault("timing", timing)
         return timing["run_s"]
 
     timed = best_of(run, min_total_s=scale.repeat_below_s, max_runs=scale.max_runs)
     return {
-        "n": n,
         **timed,
         "compile_s": first["timing"]["compile_s"],
-        "chunk": chunk,
         "batch": first["timing"]["batch"],
         "devices": jax.device_count(),
         "peak_rss_mb": peak_rss_mb(),
@@ -90,26 +95,8 @@ def tree(kind: str, scale: Scale, shape: str) -> dict:
         sweep = Sweep(name, (variants,), scale.tree_seeds, build)
     else:
         raise ValueError(f"shape {shape!r}: 'tree' or 'straight'")
-    first: dict = {}
-
-    def run() -> float:
-        result = run_sweep(sweep, progress=False)
-        if result.diverged.any():
-            raise RuntimeError(f"{kind} {shape}: {int(result.diverged.sum())} histories diverged")
-        timing = result.info["timings"]["program_0"]
-        first.setdefault("timing", timing)
-        return timing["run_s"]
-
-    timed = best_of(run, min_total_s=scale.repeat_below_s, max_runs=scale.max_runs)
-    return {
-        "n": scale.tree_seeds * len(scale.tree_variants),
-        "shape": shape,
-        **timed,
-        "compile_s": first["timing"]["compile_s"],
-        "batch": first["timing"]["batch"],
-        "devices": jax.device_count(),
-        "peak_rss_mb": peak_rss_mb(),
-    }
+    timed = _timed_sweep(sweep, scale, f"{kind} {shape}")
+    return {"n": scale.tree_seeds * len(scale.tree_variants), "shape": shape, **timed}
 
 
 def jax_sequential(kind: str, scale: Scale) -> dict:
