@@ -64,9 +64,8 @@ def checkpoint_interval(steps: int, checkpoints: int) -> int:
 
 
 def unit_rows(x):
-    """Each row of `x` (flattened past its first axis) scaled to unit norm."""
-    flat = x.reshape(x.shape[0], -1)
-    return flat / jnp.maximum(jnp.linalg.norm(flat, axis=1, keepdims=True), geometry.EPS)
+    """Each row of `x` (flattened past its first axis) scaled to unit norm (`geometry.unit`)."""
+    return jax.vmap(geometry.unit)(x.reshape(x.shape[0], -1))
 
 
 def control_witnesses(key, spec, state, learning_rate: float, targets, shifts, checkpoints):
@@ -137,10 +136,10 @@ class WithControlWitnesses:
     checkpoints: int = CONTROL_CHECKPOINTS
 
     def __call__(self, key, spec, knobs, start=None) -> dict:
-        out = history.run_history(key, spec, knobs, start=start)
-        out.pop("params", None)
         if start is None:
             raise ValueError("control witnesses branch from a shared past: a tree sweep only")
+        out = history.run_history(key, spec, knobs, start=start)
+        out.pop("params", None)
         targets = [t for t in self.targets for _ in self.shifts]
         shifts = [s for _ in self.targets for s in self.shifts]
         witnesses = control_witnesses(
