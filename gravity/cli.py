@@ -12,7 +12,7 @@ write to `figures/quick/` (not committed), so `make run` never overwrites a full
 `--set` changes any config field, world knob or phase field (`gravity.overrides`); `show` prints
 what a command line resolves to without running it.
 
-Runs keep their sweeps in the result store (`gravity.results`; $GRAVITY_RESULTS, else
+Runs keep their sweeps in the result store (`gravity.store`; $GRAVITY_RESULTS, else
 `results/`): running a finished configuration again loads it, `--force` computes it again. On CPU
 the host is split into one XLA device per core before JAX starts (`gravity.runtime.use_cpu_cores`;
 a device count already in XLA_FLAGS is kept), so sweeps shard their runs over the cores. With
@@ -20,8 +20,11 @@ a device count already in XLA_FLAGS is kept), so sweeps shard their runs over th
 figure is assembled when every job is done (or later by `collect`).
 
 Bad input (an unknown experiment or field, a bad number, a run too large for the machine's
-memory, an output folder that cannot be written) ends with one line naming the field and what is
-allowed, exit status 2, and no traceback, before anything is compiled.
+memory or beyond `gravity.resources`' bounds, an output, result store ($GRAVITY_RESULTS) or
+compile cache ($GRAVITY_CACHE) folder that cannot be written) ends with one line naming the field
+and what is allowed, exit status 2, and no traceback, before anything is compiled. A read or
+write that fails mid-run (a full disk) ends with one line naming the path and the reason, exit
+status 1; the chunks already finished stay in the store, so the same command resumes.
 """
 
 from __future__ import annotations
@@ -90,15 +93,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def writable_folder(path: Path) -> Path:
-    """Create `path` if needed and prove it writable, before any compilation."""
+def writable_folder(path: Path, field: str = "--out", private: bool = False) -> Path:
+    """Create `path` if needed and prove it writable, before any compilation; `field` names
+    where it came from in the one-line refusal. `private` folders (the result store, the compile
+    cache) are made by `gravity.folders.make_folder`: 0700, or 0770 with GRAVITY_SHARED=1."""
+    from gravity.folders import make_folder
+
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        make_folder(path) if private else path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".gravity-probe-"):
             pass
     except (OSError, ValueError) as error:
         reason = getattr(error, "strerror", None) or str(error)
-        raise ConfigError(f"--out = '{path}' is invalid: a writable folder ({reason})") from None
+        raise ConfigError(f"{field} = '{path}' is invalid: a writable folder ({reason})") from None
     return path
 
 
@@ -109,10 +116,22 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"gravity: {_one_line(str(error))}", file=sys.stderr)
         return 2
+    except OSError as error:
+        print(f"gravity: {_one_line(os_error_line(error))}", file=sys.stderr)
+        return 1
 
 
 def _one_line(message: str) -> str:
     return message.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def os_error_line(error: OSError) -> str:
+    """`PATH: REASON` for a failed read or write (a full disk mid-run; the store's writes name
+    their file, `gravity.results.atomic_write`), then what is kept."""
+    path = error.filename
+    reason = error.strerror or str(error) or type(error).__name__
+    where = f"{path}: " if path is not None else ""
+    return f"{where}{reason} (finished chunks are kept: the same command again resumes from them)"
 
 
 def _list(args) -> int:
@@ -134,15 +153,19 @@ def _resolve(args):
 
 
 def _prepare(args) -> Path:
-    """The cheap checks (seeds, name, `--set` names and values, the output folder), then JAX
-    set up for this machine; before anything is built or compiled."""
+    """The cheap checks (seeds, name, `--set` names and values, the output folder, the result
+    store's and the compile cache's folders), then JAX set up for this machine; before anything
+    is built or compiled."""
     from experiments import experiment
     from gravity.overrides import parse
-    from gravity.runtime import enable_compilation_cache, use_cpu_cores
+    from gravity.runtime import CACHE_ENV, cache_dir, enable_compilation_cache, use_cpu_cores
+    from gravity.store import RESULTS_ENV, default_root
 
     check(args.seeds is None or args.seeds >= 1, "--seeds", "a positive integer", args.seeds)
     parse(args.set, experiment(args.name).make_config(quick=args.quick, seeds=args.seeds))
     out = writable_folder(args.out or (QUICK_OUT if args.quick else FULL_OUT))
+    writable_folder(default_root(), RESULTS_ENV, private=True)
+    writable_folder(cache_dir(), CACHE_ENV, private=True)
     use_cpu_cores()
     enable_compilation_cache()
     return out
@@ -207,7 +230,7 @@ def _run(args) -> int:
     resolved = _resolve(args)
     if options is not None:
         return _run_on_cluster(args, options, resolved, out)
-    from gravity.results import ResultStore
+    from gravity.store import ResultStore
 
     return _write(args, resolved, out, ResultStore(force=args.force))
 
@@ -246,7 +269,7 @@ def _job_options(args):
 def _run_on_cluster(args, options, resolved, out: Path) -> int:
     """Submit the jobs whose chunks are missing, wait for them, then assemble."""
     from gravity import cluster
-    from gravity.results import ResultStore, default_root
+    from gravity.store import ResultStore, default_root
 
     store = ResultStore()
     request = cluster.Request(
@@ -295,7 +318,7 @@ def _assemble(args, resolved, out: Path) -> int:
     import jax
 
     from gravity import cluster
-    from gravity.results import ResultStore
+    from gravity.store import ResultStore
 
     store = ResultStore()
     present = cluster.chunk_table(resolved.sweeps, store, args.name)

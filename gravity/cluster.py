@@ -21,8 +21,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from gravity import overrides, results
-from gravity.sweep import plan_sweep, run_sweeps
+from gravity import folders, overrides
+from gravity.store import ResultStore
+from gravity.sweep import plan_sweep, run_sweeps, store_entry
 from gravity.validation import check
 
 EXECUTORS = ("local", "slurm")
@@ -81,13 +82,15 @@ class JobOptions:
             )
 
 
-def chunk_table(sweeps: dict[str, Any], store: results.ResultStore, name: str) -> list[bool]:
+def chunk_table(sweeps: dict[str, Any], store: ResultStore, name: str) -> list[bool]:
     """For every chunk position, whether the store already holds it (as one device lays the
     chunks out); a complete entry holds all of its chunks."""
+    import jax
+
     present = []
     for sweep in sweeps.values():
         plan = plan_sweep(sweep, JOB_DEVICES)
-        entry = store.entry(name, sweep.name, plan.config())
+        entry = store_entry(store, name, plan, jax.devices()[:JOB_DEVICES])
         complete = entry.is_complete()
         present += [complete or entry.chunk_path(c.name).is_file() for c in plan.chunks]
     return present
@@ -102,10 +105,13 @@ def missing_shards(present: list[bool], count: int) -> dict[int, int]:
     return missing
 
 
-def clear(sweeps: dict[str, Any], store: results.ResultStore, name: str) -> None:
+def clear(sweeps: dict[str, Any], store: ResultStore, name: str) -> None:
     """Discard the stored entries of `sweeps` (`--force`), once, before any job starts."""
+    import jax
+
     for sweep in sweeps.values():
-        store.entry(name, sweep.name, plan_sweep(sweep, JOB_DEVICES).config()).clear()
+        plan = plan_sweep(sweep, JOB_DEVICES)
+        store_entry(store, name, plan, jax.devices()[:JOB_DEVICES]).clear()
 
 
 def run_shard(request: Request, index: int, count: int) -> int:
@@ -120,7 +126,7 @@ def run_shard(request: Request, index: int, count: int) -> int:
     computed = []
     run_sweeps(
         list(resolved.sweeps.values()),
-        store=results.ResultStore(request.store),
+        store=ResultStore(request.store),
         experiment=request.name,
         progress=False,
         devices=jax.devices()[:JOB_DEVICES],
@@ -153,8 +159,11 @@ def executor(options: JobOptions, folder: Path):
 
 
 def submit(request: Request, options: JobOptions, shards: list[int], count: int) -> list:
-    """Submit one job per shard index (a job array); returns the submitit jobs."""
-    folder = Path(request.store) / "jobs" / request.name
+    """Submit one job per shard index (a job array); returns the submitit jobs. Their pickles
+    are code the jobs run: the folder is made private (`gravity.folders`), and one that other
+    users can write is reported in one line."""
+    folder = folders.make_folder(Path(request.store) / "jobs" / request.name)
+    folders.warn_if_writable_by_others(folder, "job pickles that each job unpickles")
     made = executor(options, folder)
     return made.map_array(run_shard, [request] * len(shards), shards, [count] * len(shards))
 

@@ -27,6 +27,7 @@ import jax
 
 from gravity import overrides as overriding
 from gravity import resources, results, sweep
+from gravity.store import ResultStore
 from gravity.validation import check
 
 
@@ -63,7 +64,7 @@ def run_experiment(
     config: Any,
     *,
     out_dir: Path | str = Path("figures"),
-    store: results.ResultStore | None = None,
+    store: ResultStore | None = None,
     progress: bool = True,
     devices: Sequence[jax.Device] | None = None,
     overrides: Sequence[overriding.Override] = (),
@@ -75,7 +76,7 @@ def run_experiment(
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
-    store = store if store is not None else results.ResultStore()
+    store = store if store is not None else ResultStore()
     config = overriding.apply_to_config(config, overrides)
     sweeps = overriding.apply_to_sweeps(experiment.sweeps(config), overrides)
     done = sweep.run_sweeps(

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from gravity import resources
 from gravity.spec import HistorySpec, Knobs, PhaseSpec, with_phase
 from gravity.validation import ConfigError, check
 from gravity.worlds import WorldKnobs
@@ -39,6 +40,8 @@ FIXED_PHASE_FIELDS = ("name", "data")
 """Phase fields an override may not change: they name the phase and choose its data."""
 PHASE_KNOBS = ("learning_rate",)
 """Per-phase numeric knobs settable as `phases.PHASE.NAME` (they live in `Knobs`)."""
+RECORD_FIELDS = ("n_records", "dense_steps")
+"""Phase fields bounded as they are parsed: a spec builds its record schedule from them."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +86,8 @@ def _parse_one(text: str, config: Any) -> Override:
             field,
         )
         value = _parse_value(raw, hints[field], f"--set {name}")
+        if field in RECORD_FIELDS:
+            resources.check_records(f"--set {PHASES}.{parts[1]}", field, value)
         return Override(PHASES, (parts[1], field), value)
     hints = _hints(type(config))
     check(len(parts) == 1 and name in hints, "--set", _allowed(config), name)
@@ -278,9 +283,9 @@ def resolve(
     memory_limit: int | None = None,
 ) -> Resolved:
     """The config (`--quick`, `--seeds`, then `--set` fields), overrides and sweeps that a
-    command line asks for, checked before anything is planned or compiled: every value, the
-    estimated memory (`gravity.resources`), and every grid point's (spec, knobs)."""
-    from gravity import resources
+    command line asks for, checked before anything is planned or compiled: every value, every
+    grid point's (spec, knobs), and the estimated memory of the overridden sweeps with the
+    bounds on steps, batch size and records (`gravity.resources`)."""
     from gravity.sweep import plan_sweep
 
     config = experiment.make_config(quick=quick, seeds=seeds)
@@ -290,8 +295,8 @@ def resolve(
         sweeps = dict(experiment.sweeps(config))
         histories = sum(resources.sweep_histories(s) for s in sweeps.values())
         check(histories >= 1, "config", "a config that runs at least one history", histories)
-        resources.check_fits_memory(sweeps.values(), memory_limit)
         sweeps = apply_to_sweeps(sweeps, overrides)
+        resources.check_fits_memory(sweeps.values(), memory_limit)
         for sweep in sweeps.values():
             plan_sweep(sweep, 1)
     except ConfigError:

@@ -1,34 +1,17 @@
-"""The on-disk result store, and writing what an experiment found.
+"""Writing what an experiment found, and the JSON and file primitives the store shares.
 
-Two things live here, both at the edge of the library (I/O only, no JAX transforms):
-
-- **Reports**: every experiment writes `DIR/NAME.json` (numbers, config, package versions, git
-  commit, devices) beside `DIR/NAME.png` (`write_report`).
-- **The result store** (`ResultStore`): one directory per (experiment, config hash) holding the
-  config, the arrays, provenance and a schema version. A sweep writes each finished chunk into it
-  atomically, resumes from the finished chunks after a kill, and once complete is loaded instead of
-  recomputed; `force=True` (the CLI's `--force`) discards a stored entry and computes it again.
-
-Layout of an entry (`root/experiment/label-HASH/`):
-
-    config.json     the full config that was hashed, schema version, provenance at the start
-    chunks/*.npz    finished chunks of runs (while a sweep is in progress)
-    arrays.npz      the assembled arrays (written once, atomically)
-    result.json     metadata and provenance at the end; written last, so it marks completion
-
-Every file is written to a temporary name in the same folder and renamed into place, so a reader
-(or a resumed run) never sees half a file. The hash covers the config only, not the code: an
-experiment whose measurement changes bumps its own version string in the config.
+Every experiment writes `DIR/NAME.json` (numbers, config, package versions, git commit, devices)
+beside `DIR/NAME.png` (`write_report`). Files are written to a temporary name in the same folder
+and renamed into place, so a reader never sees half a file. The result store (runs on disk,
+checksummed, resumable) is `gravity.store`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import platform
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping
@@ -41,9 +24,8 @@ import numpy as np
 
 from gravity.stats import mean_sd  # noqa: F401  (re-exported: experiments import it here)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 2  # of the reports (the store has its own: gravity.store)
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "scipy", "matplotlib")
-RESULTS_ENV = "GRAVITY_RESULTS"
 
 
 def git_commit() -> str | None:
@@ -107,8 +89,10 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def _atomic_write(path: Path, write) -> Path:
-    """Call `write(file_object)` on a temporary file beside `path`, then rename it into place."""
+def atomic_write(path: Path, write, mode: int = 0o644) -> Path:
+    """Call `write(file_object)` on a temporary file beside `path`, then rename it into place
+    with permissions `mode` (reports are ordinary files; the store passes its private mode).
+    A failed write (a full disk) raises an OSError that names `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -117,31 +101,21 @@ def _atomic_write(path: Path, write) -> Path:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; results are ordinary files
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from error
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
 
 
-def write_json(path: Path, payload: dict[str, Any]) -> Path:
+def write_json(path: Path, payload: dict[str, Any], mode: int = 0o644) -> Path:
     """Write JSON atomically: readers never see half a file."""
     text = json.dumps(to_jsonable(payload), indent=2, allow_nan=False, default=str) + "\n"
-    return _atomic_write(path, lambda f: f.write(text.encode()))
-
-
-def save_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
-    """Write named arrays as one .npz, atomically."""
-    return _atomic_write(
-        path, lambda f: np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
-    )
-
-
-def load_arrays(path: Path) -> dict[str, np.ndarray]:
-    """Read every array of an .npz written by `save_arrays` into memory."""
-    with np.load(path, allow_pickle=False) as data:
-        return {name: data[name] for name in data.files}
+    return atomic_write(path, lambda f: f.write(text.encode()), mode)
 
 
 def write_report(
@@ -167,102 +141,3 @@ def write_report(
     payload["config"] = config
     payload["provenance"] = provenance()
     return write_json(Path(out_dir) / f"{name}.json", payload)
-
-
-def config_hash(config: Any) -> str:
-    """A stable 16-hex-digit hash of a config's JSON form (keys sorted)."""
-    text = json.dumps(to_jsonable(config), sort_keys=True, allow_nan=False, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def default_root() -> Path:
-    """Where results are stored: $GRAVITY_RESULTS, else `results/` in the working directory."""
-    return Path(os.environ.get(RESULTS_ENV, "results"))
-
-
-class Entry:
-    """One stored configuration: `root/experiment/label-HASH/` (see the module docstring)."""
-
-    def __init__(self, path: Path, config: Any, digest: str):
-        self.path = Path(path)
-        self.config = config
-        self.hash = digest
-
-    @property
-    def chunk_dir(self) -> Path:
-        return self.path / "chunks"
-
-    def is_complete(self) -> bool:
-        return (self.path / "result.json").is_file() and (self.path / "arrays.npz").is_file()
-
-    def start(self) -> None:
-        """Create the entry (idempotent) and record its config once."""
-        if not (self.path / "config.json").is_file():
-            write_json(
-                self.path / "config.json",
-                {
-                    "schema_version": SCHEMA_VERSION,
-                    "hash": self.hash,
-                    "config": self.config,
-                    "provenance": provenance(),
-                },
-            )
-
-    def chunk_path(self, name: str) -> Path:
-        return self.chunk_dir / f"{name}.npz"
-
-    def write_chunk(self, name: str, arrays: Mapping[str, np.ndarray]) -> Path:
-        return save_arrays(self.chunk_path(name), arrays)
-
-    def read_chunk(self, name: str) -> dict[str, np.ndarray] | None:
-        """A finished chunk's arrays, or None if it is missing or unreadable."""
-        path = self.chunk_path(name)
-        if not path.is_file():
-            return None
-        try:
-            return load_arrays(path)
-        except (OSError, ValueError, EOFError):
-            return None
-
-    def finish(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
-        """Write the assembled arrays, then the metadata (the completion mark), then drop chunks."""
-        save_arrays(self.path / "arrays.npz", arrays)
-        write_json(
-            self.path / "result.json",
-            {
-                "schema_version": SCHEMA_VERSION,
-                "hash": self.hash,
-                **meta,
-                "provenance": provenance(),
-            },
-        )
-        shutil.rmtree(self.chunk_dir, ignore_errors=True)
-
-    def load(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """(arrays, metadata) of a complete entry."""
-        meta = json.loads((self.path / "result.json").read_text())
-        if meta.get("schema_version") != SCHEMA_VERSION or meta.get("hash") != self.hash:
-            raise ValueError(f"{self.path} holds another schema or config; rerun with --force")
-        return load_arrays(self.path / "arrays.npz"), meta
-
-    def clear(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
-
-
-class ResultStore:
-    """The result store: entries keyed by (experiment, config hash) under `root`.
-
-    force: discard any stored entry when it is opened, so it is computed again.
-    """
-
-    def __init__(self, root: Path | str | None = None, *, force: bool = False):
-        self.root = Path(root) if root is not None else default_root()
-        self.force = force
-
-    def entry(self, experiment: str, label: str, config: Any) -> Entry:
-        """The entry for `config` in `experiment`, named `label-HASH`; cleared if forced."""
-        digest = config_hash({"schema_version": SCHEMA_VERSION, "config": config})
-        entry = Entry(self.root / experiment / f"{label}-{digest}", config, digest)
-        if self.force:
-            entry.clear()
-        return entry

@@ -7,17 +7,25 @@ from pathlib import Path
 
 import jax
 
+from gravity.folders import make_folder, warn_if_writable_by_others
+
+CACHE_ENV = "GRAVITY_CACHE"
+
 
 def cache_dir() -> Path:
     """Where compiled programs are kept between runs: $GRAVITY_CACHE or ~/.cache/gravity/xla."""
     default = Path.home() / ".cache" / "gravity" / "xla"
-    return Path(os.environ.get("GRAVITY_CACHE", default))
+    return Path(os.environ.get(CACHE_ENV, default))
 
 
 def enable_compilation_cache() -> Path:
-    """Keep XLA programs on disk, so a second run of the same experiment skips compilation."""
-    path = cache_dir()
-    path.mkdir(parents=True, exist_ok=True)
+    """Keep XLA programs on disk, so a second run of the same experiment skips compilation.
+
+    The cache holds native code that JAX loads and runs, so its folder is made private
+    (`gravity.folders.make_folder`: 0700, 0770 with GRAVITY_SHARED=1), and one that other users
+    can write is reported in one line (a warning)."""
+    path = make_folder(cache_dir())
+    warn_if_writable_by_others(path, "the compile cache: native code JAX loads")
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     return path

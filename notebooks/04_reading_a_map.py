@@ -35,8 +35,9 @@ import os
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gravity import presets, results, sweep
+from gravity import presets, sweep
 from gravity.spec import with_phase
+from gravity.store import ResultStore
 
 SMALL = os.environ.get("GRAVITY_NOTEBOOK_SIZE") == "small"  # CI runs every notebook small
 SEEDS = 3 if SMALL else 16
@@ -88,7 +89,7 @@ print(sweep.plan_sweep(basin_map, 1).grouping())
 # a changed grid never reads another's results.
 
 # %%
-store = results.ResultStore()
+store = ResultStore()
 first = sweep.run_sweep(basin_map, store=store, experiment="notebook-maps", progress=False)
 again = sweep.run_sweep(basin_map, store=store, experiment="notebook-maps", progress=False)
 print("first run loaded from the store:", first.info["loaded_from_store"])
@@ -141,5 +142,5 @@ plt.show()
 # - Change a step count instead and watch `grouping()` report a program axis.
 # - Open an experiment's stored results: after `gravity run basin_depth --quick`, the entries
 #   are under `results/basin_depth/`; `experiments.basin_depth.EXPERIMENT.sweeps(config)` gives
-#   the sweeps, and `sweep.run_sweep(s, store=results.ResultStore(), experiment="basin_depth")`
+#   the sweeps, and `sweep.run_sweep(s, store=ResultStore(), experiment="basin_depth")`
 #   loads each one without computing.

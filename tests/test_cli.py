@@ -19,9 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from experiments import experiment
-from gravity import cluster, overrides, results
+from gravity import cluster, overrides
 from gravity.cli import main
-from gravity.sweep import plan_sweep, run_sweeps
+from gravity.store import RESULTS_ENV, ResultStore, config_hash
+from gravity.sweep import plan_sweep, run_sweeps, store_entry
 from gravity.validation import ConfigError
 
 TINY = ("--set", "size=tiny", "--set", "seeds=2", "--set", "models=mlp")
@@ -110,9 +111,7 @@ def test_overrides_change_the_specs_knobs_and_store_key():
     )
     spec, knobs = changed.sweeps["mlp"].build(arm=changed.sweeps["mlp"].branches[0].values[0])
     assert spec.phase("benign").steps == 30 and knobs.world.benign_overlap == 0.1
-    hashes = [
-        results.config_hash(plan_sweep(r.sweeps["mlp"], 1).config()) for r in (plain, changed)
-    ]
+    hashes = [config_hash(plan_sweep(r.sweeps["mlp"], 1).config()) for r in (plain, changed)]
     assert hashes[0] != hashes[1]
     assert overrides.record(changed.overrides)["world.benign_overlap"] == 0.1
 
@@ -168,7 +167,7 @@ def test_generated_command_lines_exit_0_or_2_without_a_traceback(argv, tmp_path_
     here = os.getcwd()
     os.chdir(folder)
     try:
-        with mock.patch.dict(os.environ, {results.RESULTS_ENV: str(folder / "results")}):
+        with mock.patch.dict(os.environ, {RESULTS_ENV: str(folder / "results")}):
             status, _, err = run_main(argv)
     finally:
         os.chdir(here)
@@ -204,7 +203,7 @@ def gravity(*argv, env) -> subprocess.CompletedProcess:
 def cli_env(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     env = dict(os.environ, JAX_PLATFORMS="cpu", CI="1")
-    env[results.RESULTS_ENV] = str(root / "results")
+    env[RESULTS_ENV] = str(root / "results")
     return root, env
 
 
@@ -231,9 +230,9 @@ def test_job_array_equals_one_process_and_reruns_only_a_missing_job(cli_env):
     local job, a SIGINT, raced: once seen, the job had already finished its chunk); the rerun
     submits only job 1."""
     root, env = cli_env
-    request = cluster.Request(CLUSTER[0], env[results.RESULTS_ENV], tuple(CLUSTER[3::2]), True)
+    request = cluster.Request(CLUSTER[0], env[RESULTS_ENV], tuple(CLUSTER[3::2]), True)
     resolved = request.resolve()
-    store = results.ResultStore(request.store)
+    store = ResultStore(request.store)
     assert cluster.chunk_table(resolved.sweeps, store, request.name) == [False, False]
 
     options = cluster.JobOptions("local", jobs=2, timeout_min=20)
@@ -257,7 +256,7 @@ def test_job_array_equals_one_process_and_reruns_only_a_missing_job(cli_env):
         list(resolved.sweeps.values()), store=None, devices=jax.devices()[:1], progress=False
     )
     plan = plan_sweep(resolved.sweeps["mlp"], cluster.JOB_DEVICES)
-    entry = store.entry(request.name, resolved.sweeps["mlp"].name, plan.config())
+    entry = store_entry(store, request.name, plan, jax.devices()[: cluster.JOB_DEVICES])
     stored, _ = entry.load()
     np.testing.assert_array_equal(stored.pop("__diverged__"), alone.diverged)
     assert set(stored) == set(alone.arrays)
@@ -270,7 +269,7 @@ def test_job_array_equals_one_process_and_reruns_only_a_missing_job(cli_env):
 def test_collect_of_a_run_never_computed_says_what_is_missing(cli_env):
     _, env = cli_env
     proc = gravity("collect", "erosion", "--quick", "--set", "size=tiny", "--set", "seeds=3",
-                   "--out", str(Path(env[results.RESULTS_ENV]) / "nothing"), env=env)  # fmt: skip
+                   "--out", str(Path(env[RESULTS_ENV]) / "nothing"), env=env)  # fmt: skip
     assert proc.returncode == 1 and "chunks are not in" in proc.stderr
     assert "Traceback" not in proc.stderr
 

@@ -13,11 +13,12 @@ import optax
 import pytest
 
 from experiments import experiment
-from gravity import defences, monitor, presets, results, stats
+from gravity import defences, monitor, presets, stats
 from gravity.experiment import run_experiment
 from gravity.history import run_history, run_trunk
 from gravity.models import network
 from gravity.spec import stack_knobs, with_phase
+from gravity.store import ResultStore
 
 SPEC = with_phase(
     presets.standard_spec("mlp", "tiny", keep_params=False),
@@ -118,7 +119,7 @@ def test_roc_auc_matches_closed_forms():
 @pytest.fixture(scope="module")
 def tiny_reports(tmp_path_factory):
     out = tmp_path_factory.mktemp("defences")
-    store = results.ResultStore(out / "store")
+    store = ResultStore(out / "store")
     chosen = experiment("defences")
     config = dataclasses.replace(
         chosen.quick(chosen.config()),

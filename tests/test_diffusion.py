@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from gravity import diffusion
 from gravity.diffusion import history, sampler
 from gravity.experiment import run_experiment
-from gravity.results import ResultStore
+from gravity.store import ResultStore
 from gravity.validation import ConfigError
 
 MIXTURE = diffusion.RingMixture()

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from experiments import EXPERIMENTS, experiment
-from gravity import results
 from gravity.cli import main
 from gravity.experiment import Experiment, run_experiment
+from gravity.store import ResultStore
 
 
 def tiny(name, **changes):
@@ -24,7 +24,7 @@ def tiny(name, **changes):
 
 
 def run_tiny(name, out, **changes):
-    store = results.ResultStore(out / "store")
+    store = ResultStore(out / "store")
     return run_experiment(
         experiment(name), tiny(name, **changes), out_dir=out, store=store, progress=False
     )
@@ -100,6 +100,16 @@ def test_erosion_writes_figure_and_numbers(erosion_report):
     assert report["provenance"]["packages"]["jax"]
     assert report["config"]["seeds"] == 2
     assert report["n_histories"] == 2 and report["wall_s"] > 0
+
+
+def test_numbers_are_identical_whether_computed_or_loaded(erosion_report):
+    """The same run again loads its sweeps from the store: every JSON number is equal, not
+    close (assembled arrays are contiguous, so reductions sum in one order either way)."""
+    out, computed = erosion_report
+    loaded = run_tiny("erosion", out, models=("mlp",))
+    report = json.loads((out / "erosion.json").read_text())
+    assert report["sweeps"]["mlp"]["loaded_from_store"]
+    assert json.dumps(loaded, sort_keys=True) == json.dumps(computed, sort_keys=True)
 
 
 def test_cli_lists_every_experiment(capsys):

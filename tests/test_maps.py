@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 
 from experiments import basin_depth, metastability, overlap
-from gravity import history, presets, results
+from gravity import history, presets
 from gravity.experiment import run_experiment
 from gravity.spec import with_phase
+from gravity.store import ResultStore
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    return results.ResultStore(tmp_path_factory.mktemp("store"))
+    return ResultStore(tmp_path_factory.mktemp("store"))
 
 
 def _report(out, name):

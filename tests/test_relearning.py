@@ -17,8 +17,8 @@ from gravity import capability, history, objectives, presets
 from gravity.experiment import run_experiment
 from gravity.models import network
 from gravity.objectives import NPO_BETA, RMU_SCALE, Outputs, rmu_direction
-from gravity.results import ResultStore
 from gravity.spec import PhaseSpec
+from gravity.store import ResultStore
 from gravity.worlds import Batch, FeatureWorld, TokenWorld, WorldKnobs
 
 RETAIN_TOLERANCE = 0.15

@@ -9,15 +9,21 @@ the in-process tests run.
 
 import dataclasses
 import os
+import shutil
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import forced_devices
+import jax
 import numpy as np
 import pytest
+import xarray as xr
 
-from gravity import presets, results, sweep
+from gravity import presets, store, sweep
 from gravity.spec import with_phase
+from gravity.store import ResultStore
 
 SAFETY = (4, 8)
 BENIGN_LRS = (1e-3, 3e-3)
@@ -56,12 +62,19 @@ SUBPROCESS = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     import jax
     from test_sweep import tiny_sweep
-    from gravity import results, sweep
+    from gravity import sweep
+    from gravity.store import ResultStore
     assert len(jax.devices()) == 4, jax.devices()
-    res = sweep.run_sweep(tiny_sweep(), store=results.ResultStore({root!r}), progress=False)
+    res = sweep.run_sweep(tiny_sweep(), store=ResultStore({root!r}), progress=False)
     print("devices", res.info["devices"])
+    print("path", res.info["path"])
     """
 )
+
+
+def entry_here(store):
+    """The store entry of the tiny sweep run in this process (on all its devices)."""
+    return sweep.store_entry(store, "sweeps", sweep.plan_sweep(tiny_sweep()), jax.devices())
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +89,7 @@ def sharded(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(sharded, tmp_path_factory):
     """The tiny sweep uninterrupted on one device, stored."""
-    store = results.ResultStore(tmp_path_factory.mktemp("reference"))
+    store = ResultStore(tmp_path_factory.mktemp("reference"))
     return sweep.run_sweep(tiny_sweep(), store=store, progress=False), store
 
 
@@ -145,7 +158,7 @@ def test_seeds_are_shared_across_cells_and_runs_differ_across_seeds(reference):
 
 def test_kill_and_resume_equals_uninterrupted(reference, tmp_path):
     full, _ = reference
-    store = results.ResultStore(tmp_path)
+    store = ResultStore(tmp_path)
     computed = []
 
     def killed_after_first_chunk(chunk):
@@ -156,7 +169,7 @@ def test_kill_and_resume_equals_uninterrupted(reference, tmp_path):
         sweep.run_sweep(
             tiny_sweep(), store=store, progress=False, on_chunk=killed_after_first_chunk
         )
-    entry = store.entry("sweeps", "tiny", sweep.plan_sweep(tiny_sweep()).config())
+    entry = entry_here(store)
     assert not entry.is_complete() and entry.read_chunk(computed[0]) is not None
     # A half-written file from the kill is a temporary name, never mistaken for a chunk.
     (entry.chunk_dir / ".g000-c0001.npz.XYZ.tmp").write_bytes(b"partial")
@@ -177,12 +190,176 @@ def test_finished_sweep_loads_from_the_store_and_force_recomputes(reference):
     assert again.info["loaded_from_store"] and not full.info["loaded_from_store"]
     for name, value in full.arrays.items():
         np.testing.assert_array_equal(again[name], value)
-    forced = results.ResultStore(store.root, force=True)
+    forced = ResultStore(store.root, force=True)
     redone = sweep.run_sweep(tiny_sweep(), store=forced, progress=False)
     assert not redone.info["loaded_from_store"]
     np.testing.assert_array_equal(
         redone["metrics/benign/harmfulness"], full["metrics/benign/harmfulness"]
     )
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _flip_bytes(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(b ^ 0xFF for b in data[middle : middle + 64])
+    path.write_bytes(bytes(data))
+
+
+def _rewrite_chunk(path: Path, change) -> None:
+    """Rewrite a chunk as a valid .npz whose arrays (and checksum) `change` alters."""
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    change(arrays)
+    np.savez(path.with_suffix(".tmp.npz"), **arrays)
+    path.with_suffix(".tmp.npz").replace(path)
+
+
+def _halve(arrays):
+    """Valid values, wrong: every float halved, the checksum left as written."""
+    for name, value in arrays.items():
+        if value.dtype.kind == "f":
+            arrays[name] = value / 2
+
+
+def _wrong_hash(arrays):
+    arrays[store.CHECKSUM] = np.asarray("0" * 64)
+
+
+def _other_runs(arrays):
+    """Another chunk's runs, with a checksum that matches them: a mismatching chunk."""
+    arrays["__runs__"] = arrays["__runs__"] + 1
+    arrays.pop(store.CHECKSUM)
+    arrays[store.CHECKSUM] = np.asarray(store.checksum(arrays))
+
+
+CHUNK_DAMAGE = {
+    "truncated": _truncate,
+    "flipped_bytes": _flip_bytes,
+    "wrong_hash": lambda p: _rewrite_chunk(p, _wrong_hash),
+    "halved_values": lambda p: _rewrite_chunk(p, _halve),
+    "other_runs": lambda p: _rewrite_chunk(p, _other_runs),
+    "garbage": lambda p: p.write_bytes(b"not a chunk"),
+}
+
+
+def _zarr_chunk(entry) -> Path:
+    """A data file of the assembled output "metrics/benign/harmfulness" in result.zarr."""
+    files = [f for f in (entry.path / "result.zarr" / "metrics.benign.harmfulness").rglob("*")]
+    return next(f for f in files if f.is_file() and f.name != "zarr.json")
+
+
+def _halve_in_zarr(entry) -> None:
+    import zarr
+
+    array = zarr.open_array(entry.path / "result.zarr" / "metrics.benign.harmfulness", mode="r+")
+    array[...] = array[...] / 2
+
+
+ENTRY_DAMAGE = {
+    "garbage_result_json": lambda e: (e.path / "result.json").write_text("{garbage"),
+    "truncated_result_json": lambda e: _truncate(e.path / "result.json"),
+    "result_json_of_another_config": lambda e: (e.path / "result.json").write_text(
+        (e.path / "result.json").read_text().replace(e.hash, "0" * 16)
+    ),
+    "truncated_array": lambda e: _truncate(_zarr_chunk(e)),
+    "flipped_array_bytes": lambda e: _flip_bytes(_zarr_chunk(e)),
+    "halved_array": _halve_in_zarr,
+    "missing_array": lambda e: shutil.rmtree(e.path / "result.zarr" / "metrics.benign.harmfulness"),
+}
+
+
+def _damaged_copy(reference, tmp_path):
+    """A copy of the finished reference store and its entry."""
+    _, stored = reference
+    shutil.copytree(stored.root, tmp_path / "store")
+    copy = ResultStore(tmp_path / "store")
+    return copy, entry_here(copy)
+
+
+def _rerun_equals_reference(reference, copy, capfd) -> list[str]:
+    """Run again: the chunks it computed; the arrays must equal the undamaged run bitwise and
+    the damage be reported in one line."""
+    full, _ = reference
+    computed = []
+    res = sweep.run_sweep(
+        tiny_sweep(), store=copy, progress=False, on_chunk=lambda c: computed.append(c.name)
+    )
+    for name, value in full.arrays.items():
+        np.testing.assert_array_equal(res[name], value, err_msg=name)
+    np.testing.assert_array_equal(res.diverged, full.diverged)
+    lines = [line for line in capfd.readouterr().err.splitlines() if "is damaged" in line]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("gravity: store: ") and "moved to" in lines[0]
+    return computed
+
+
+@pytest.mark.parametrize("damage", CHUNK_DAMAGE)
+def test_a_damaged_chunk_is_moved_aside_and_only_it_recomputed(damage, reference, tmp_path, capfd):
+    """After a kill (chunks written, no result yet), one damaged chunk: one line, that chunk
+    alone recomputed, the result bitwise equal to the undamaged run."""
+    copy, entry = _damaged_copy(reference, tmp_path)
+    shutil.rmtree(entry.path / "result.zarr")
+    (entry.path / "result.json").unlink()
+    CHUNK_DAMAGE[damage](entry.chunk_path("g000-c0001"))
+    assert _rerun_equals_reference(reference, copy, capfd) == ["g000-c0001"]
+    assert [p.name.split(".")[0] for p in (entry.path / "damaged").iterdir()] == ["g000-c0001"]
+
+
+@pytest.mark.parametrize("damage", ENTRY_DAMAGE)
+def test_a_damaged_finished_entry_is_reassembled_from_its_chunks(
+    damage, reference, tmp_path, capfd
+):
+    """A finished sweep whose metadata or arrays are damaged: one line, nothing recomputed
+    (the checksummed chunks are kept), the result bitwise equal to the undamaged run."""
+    copy, entry = _damaged_copy(reference, tmp_path)
+    ENTRY_DAMAGE[damage](entry)
+    assert _rerun_equals_reference(reference, copy, capfd) == []
+    again = sweep.run_sweep(tiny_sweep(), store=copy, progress=False)
+    assert again.info["loaded_from_store"]
+
+
+def test_a_damaged_entry_without_chunks_recomputes_them(reference, tmp_path, capfd):
+    copy, entry = _damaged_copy(reference, tmp_path)
+    shutil.rmtree(entry.chunk_dir)
+    (entry.path / "result.json").write_text("[]")
+    assert _rerun_equals_reference(reference, copy, capfd) == ["g000-c0000", "g000-c0001"]
+
+
+def test_reports_equal_whether_computed_or_loaded(reference):
+    """Assembled arrays are C-contiguous, so a reduction sums in one order whether the sweep
+    was just computed or loaded from the store (seen: 2.2e-16 apart before)."""
+    full, stored = reference
+    loaded = sweep.run_sweep(tiny_sweep(), store=stored, progress=False)
+    assert loaded.info["loaded_from_store"]
+    for name, value in full.arrays.items():
+        assert value.flags.c_contiguous and loaded[name].flags.c_contiguous, name
+        if value.dtype.kind == "f" and value.ndim > 2:
+            np.testing.assert_array_equal(value.mean(axis=(0, -1)), loaded[name].mean(axis=(0, -1)))
+
+
+def test_a_finished_sweep_opens_as_a_labelled_dataset_without_gravity(reference):
+    """`xarray.open_zarr` on the stored result, in a process that never imports gravity."""
+    full, stored = reference
+    path = entry_here(stored).path / "result.zarr"
+    code = (
+        "import sys, xarray\n"
+        f"ds = xarray.open_zarr({str(path)!r}, consolidated=False)\n"
+        "assert not any(m.startswith('gravity') for m in sys.modules)\n"
+        "h = ds['metrics.benign.harmfulness']\n"
+        "print(h.dims, h.sizes['seed'], ds['benign_lr'].values.tolist(), float(h.sel("
+        "benign_lr=0.003, safety_steps=8, seed=2, step_benign=0)))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    harm = full["metrics/benign/harmfulness"]
+    steps = full.coords["step_benign"]
+    expected = float(harm[1, 1, 2, list(steps).index(0)])
+    dims = "('benign_lr', 'safety_steps', 'seed', 'step_benign')"
+    assert proc.stdout.split() == [*dims.split(), "4", "[0.001,", "0.003]", repr(expected)]
+    assert full.dataset()["metrics.benign.harmfulness"].dims == eval(dims)
 
 
 def test_divergent_run_is_flagged_and_neighbours_are_bitwise_unchanged(reference):
@@ -199,20 +376,42 @@ def test_divergent_run_is_flagged_and_neighbours_are_bitwise_unchanged(reference
     assert sweep.summary(res)["diverged_runs"] == res.diverged_runs
 
 
-def test_sharded_over_four_devices_equals_one_device(sharded, reference):
+def test_sharded_over_four_devices_is_stored_apart_and_equals_one_device(sharded, reference):
+    """Four devices partition the runs differently (equal up to float rounding), so their
+    result has its own store key: one key is one answer."""
     proc, root = sharded
     out, err = proc.communicate(timeout=240)
     assert proc.returncode == 0, err.decode()[-3000:]
     assert "cpu:3" in out.decode()
     full, _ = reference
-    res = sweep.run_sweep(tiny_sweep(), store=results.ResultStore(root), progress=False)
-    assert res.info["loaded_from_store"] and len(res.info["devices"]) == 4
-    np.testing.assert_array_equal(res.diverged, full.diverged)
+    four = Path(out.decode().split("path ")[1].strip())
+    assert four.parent == root / "sweeps"
+    res = sweep.run_sweep(tiny_sweep(), store=ResultStore(root), progress=False)
+    assert not res.info["loaded_from_store"] and Path(res.info["path"]) != four
+    stored = xr.open_zarr(four / "result.zarr", consolidated=False)
+    np.testing.assert_array_equal(stored["__diverged__"].values, full.diverged)
     for name, value in full.arrays.items():
         # Same runs, partitioned differently: identical up to float rounding in reductions,
         # which the first steps' cosines amplify (their drift is small next to the activations
         # it is the difference of; seen: 3.5e-6 at -O0); a wrong partition moves them by 1e-2+.
-        np.testing.assert_allclose(res[name], value, rtol=1e-5, atol=2e-5, err_msg=name)
+        np.testing.assert_allclose(
+            stored[name.replace("/", ".")].values, value, rtol=1e-5, atol=2e-5, err_msg=name
+        )
+
+
+def test_the_store_key_covers_the_device_layout(tmp_path):
+    """1, 2 and 4 devices (and another backend) are distinct entries; the same layout is one."""
+    store = ResultStore(tmp_path)
+    plan = sweep.plan_sweep(tiny_sweep(), 1)
+    device = jax.devices()[0]
+    paths = [sweep.store_entry(store, "sweeps", plan, [device] * n).path for n in (1, 2, 4)]
+    assert len(set(paths)) == 3
+    assert sweep.store_entry(store, "sweeps", plan, [device]).path == paths[0]
+
+    class Gpu:
+        platform, device_kind = "gpu", "H200"
+
+    assert sweep.store_entry(store, "sweeps", plan, [Gpu()]).path not in paths
 
 
 def test_use_cpu_cores_sets_the_device_count_once(monkeypatch):
@@ -239,13 +438,12 @@ def test_the_store_key_follows_the_engine_source(monkeypatch, tmp_path):
     """A changed engine never serves results an older engine stored."""
     from gravity.sweep import grid
 
-    store = results.ResultStore(tmp_path)
+    store = ResultStore(tmp_path)
     config = sweep.plan_sweep(tiny_sweep()).config()
     assert config["engine"] == sweep.engine_digest() and len(config["engine"]) == 16
-    before = store.entry("sweeps", "tiny", config).path
+    before = entry_here(store).path
     monkeypatch.setattr(grid, "engine_digest", lambda: "0" * 16)
-    after = store.entry("sweeps", "tiny", sweep.plan_sweep(tiny_sweep()).config()).path
-    assert before != after
+    assert entry_here(store).path != before
 
 
 def test_a_two_level_tree_equals_the_straight_history_at_each_leaf():

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from experiments import traits
 from gravity import digits, distill
 from gravity.experiment import run_experiment
-from gravity.results import ResultStore
+from gravity.store import ResultStore
 
 CHANCE_BAND = 0.05  # the different-init student's mean accuracy stays within chance +- this
 MICRO = digits.DigitsModel(hidden=(8, 8), n_aux=3)

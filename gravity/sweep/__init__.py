@@ -17,7 +17,7 @@ chunked or split can never change a result.
 from gravity.sweep.assemble import SweepResult, flatten, summary, unflatten
 from gravity.sweep.grid import Axis, Chunk, Measure, Plan, Sweep, engine_digest, plan_sweep
 from gravity.sweep.measures import HistoryMetrics, history_outputs
-from gravity.sweep.runner import per_run, run_sweep, run_sweeps
+from gravity.sweep.runner import per_run, run_sweep, run_sweeps, store_entry
 
 __all__ = [
     "Axis",
@@ -34,6 +34,7 @@ __all__ = [
     "plan_sweep",
     "run_sweep",
     "run_sweeps",
+    "store_entry",
     "summary",
     "unflatten",
 ]

@@ -1,5 +1,7 @@
 """From finished chunks to a `SweepResult`: every output as an array of shape
-(*trunk grid, *branch grid, seeds, ...), with diverged runs flagged by name."""
+(*trunk grid, *branch grid, seeds, ...), with diverged runs flagged by name, and labelled: each
+dimension named (the sweep's axes, `seed`, `step_PHASE` for a phase's record steps) with its
+coordinates, so a result opens as an xarray Dataset."""
 
 from __future__ import annotations
 
@@ -61,7 +63,9 @@ def assemble(plan: Plan, done: Mapping[str, Mapping[str, np.ndarray]]) -> dict[s
         branches = plan.sweep.branch_shape
         rest = array.shape[2:] if branches else array.shape[1:]
         array = array.reshape(*plan.sweep.grid_shape, plan.sweep.seeds, *branches, *rest)
-        arrays[name] = np.moveaxis(array, len(plan.sweep.grid_shape), len(plan.sweep.shape))
+        # Contiguous, so reductions sum in the same order whether computed or loaded.
+        moved = np.moveaxis(array, len(plan.sweep.grid_shape), len(plan.sweep.shape))
+        arrays[name] = np.ascontiguousarray(moved)
     arrays["__diverged__"] = _diverged(arrays, plan.sweep.shape + (plan.sweep.seeds,))
     return arrays
 
@@ -94,6 +98,8 @@ class SweepResult:
     arrays: dict[str, np.ndarray]
     diverged: np.ndarray
     info: dict[str, Any]
+    dims: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    coords: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -131,12 +137,99 @@ class SweepResult:
                 return np.asarray(axis.values)
         raise KeyError(name)
 
+    def dataset(self):
+        """Every output as one xarray Dataset: named dimensions, coordinates, `diverged`;
+        variables are the output names with '/' as '.' (as in the stored `result.zarr`)."""
+        import xarray as xr
+
+        from gravity.store import variable_name
+
+        variables = {
+            variable_name(name): (self.dims[name], value) for name, value in self.arrays.items()
+        }
+        variables["__diverged__"] = (self.dims["__diverged__"], self.diverged)
+        coords = {dim: (dim, values) for dim, values in self.coords.items()}
+        return xr.Dataset(variables, coords=coords, attrs={"names": self.names()})
+
+    def names(self) -> dict[str, str]:
+        """{dataset variable: output name}."""
+        from gravity.store import variable_name
+
+        return {variable_name(name): name for name in self.arrays}
+
 
 def make_result(plan: Plan, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> SweepResult:
+    dims, coords = labels(plan, arrays)
     arrays = dict(arrays)
     diverged = arrays.pop("__diverged__")
     seeds = plan.sweep.first_seed + np.arange(plan.sweep.seeds)
-    return SweepResult(plan.sweep.all_axes, seeds, arrays, diverged, info)
+    return SweepResult(plan.sweep.all_axes, seeds, arrays, diverged, info, dims, coords)
+
+
+def labels(
+    plan: Plan, arrays: Mapping[str, np.ndarray]
+) -> tuple[dict[str, tuple[str, ...]], dict[str, np.ndarray]]:
+    """({output name: dimension names}, {dimension: coordinate values}) of assembled arrays.
+
+    Leading dimensions are the sweep's axes and `seed`. A trailing dimension of an output under
+    a phase's name ("metrics/benign/harm") that has one entry per record step of that phase is
+    `step_PHASE`, with the steps as coordinate where every program records the same steps
+    (else `record_PHASE`, unlabelled); any other trailing dimension is `VARIABLE_dimI`.
+    """
+    from gravity.store import variable_name
+
+    sweep = plan.sweep
+    lead = (*(axis.name for axis in sweep.all_axes), "seed")
+    coords = {axis.name: coordinate(axis.values) for axis in sweep.all_axes}
+    coords["seed"] = sweep.first_seed + np.arange(sweep.seeds)
+    steps = _record_steps(plan.groups)
+    dims = {}
+    for name, array in arrays.items():
+        rest = []
+        phases = [part for part in name.split("/") if part in steps]
+        for i, size in enumerate(np.shape(array)[len(lead) :]):
+            phase = phases[0] if phases and i == 0 else None
+            if phase is not None and steps[phase] is not None and size == steps[phase].size:
+                rest.append(f"step_{phase}")
+                coords[f"step_{phase}"] = steps[phase]
+            elif phase is not None and steps[phase] is None:
+                rest.append(f"record_{phase}")
+            else:
+                rest.append(f"{variable_name(name)}_dim{i}")
+        dims[name] = (*lead, *rest)
+    return dims, coords
+
+
+def _record_steps(specs: list[Any]) -> dict[str, np.ndarray | None]:
+    """{phase: its record steps, or None where the programs' specs record different steps}."""
+    found: dict[str, np.ndarray | None] = {}
+    for spec in specs:
+        record_steps = getattr(spec, "record_steps", None)
+        for phase, steps in (record_steps() if callable(record_steps) else {}).items():
+            steps = np.asarray(steps)
+            if phase not in found:
+                found[phase] = steps
+            elif found[phase] is not None and not np.array_equal(found[phase], steps):
+                found[phase] = None
+    return found
+
+
+def coordinate(values: tuple) -> np.ndarray:
+    """An axis's values as a coordinate array: bools, integers, floats or strings as such,
+    anything else (tuples, None, configs) as its JSON text."""
+    import json
+
+    from gravity.results import to_jsonable
+
+    if all(isinstance(v, bool | np.bool_) for v in values):
+        return np.asarray(values, dtype=bool)
+    if all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values):
+        return np.asarray(values, dtype=np.int64)
+    if all(isinstance(v, int | float | np.number) and not isinstance(v, bool) for v in values):
+        return np.asarray(values, dtype=np.float64)
+    if all(isinstance(v, str) for v in values):
+        return np.asarray(values, dtype=object)
+    return np.asarray([json.dumps(to_jsonable(v), sort_keys=True) for v in values], dtype=object)
 
 
 def summary(result: SweepResult) -> dict[str, Any]:

@@ -5,8 +5,10 @@
   run (XLA releases the GIL while it compiles).
 - The run axis is sharded over `jax.devices()` with a 1-D mesh ("runs"); the numbers equal one
   device's up to float rounding in reductions.
-- Each finished chunk is written atomically to the result store, so a killed sweep resumes from
-  its finished chunks and a finished one is loaded instead of recomputed.
+- Each finished chunk is written atomically, with its checksum, to the result store
+  (`gravity.store`), so a killed sweep resumes from its finished chunks, a damaged chunk is
+  recomputed alone, and a finished sweep is loaded instead of recomputed. The store key covers
+  the device layout: results from another device count are never served.
 - In a tree sweep the per-run function runs the shared past once (`history.run_trunk`) and
   vmaps the measurement over the run's branches from it.
 """
@@ -25,8 +27,9 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from gravity import history, results
-from gravity.sweep.assemble import SweepResult, assemble, flatten, make_result
+from gravity import history
+from gravity.store import Entry, ResultStore, layout
+from gravity.sweep.assemble import SweepResult, assemble, flatten, labels, make_result
 from gravity.sweep.grid import Chunk, Measure, Plan, Sweep, plan_sweep
 from gravity.sweep.measures import history_outputs
 
@@ -155,7 +158,7 @@ def run_sweep(sweep: Sweep, **options) -> SweepResult:
 def run_sweeps(
     sweeps: Sequence[Sweep],
     *,
-    store: results.ResultStore | None = None,
+    store: ResultStore | None = None,
     experiment: str = "sweeps",
     progress: bool = True,
     devices: Sequence[jax.Device] | None = None,
@@ -194,7 +197,7 @@ class _SweepRun:
     def __init__(
         self,
         sweep: Sweep,
-        store,
+        results: ResultStore | None,
         experiment: str,
         devices: tuple[jax.Device, ...],
         shard: tuple[int, int] | None = None,
@@ -205,21 +208,23 @@ class _SweepRun:
         self.measure = sweep.measure or history_outputs
         self.plan = plan_sweep(sweep, len(devices))
         self.entry = (
-            store.entry(experiment, sweep.name, self.plan.config()) if store is not None else None
+            store_entry(results, experiment, self.plan, devices) if results is not None else None
         )
         self.runner = _Runner(devices, sweep.memory_budget_gb * 2**30)
         self.done: dict[str, dict[str, np.ndarray]] = {}
         self.futures: dict[int, concurrent.futures.Future] = {}
-        self.complete = self.entry is not None and self.entry.is_complete()
         self.skip = {
             c.name
             for i, c in enumerate(self.plan.chunks)
             if shard is not None and (first_position + i) % shard[1] != shard[0]
         }
+        complete = self.entry is not None and self.entry.is_complete()
+        self.loaded = self.entry.load() if complete and shard is None else None
+        self.complete = complete and (shard is not None or self.loaded is not None)
         if self.entry is not None and not self.complete:
             for chunk in (c for c in self.plan.chunks if c.name not in self.skip):
-                stored = self.entry.read_chunk(chunk.name)
-                if stored is not None and np.array_equal(stored.get("__runs__"), chunk.runs):
+                stored = self.entry.read_chunk(chunk.name, chunk.runs)
+                if stored is not None:
                     self.done[chunk.name] = stored
         pending = {c.group for c in self.plan.chunks if c.name not in self.done.keys() | self.skip}
         self.pending_groups = [] if self.complete else sorted(pending)
@@ -245,7 +250,7 @@ class _SweepRun:
         if self.complete and self.shard is not None:
             return None
         if self.complete:
-            arrays, meta = entry.load()
+            arrays, meta = self.loaded
             return make_result(
                 plan, arrays, {**meta, "loaded_from_store": True, "path": _path(entry)}
             )
@@ -265,7 +270,7 @@ class _SweepRun:
         result = make_result(plan, arrays, {**meta, "loaded_from_store": False})
         meta["diverged_runs"] = result.diverged_runs
         if entry is not None:
-            entry.finish(arrays, meta)
+            entry.finish(arrays, meta, *labels(plan, arrays))
         result.info.update(meta, path=_path(entry))
         return result
 
@@ -306,6 +311,15 @@ class _SweepRun:
             }
         bar.close()
         return timings
+
+
+def store_entry(
+    results: ResultStore, experiment: str, plan: Plan, devices: Sequence[jax.Device]
+) -> Entry:
+    """The store entry of `plan` computed on `devices`: its key covers the config and the
+    layout that changes the bits (`gravity.store.layout`)."""
+    keyed_layout = layout(devices, plan.sweep.memory_budget_gb)
+    return results.entry(experiment, plan.sweep.name, plan.config(), keyed_layout)
 
 
 def _path(entry) -> str | None:
