@@ -42,9 +42,10 @@ SEEDS = 4 if SMALL else 16
 #
 # The `HistorySpec` holds what changes the compiled program (world, model, phases and their
 # step counts); `Knobs` hold the numbers `vmap` can sweep (learning rates per phase, the world's
-# probabilities). `presets.standard_spec` is the history every experiment starts from. The
-# small size keeps its structure with tiny widths (it compiles in seconds); its phases are
-# lengthened and its learning rate raised so that even the tiny model learns each phase.
+# probabilities). `presets.standard_spec` is the history every experiment starts from, and
+# these are the calls of the README's library example. The small size keeps its structure with
+# tiny widths (it compiles in seconds); `with_phase` lengthens its phases and the learning rate
+# is raised so that even the tiny model learns each phase.
 
 # %%
 if SMALL:
@@ -54,7 +55,7 @@ if SMALL:
     learning_rate = 1e-2
 else:
     spec, learning_rate = presets.standard_spec("mlp"), 1e-3
-knobs = presets.standard_knobs(spec, learning_rate, benign_overlap=0.5)
+knobs = presets.standard_knobs(spec, learning_rate=learning_rate, benign_overlap=0.5)
 for phase in spec.phases:
     print(f"{phase.name:9s} data={phase.data:9s} steps={phase.steps:5d} batch={phase.batch_size}")
 print(knobs.world)
@@ -67,16 +68,19 @@ print(knobs.world)
 
 # %%
 out = run_histories(seed_keys(range(SEEDS)), spec, repeat_knobs(knobs, SEEDS))
-metrics = {name: {k: np.asarray(v) for k, v in m.items()} for name, m in out["metrics"].items()}
-steps = spec.record_steps()
+harm = out["metrics"]["benign"]["harmfulness"]  # (seeds, record steps)
+print("benign phase's harmfulness:", harm.shape, "recorded at steps", spec.record_steps()["benign"])
 print("diverged runs:", int(np.sum(out["diverged"])))
 
 # %% [markdown]
 # ## Harmfulness through the history
 #
-# Each phase is drawn on its own stretch of the x axis (its steps scaled to one unit).
+# `out["metrics"]` holds every phase's metrics the same way, (seeds, record steps). Each phase
+# is drawn on its own stretch of the x axis (its steps scaled to one unit).
 
 # %%
+metrics = {name: {k: np.asarray(v) for k, v in m.items()} for name, m in out["metrics"].items()}
+steps = spec.record_steps()
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
 for i, phase in enumerate(spec.phases):
     x = i + steps[phase.name] / phase.steps
@@ -122,5 +126,8 @@ print(
 #   still teaches compliance; does benign fine-tuning bring it back? Which basin pulls?
 # - `presets.standard_spec("transformer")`: the same history on a small transformer and the
 #   token world.
+# - A tree: the README's second example (`sweep.run_sweep` with `branches` and
+#   `branch_after="safety"`) runs P -> H -> S once per seed and branches several benign phases
+#   from its theta_S. Notebook 3 uses it for its interventions.
 # - `gravity run erosion --quick` runs this with both models and the knob map;
 #   `gravity show erosion --quick --set world.benign_overlap=0.1` shows what a changed knob runs.

@@ -35,10 +35,8 @@ import dataclasses
 import os
 
 import matplotlib.pyplot as plt
-import numpy as np
 
-from gravity import geometry, interventions, presets
-from gravity.history import run_histories, seed_keys, stack_knobs
+from gravity import geometry, interventions, presets, sweep
 from gravity.spec import with_phase
 
 SMALL = os.environ.get("GRAVITY_NOTEBOOK_SIZE") == "small"  # CI runs every notebook small
@@ -46,13 +44,13 @@ SEEDS = 4 if SMALL else 16
 ARMS = ("none", "block", "push", "random_block")
 
 # %% [markdown]
-# ## One program for every arm
+# ## One tree: a shared past, four futures
 #
-# The benign phase is compiled with the intervention machinery (`interventions=True`); which
-# intervention acts is a traced knob, so all four arms share one compiled program and one
-# vmapped batch. The phases before benign draw their data from the run's key alone, so every arm
-# of a seed fine-tunes the *same* theta_S. We keep the drift at the last benign step for the
-# cross-history null.
+# Each seed runs P -> H -> S once; the four arms then branch from its theta_S, so they differ by
+# the intervention alone. This is the README's tree (`sweep.Sweep` with `branches` and
+# `branch_after="safety"`). The benign phase is compiled with the intervention machinery
+# (`interventions=True`); which intervention acts is a traced knob, so all four arms share one
+# compiled program. We keep the drift at the last benign step for the cross-history null.
 
 # %%
 if SMALL:
@@ -66,29 +64,40 @@ last = spec.phase("benign").steps
 spec = dataclasses.replace(
     with_phase(spec, "benign", interventions=True), drift_snapshots=(last,), keep_params=False
 )
-base = presets.standard_knobs(spec, learning_rate)
-knobs = stack_knobs(
-    [
-        dataclasses.replace(base, intervention=interventions.index(arm))
-        for arm in ARMS
-        for _ in range(SEEDS)
-    ]
+knobs = presets.standard_knobs(spec, learning_rate=learning_rate)
+
+
+def build(arm):
+    """One branch: the same history, with this intervention in the benign phase."""
+    return spec, dataclasses.replace(knobs, intervention=interventions.index(arm))
+
+
+res = sweep.run_sweep(
+    sweep.Sweep(
+        "arms",
+        axes=(),
+        seeds=SEEDS,
+        build=build,
+        branches=(sweep.Axis("arm", ARMS),),
+        branch_after="safety",
+    ),
+    progress=False,
 )
-out = run_histories(seed_keys(list(range(SEEDS)) * len(ARMS)), spec, knobs)
-benign = {
-    k: np.asarray(v).reshape(len(ARMS), SEEDS, -1)
-    for k, v in out["metrics"]["benign"].items()
-    if np.ndim(v) == 2
+benign = {  # (arm, seed, record step) for each benign metric
+    name.split("/")[-1]: res[name]
+    for name in res.arrays
+    if name.startswith("metrics/benign/") and res[name].ndim == 3
 }
 steps = spec.record_steps()["benign"]
+print("diverged runs:", res.diverged_runs)
 
 # %% [markdown]
 # ## Alignment of the baseline's drift with v_rev, against its nulls
 
 # %%
 baseline = ARMS.index("none")
-v_rev = np.asarray(out["v_rev"]).reshape(len(ARMS), SEEDS, -1)[baseline]
-drift = np.asarray(out["drift"]).reshape(len(ARMS), SEEDS, 1, -1)[baseline]
+v_rev = res["v_rev"][baseline].reshape(SEEDS, -1)
+drift = res["drift"][baseline].reshape(SEEDS, 1, -1)
 isotropic = geometry.isotropic_null_quantile(v_rev.shape[-1], 0.99)
 cross = geometry.cross_history_null(drift, v_rev, 0.99)
 
@@ -135,15 +144,52 @@ for a, arm in enumerate(ARMS):
     )
 
 # %% [markdown]
-# The paper's ordering is block < baseline < push, in harmfulness and in alignment. The random
-# block pays the same kind of penalty in a direction with no history behind it: if it protects
-# as much as the real block, the protection comes from regularising, not from v_rev.
+# ## Does the paper's ordering hold here?
+#
+# The paper reports block < baseline < push: blocking lowers harmfulness and alignment, pushing
+# raises them. The next cell checks that ordering, on the means over seeds, at every recorded
+# benign step of *this* run.
+
+
+# %%
+def ordered(metric, column):
+    """block < baseline < push for one metric's means over seeds at one recorded step."""
+    block, none, push = (
+        benign[metric][ARMS.index(a), :, column].mean() for a in ("block", "none", "push")
+    )
+    return bool(block < none < push)
+
+
+for metric in ("harmfulness", "alignment"):
+    held = [int(t) for c, t in enumerate(steps) if t > 0 and ordered(metric, c)]
+    failed = [int(t) for t in steps if t > 0 and int(t) not in held]
+    print(
+        f"block < baseline < push in {metric}: holds at {len(held)} of {len(held) + len(failed)} "
+        f"recorded steps, at T: {ordered(metric, -1)}; fails at steps {failed}"
+    )
+
+# %% [markdown]
+# At full size (16 seeds of the standard MLP, T = 100) the ordering holds from the first steps
+# but not to the end: push falls below the baseline in harmfulness from step 67 (28 of 32
+# recorded steps hold) and in alignment from step 51 (26 of 32). The paper's push is an
+# unbounded reward, and it also degrades the task: accuracy 0.80 at T against the baseline's
+# 0.95. The small run (4 seeds of a tiny model, T = 50) is shorter and noisier and may differ;
+# the cell above prints what it gives. The `blocking` experiment adds a bounded push
+# (`push_bounded`, which stops rewarding at the witness's own position along v_rev); in its
+# full-size MLP run the ordering in held-out harmfulness holds at every recorded step.
+#
+# Blocking is the clear effect: at full size the block ends at harmfulness 0.15 against the
+# baseline's 0.74, at almost no task cost at T (accuracy 0.944 against 0.948). The random block pays
+# the same kind of penalty in a direction with no history behind it: if it protected as much as the
+# real block, the protection would come from regularising, not from v_rev. At full size it protects
+# a little (0.61); compare the small run's printout.
 #
 # ## What to try next
 #
-# - Change the intervention strength: `dataclasses.replace(base, intervention_strength=10.0)`.
-#   Does blocking harder cost task accuracy?
+# - Change the intervention strength: add `intervention_strength=10.0` to the
+#   `dataclasses.replace` in `build`. Does blocking harder cost task accuracy?
 # - Use `"project"`: remove each update's first-order motion along v_rev instead of penalising.
+# - Add `"push_bounded"` to `ARMS` and check the ordering with it in place of `"push"`.
 # - Other v_rev definitions: `presets.standard_spec(..., directions=("stacked", "mean",
 #   "from_pretrained"))` records `alignment_by_definition` for each.
 # - `gravity run reversion --quick` and `gravity run blocking --quick` run the full comparison

@@ -105,7 +105,9 @@ plt.show()
 # Read the learned model's d = 1 curve against the never-learned one: only the difference can be
 # the erased concept returning. The far arm (d = 4) is the other control: fine-tuning far from
 # the concept should bring back less. In this toy the return is small (the `resurgence`
-# experiment's report says how small, per erasure method, with blocking along v_rev).
+# experiment's report says how small, per erasure method, with blocking along v_rev). At the
+# small size every number rests on two seeds and shorter phases, so it is rough: the full size
+# runs eight seeds through the standard phase lengths.
 #
 # ## What to try next
 #

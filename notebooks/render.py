@@ -9,6 +9,9 @@ outputs to `DIR/NAME.ipynb` (default `notebooks/rendered/`, git-ignored). `--sma
 CI runs: `GRAVITY_NOTEBOOK_SIZE=small`, compiled at XLA's lowest optimisation level (the programs
 are tiny; compiling is most of their time). `DIR/summary.json` records, per notebook, whether it
 ran, its seconds and its error; the exit status is 1 if any failed.
+
+Figures are kept: the kernel draws with matplotlib's inline backend (as Jupyter does), so each
+`plt.show()` becomes an image/png output of its cell in the written notebook.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 FAST_COMPILE = "--xla_backend_optimization_level=0"
+INLINE = "module://matplotlib_inline.backend_inline"  # figures as image/png outputs
 
 
 def notebooks() -> list[Path]:
@@ -51,7 +55,7 @@ def execute_one(path: Path, out: Path) -> None:
 
 
 def environment(small: bool) -> dict[str, str]:
-    env = dict(os.environ, MPLBACKEND="Agg", JUPYTER_PLATFORM_DIRS="1")
+    env = dict(os.environ, MPLBACKEND=INLINE, JUPYTER_PLATFORM_DIRS="1")
     if small:
         env["GRAVITY_NOTEBOOK_SIZE"] = "small"
         env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()

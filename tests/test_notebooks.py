@@ -1,6 +1,7 @@
 """The teaching notebooks: each is a plain-text jupytext notebook that says what it teaches and
 what to try next, and each runs without error at its small size (`notebooks/render.py --small`,
-two at a time, the way `make notebooks` renders them)."""
+two at a time, the way `make notebooks` renders them), its figures kept in the rendered
+notebook."""
 
 import json
 import os
@@ -13,6 +14,7 @@ import pytest
 os.environ.setdefault("JUPYTER_PLATFORM_DIRS", "1")  # jupyter_core's own paths, no warning
 jupytext = pytest.importorskip("jupytext")
 pytest.importorskip("nbclient")
+nbformat = pytest.importorskip("nbformat")
 
 ROOT = Path(__file__).resolve().parent.parent
 RENDER = ROOT / "notebooks" / "render.py"
@@ -33,8 +35,9 @@ def test_notebook_teaches_and_has_a_size_switch(path):
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory) -> dict:
-    """Every notebook executed at its small size, into a temporary folder and result store."""
+def rendered(tmp_path_factory) -> Path:
+    """Every notebook executed at its small size, into a temporary folder and result store:
+    the folder, with `NAME.ipynb` for each notebook and `summary.json`."""
     out = tmp_path_factory.mktemp("rendered")
     env = dict(os.environ, GRAVITY_RESULTS=str(out / "results"), JAX_PLATFORMS="cpu")
     proc = subprocess.run(
@@ -45,10 +48,22 @@ def rendered(tmp_path_factory) -> dict:
         timeout=900,
     )
     print(proc.stdout)
-    return json.loads((out / "summary.json").read_text())
+    return out
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_at_its_small_size(rendered, path):
-    entry = rendered[path.stem]
+    entry = json.loads((rendered / "summary.json").read_text())[path.stem]
     assert entry["ok"], entry["error"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_rendered_notebook_keeps_its_figures(rendered, path):
+    """Every cell that shows a figure holds it as an image/png output (no figure is dropped by a
+    non-interactive backend), so a notebook that draws has at least one image."""
+    cells = nbformat.read(rendered / f"{path.stem}.ipynb", as_version=4).cells
+    drawing = [c for c in cells if c.cell_type == "code" and "plt.show()" in c.source]
+    assert drawing or "matplotlib" not in path.read_text(), "imports matplotlib, shows nothing"
+    for cell in drawing:
+        images = [o for o in cell.outputs if "image/png" in o.get("data", {})]
+        assert images, f"no image/png output in the cell:\n{cell.source}"
