@@ -58,7 +58,7 @@ def _timed_sweep(sweep: Sweep, scale: Scale, label: str) -> dict:
     first: dict = {}
 
     def run() -> float:
-        result = run_sweep(sweep, progress=False)
+        result = run_sweep(sweep, store=False, progress=False)
         if result.diverged.any():
             raise RuntimeError(f"{label}: {int(result.diverged.sum())} bench histories diverged")
         timing = result.info["timings"]["program_0"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from gravity.validation import check
+from gravity.validation import check_choice
 
 EXPERIMENTS: dict[str, str] = {
     "erosion": "safety erosion: harmfulness through P -> H -> S -> T, MLP and transformer",
@@ -27,7 +27,7 @@ EXPERIMENTS: dict[str, str] = {
 
 def load(name: str) -> ModuleType:
     """The experiment module called `name`."""
-    check(name in EXPERIMENTS, "experiment", f"one of {', '.join(EXPERIMENTS)}", name)
+    check_choice(name, EXPERIMENTS, "experiment")
     return importlib.import_module(f"experiments.{name}")
 
 

@@ -207,12 +207,8 @@ class AlignmentMeasure:
             params,
             safety_batch,
             benign_batch,
-            history.make_optimizer(
-                safety.optimizer, knobs.learning_rate[safety.name], knobs.weight_decay
-            ),
-            history.make_optimizer(
-                benign.optimizer, knobs.learning_rate[benign.name], knobs.weight_decay
-            ),
+            history.phase_optimizer(safety, knobs.learning_rate[safety.name]),
+            history.phase_optimizer(benign, knobs.learning_rate[benign.name]),
             knobs.defence_strength,
             augment_from,
             snapshots,

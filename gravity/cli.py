@@ -9,8 +9,10 @@
 Every experiment runs through one path (`gravity.experiment.run_experiment`), so the options
 mean the same everywhere. Full-size runs write to `figures/` (the committed figures); quick runs
 write to `figures/quick/` (not committed), so `make run` never overwrites a full figure.
-`--set` changes any config field, world knob or phase field (`gravity.overrides`); `show` prints
-what a command line resolves to without running it.
+`--set` changes any config field, world knob or phase field (`gravity.overrides`; every one is
+listed in docs/knobs.md); `show` prints what a command line resolves to without running it, each
+phase with its optimizer and weight decay. Without NAME, `run`, `show` and `collect` list the
+experiments and exit 2.
 
 Runs keep their sweeps in the result store (`gravity.store`; $GRAVITY_RESULTS, else
 `results/`): running a finished configuration again loads it, `--force` computes it again. On CPU
@@ -58,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="list the experiments")
     chosen = _Parser(add_help=False)
-    chosen.add_argument("name", help="an experiment name (see `gravity list`)")
+    chosen.add_argument("name", nargs="?", help="an experiment name (see `gravity list`)")
     chosen.add_argument("--quick", action="store_true", help="the small default size")
     chosen.add_argument("--seeds", type=int, default=None, help="number of seeds (runs)")
     chosen.add_argument(
@@ -112,6 +114,8 @@ def writable_folder(path: Path, field: str = "--out", private: bool = False) -> 
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
+        if args.command != "list" and args.name is None:
+            return _name_needed(args)
         return COMMANDS[args.command](args)
     except ConfigError as error:
         print(f"gravity: {_one_line(str(error))}", file=sys.stderr)
@@ -141,6 +145,15 @@ def _list(args) -> int:
     for name, description in EXPERIMENTS.items():
         print(f"{name:<{width}}  {description}")
     return 0
+
+
+def _name_needed(args) -> int:
+    """`gravity run` (or show, collect) without a name: the experiments, as `gravity list`
+    prints them, then one line on stderr saying a name is needed; exit 2."""
+    _list(args)
+    raise ConfigError(
+        f"{args.command} needs an experiment name: gravity {args.command} NAME (one of the above)"
+    )
 
 
 def _resolve(args):
@@ -211,9 +224,18 @@ def describe(resolved) -> str:
             rate = _text(to_jsonable(knobs.learning_rate[phase.name]))
             lines.append(
                 f"    phase {phase.name}: {phase.data}, {phase.steps} steps x {phase.batch_size},"
-                f" {phase.optimizer}, lr {rate}"
+                f" {optimizer_text(phase)}, lr {rate}"
             )
     return "\n".join(lines)
+
+
+def optimizer_text(phase) -> str:
+    """A phase's optimizer as `show` prints it: "adam", or with its decay, "adamw (wd 0.1)"."""
+    from gravity.spec import DECAYING
+
+    if phase.optimizer in DECAYING:
+        return f"{phase.optimizer} (wd {_text(float(phase.weight_decay))})"
+    return phase.optimizer
 
 
 def _text(value) -> str:

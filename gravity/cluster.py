@@ -24,7 +24,7 @@ from typing import Any
 from gravity import folders, overrides
 from gravity.store import ResultStore
 from gravity.sweep import plan_sweep, run_sweeps, store_entry
-from gravity.validation import check
+from gravity.validation import check, check_choice
 
 EXECUTORS = ("local", "slurm")
 SLURM_COMMANDS = ("sbatch", "srun")  # submitit submits with the one, runs tasks with the other
@@ -62,12 +62,7 @@ class JobOptions:
     cpus_per_job: int = 1
 
     def __post_init__(self):
-        check(
-            self.executor in EXECUTORS,
-            "--executor",
-            f"one of {', '.join(EXECUTORS)}",
-            self.executor,
-        )
+        check_choice(self.executor, EXECUTORS, "--executor")
         check(self.jobs >= 1, "--jobs", "a positive integer", self.jobs)
         check(self.timeout_min >= 1, "--timeout-min", "a positive integer", self.timeout_min)
         check(self.gpus_per_job >= 0, "--gpus-per-job", "an integer >= 0", self.gpus_per_job)

@@ -80,7 +80,7 @@ def control_witnesses(key, spec, state, learning_rate: float, targets, shifts, c
     aligned = net.activations(theta_s, probes)
     witness = jnp.linalg.norm(net.activations(theta_h, probes) - aligned) / math.sqrt(n)
     every = checkpoint_interval(helpful.steps, checkpoints)
-    optimizer = history.make_optimizer(helpful.optimizer, learning_rate, 0.0)
+    optimizer = history.phase_optimizer(helpful, learning_rate)
     share = WorldKnobs().align_hazard_rate
 
     def train(index, overlap, shift):

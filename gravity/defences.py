@@ -43,19 +43,19 @@ import optax
 
 from gravity import monitor
 from gravity.objectives import cross_entropy
-from gravity.validation import check
+from gravity.validation import check_choice
 
 DEFENCES = ("none", "rehearsal", "ewc", "l2sp", "safelora", "freeze")
 
 
 def check_names(names: tuple[str, ...], field: str) -> None:
     for name in names:
-        check(name in DEFENCES[1:], field, f"names from {', '.join(DEFENCES[1:])}", name)
+        check_choice(name, DEFENCES[1:], field)
 
 
 def index(name: str) -> int:
     """The index of a defence, for `Knobs.defence`."""
-    check(name in DEFENCES, "defence", f"one of {', '.join(DEFENCES)}", name)
+    check_choice(name, DEFENCES, "defence")
     return DEFENCES.index(name)
 
 

@@ -21,7 +21,7 @@ import optax
 from flax import nnx
 
 from gravity.models.mlp import MLP
-from gravity.validation import check
+from gravity.validation import check, check_choice
 
 N_PIXELS = 64
 INITS = ("torch", "lecun")
@@ -103,12 +103,7 @@ class DigitsModel:
             self.hidden,
         )
         check(self.n_aux >= 1, "DigitsModel.n_aux", "a positive integer", self.n_aux)
-        check(
-            self.init_scheme in INITS,
-            "DigitsModel.init_scheme",
-            f"one of {', '.join(INITS)}",
-            self.init_scheme,
-        )
+        check_choice(self.init_scheme, INITS, "DigitsModel.init_scheme")
 
     @property
     def n_outputs(self) -> int:

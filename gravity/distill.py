@@ -26,7 +26,7 @@ import numpy as np
 import optax
 
 from gravity.geometry import EPS, cosine, tree_vector
-from gravity.validation import check
+from gravity.validation import check, check_choice
 
 Params = Any
 Apply = Callable[[Params, jax.Array], jax.Array]
@@ -58,7 +58,7 @@ class DistillSpec:
             f"a positive divisor of steps = {self.steps}",
             self.n_records,
         )
-        check(self.loss in LOSSES, "distill.loss", f"one of {', '.join(LOSSES)}", self.loss)
+        check_choice(self.loss, LOSSES, "distill.loss")
 
     @property
     def record_steps(self) -> np.ndarray:

@@ -64,19 +64,20 @@ def run_experiment(
     config: Any,
     *,
     out_dir: Path | str = Path("figures"),
-    store: ResultStore | None = None,
+    store: ResultStore | bool = True,
     progress: bool = True,
     devices: Sequence[jax.Device] | None = None,
     overrides: Sequence[overriding.Override] = (),
 ) -> dict:
     """Run `experiment` at `config`: sweeps, numbers, figure and JSON report; returns numbers.
 
+    store: the result store (`gravity.sweep.run_sweeps`: True, the default, is `ResultStore()`;
+        False keeps the sweeps in memory only).
     overrides: `gravity.overrides` (`--set`): config fields replace `config`'s, `world.` and
     `phases.` ones wrap every sweep's build; all are recorded in the report's config.
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
-    store = store if store is not None else ResultStore()
     config = overriding.apply_to_config(config, overrides)
     sweeps = overriding.apply_to_sweeps(experiment.sweeps(config), overrides)
     done = sweep.run_sweeps(

@@ -38,13 +38,14 @@ from gravity.spec import (
     HistorySpec,
     Knobs,
     PhaseSpec,
+    decay_refusal,
     phase_tag,
     phases_through,
     repeat_knobs,
     stack_knobs,
     with_phase,
 )
-from gravity.validation import check
+from gravity.validation import check, check_choice
 from gravity.worlds import Batch, ProbeSet
 
 INIT_TAG = phase_tag("init")
@@ -78,13 +79,32 @@ class Trunk(NamedTuple):
     outputs: dict[str, Any]
 
 
-def make_optimizer(name: str, learning_rate, weight_decay) -> optax.GradientTransformation:
-    """The phase's optimizer; learning rate and weight decay may be traced (swept by vmap)."""
+def make_optimizer(name: str, learning_rate, weight_decay=0.0) -> optax.GradientTransformation:
+    """An optimizer by name; the learning rate may be traced (swept by vmap).
+
+    Weight decay wd is lr-coupled in both optimizers that have one: a step shrinks the
+    parameters by lr * wd * theta. adamw (optax.adamw): decoupled, added to Adam's update after
+    its moment scaling, then multiplied by lr (as torch's AdamW). sgd: L2, wd * theta added to
+    the gradient, then multiplied by lr (for plain SGD the same step). adam has none: a nonzero
+    wd is refused rather than ignored.
+    """
+    check_choice(name, OPTIMIZERS, "optimizer")
     if name == "adam":
+        check(
+            isinstance(weight_decay, int | float) and weight_decay == 0,
+            "weight_decay",
+            decay_refusal(name, "optimizer="),
+            weight_decay,
+        )
         return optax.adam(learning_rate)
     if name == "adamw":
         return optax.adamw(learning_rate, weight_decay=weight_decay)
     return optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(learning_rate))
+
+
+def phase_optimizer(phase: PhaseSpec, learning_rate) -> optax.GradientTransformation:
+    """A phase's optimizer with its own weight decay, at `learning_rate` (possibly traced)."""
+    return make_optimizer(phase.optimizer, learning_rate, phase.weight_decay)
 
 
 def behaviour(net: Network, params, probes: ProbeSet, n_classes: int, heldout: Batch | None = None):
@@ -307,7 +327,7 @@ def _run_phase(net, spec, phase: PhaseSpec, knobs, key, state, reversion):
     Returns (params, metrics at the record steps, extras, finite, snapshots (S, ...) or None).
     """
     world = spec.world
-    optimizer = make_optimizer(phase.optimizer, knobs.learning_rate[phase.name], knobs.weight_decay)
+    optimizer = phase_optimizer(phase, knobs.learning_rate[phase.name])
     guard = _defence_context(net, spec, phase, knobs, key, reversion)
     update = _loss_and_update(net, spec, phase, knobs, state, reversion, optimizer, guard)
     measure = _measurement(net, spec, phase, state, reversion)
@@ -510,6 +530,7 @@ __all__ = [
     "cross_entropy",
     "init_state",
     "make_optimizer",
+    "phase_optimizer",
     "repeat_knobs",
     "run_histories",
     "run_history",

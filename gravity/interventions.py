@@ -22,7 +22,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gravity.validation import check
+from gravity.validation import check_choice
 
 DIRECTIONS = ("v_rev", "random", "matched")
 
@@ -55,7 +55,7 @@ INTERVENTIONS: dict[str, Intervention] = {
 
 
 def get(name: str) -> Intervention:
-    check(name in INTERVENTIONS, "intervention", f"one of {', '.join(INTERVENTIONS)}", name)
+    check_choice(name, INTERVENTIONS, "intervention")
     return INTERVENTIONS[name]
 
 

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gravity.validation import check
+from gravity.validation import check_choice
 from gravity.worlds import Batch
 
 NPO_BETA = 0.1
@@ -150,12 +150,12 @@ UNLEARNING = ("graddiff", "npo", "rmu", "refusal")
 
 def unlearning_data(name: str) -> str:
     """The data kind an unlearning objective trains on."""
-    check(name in UNLEARNING, "method", f"one of {', '.join(UNLEARNING)}", name)
+    check_choice(name, UNLEARNING, "method")
     return "safety" if name == "refusal" else "unlearn"
 
 
 def check_name(name: str, field: str = "objective") -> None:
-    check(name in OBJECTIVES, field, f"one of {', '.join(OBJECTIVES)}", name)
+    check_choice(name, OBJECTIVES, field)
 
 
 def get(name: str) -> Objective:

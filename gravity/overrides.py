@@ -8,7 +8,11 @@ Three kinds of NAME, one syntax (`gravity run NAME --set NAME=VALUE ...`):
 - `world.FIELD`: a `gravity.worlds.WorldKnobs` field in every history's knobs
   (`world.benign_overlap=0.1`).
 - `phases.PHASE.FIELD`: a `gravity.spec.PhaseSpec` field of one phase in every history's spec
-  (`phases.benign.steps=300`), or `phases.PHASE.learning_rate`, that phase's learning rate knob.
+  (`phases.benign.steps=300`, `phases.benign.optimizer=adamw`, `phases.benign.weight_decay=0.1`),
+  or `phases.PHASE.learning_rate`, that phase's learning rate knob. A weight decay is refused
+  where the phase's optimizer has none (adam), naming the optimizer to set with it.
+
+An unknown name is refused with the valid ones and the closest of them ("did you mean ...?").
 
 History overrides (`world.`, `phases.`) wrap each sweep's `build` (`apply_to_sweeps`), so they
 change the specs and knobs the result store hashes: an overridden run never reads another's
@@ -30,16 +34,28 @@ from typing import Any
 import numpy as np
 
 from gravity import resources
-from gravity.spec import HistorySpec, Knobs, PhaseSpec, with_phase
-from gravity.validation import ConfigError, check
+from gravity.spec import (
+    DECAYING,
+    OPTIMIZERS,
+    HistorySpec,
+    Knobs,
+    PhaseSpec,
+    decay_refusal,
+    with_phase,
+)
+from gravity.validation import ConfigError, check, check_choice, did_you_mean
 from gravity.worlds import WorldKnobs
 
 MAX_INT = 2**31 - 1
 WORLD, PHASES = "world", "phases"
 FIXED_PHASE_FIELDS = ("name", "data")
 """Phase fields an override may not change: they name the phase and choose its data."""
-PHASE_KNOBS = ("learning_rate",)
-"""Per-phase numeric knobs settable as `phases.PHASE.NAME` (they live in `Knobs`)."""
+PHASE_KNOBS = {
+    "learning_rate": "the phase's learning rate, the optimizer's step size (> 0; "
+    "`Knobs.learning_rate[PHASE]`)",
+}
+"""Per-phase numeric knobs settable as `phases.PHASE.NAME` (they live in `Knobs`), with what
+each is (for the knob catalogue, `gravity.knobs`)."""
 RECORD_FIELDS = ("n_records", "dense_steps")
 """Phase fields bounded as they are parsed: a spec builds its record schedule from them."""
 
@@ -71,27 +87,37 @@ def _parse_one(text: str, config: Any) -> Override:
     parts = name.split(".")
     if parts[0] == WORLD:
         hints = _hints(WorldKnobs)
-        check(len(parts) == 2 and parts[1] in hints, "--set", _allowed(config), name)
+        check(len(parts) == 2 and parts[1] in hints, "--set", _allowed(config, name), name)
         value = _parse_value(raw, hints[parts[1]], f"--set {name}")
         WorldKnobs(**{parts[1]: value}).validate()
         return Override(WORLD, (parts[1],), value)
     if parts[0] == PHASES:
-        check(len(parts) == 3, "--set", _allowed(config), name)
-        hints = {**_hints(PhaseSpec), **{k: float for k in PHASE_KNOBS}}
-        field = parts[2]
+        check(len(parts) == 3, "--set", _allowed(config, name), name)
+        phase, field = parts[1], parts[2]
+        hints = phase_fields()
         check(
-            field in hints and field not in FIXED_PHASE_FIELDS,
-            f"--set {PHASES}.{parts[1]}.FIELD",
-            f"one of {', '.join(f for f in hints if f not in FIXED_PHASE_FIELDS)}",
+            field in hints,
+            f"--set {PHASES}.{phase}.FIELD",
+            f"one of {', '.join(hints)}"
+            + did_you_mean(name, [f"{PHASES}.{phase}.{f}" for f in hints]),
             field,
         )
         value = _parse_value(raw, hints[field], f"--set {name}")
         if field in RECORD_FIELDS:
-            resources.check_records(f"--set {PHASES}.{parts[1]}", field, value)
-        return Override(PHASES, (parts[1], field), value)
+            resources.check_records(f"--set {PHASES}.{phase}", field, value)
+        if field == "optimizer":
+            check_choice(value, OPTIMIZERS, f"--set {name}")
+        return Override(PHASES, (phase, field), value)
     hints = _hints(type(config))
-    check(len(parts) == 1 and name in hints, "--set", _allowed(config), name)
+    check(len(parts) == 1 and name in hints, "--set", _allowed(config, name), name)
     return Override("config", (name,), _parse_value(raw, hints[name], f"--set {name}"))
+
+
+def phase_fields() -> dict[str, Any]:
+    """What `phases.PHASE.FIELD` may name, with its type: the `PhaseSpec` fields an override may
+    change, then the per-phase knobs (`PHASE_KNOBS`)."""
+    hints = {f: t for f, t in _hints(PhaseSpec).items() if f not in FIXED_PHASE_FIELDS}
+    return {**hints, **{k: float for k in PHASE_KNOBS}}
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -100,9 +126,17 @@ def _hints(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-def _allowed(config: Any) -> str:
-    fields = ", ".join(_hints(type(config)))
-    return f"a config field ({fields}), world.FIELD or phases.PHASE.FIELD"
+def _allowed(config: Any, name: str) -> str:
+    """Every name `--set` knows, and the closest to the unknown `name`."""
+    fields, world = list(_hints(type(config))), list(_hints(WorldKnobs))
+    parts = name.split(".")
+    phase = parts[1] if parts[0] == PHASES and len(parts) >= 3 else "PHASE"
+    known = [*fields, *(f"{WORLD}.{f}" for f in world)]
+    known += [f"{PHASES}.{phase}.{f}" for f in phase_fields()]
+    return (
+        f"a config field ({', '.join(fields)}), {WORLD}.FIELD ({', '.join(world)}) or "
+        f"{PHASES}.PHASE.FIELD ({', '.join(phase_fields())}){did_you_mean(name, known)}"
+    )
 
 
 def _parse_value(raw: str, hint: Any, field: str) -> Any:
@@ -181,22 +215,45 @@ def override_history(
         f"an override of HistorySpec histories (this experiment's are {type(spec).__name__})",
         overrides[0].value,
     )
-    world, rates = {}, dict(knobs.learning_rate)
+    world, rates, changes = {}, dict(knobs.learning_rate), {}
     for o in overrides:
         if o.target == WORLD:
             world[o.path[0]] = o.value
             continue
         phase, field = o.path
-        check(phase in spec.phase_names, f"--set {o.name}", _phases(spec), phase)
+        known = [f"{PHASES}.{p}.{field}" for p in spec.phase_names]
+        check(
+            phase in spec.phase_names,
+            f"--set {o.name}",
+            _phases(spec) + did_you_mean(o.name, known),
+            phase,
+        )
         if field in PHASE_KNOBS:
             rates[phase] = np.float32(o.value)
             check(o.value > 0, f"--set {o.name}", "a positive learning rate", o.value)
         else:
-            spec = with_phase(spec, phase, **{field: o.value})
+            changes.setdefault(phase, {})[field] = o.value
+    for phase, fields in changes.items():
+        _check_decay(spec.phase(phase), fields)
+        spec = with_phase(spec, phase, **fields)
     knobs = dataclasses.replace(
         knobs, learning_rate=rates, world=dataclasses.replace(knobs.world, **world).validate()
     )
     return spec, knobs
+
+
+def _check_decay(phase: PhaseSpec, changes: Mapping[str, Any]) -> None:
+    """Refuse a weight decay the phase's optimizer (after the overrides) would ignore, naming
+    the `--set` that chooses one with a decay (every field of a phase is set at once, so the
+    order of `--set phases.P.optimizer` and `--set phases.P.weight_decay` does not matter)."""
+    optimizer = changes.get("optimizer", phase.optimizer)
+    decay = changes.get("weight_decay", phase.weight_decay)
+    check(
+        decay == 0 or optimizer in DECAYING,
+        f"--set {PHASES}.{phase.name}.weight_decay",
+        decay_refusal(optimizer, f"--set {PHASES}.{phase.name}.optimizer="),
+        decay,
+    )
 
 
 def _phases(spec: HistorySpec) -> str:

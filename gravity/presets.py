@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from gravity.models import ModelConfig
 from gravity.spec import HistorySpec, Knobs, PhaseSpec
-from gravity.validation import check
+from gravity.validation import check_choice
 from gravity.worlds import FeatureWorld, TokenWorld, WorldKnobs
 
 MODELS = ("mlp", "transformer")
@@ -51,8 +51,8 @@ def standard_spec(model: str = "mlp", size: str = "standard", **changes) -> Hist
     size "tiny" keeps the structure with tiny widths and step counts: for tests and smoke runs
     (it compiles in seconds), not for conclusions.
     """
-    check(model in MODELS, "model", f"one of {', '.join(MODELS)}", model)
-    check(size in SIZES, "size", f"one of {', '.join(SIZES)}", size)
+    check_choice(model, MODELS, "model")
+    check_choice(size, SIZES, "size")
     if size == "tiny":
         spec = tiny_spec(model)
     elif model == "mlp":

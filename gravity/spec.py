@@ -1,14 +1,16 @@
 """What a history is, as data: its phases (`PhaseSpec`), the static `HistorySpec`, the traced
 `Knobs`, and the spec surgery experiments use (`with_phase`, `split_at`).
 
-What is static (changes shapes or programs: step counts, widths, which phases exist) lives in
-`HistorySpec`; what can be swept by `vmap` (learning rates keyed by phase name, weight decay,
-intervention choice and strength, the world's probabilities) lives in `Knobs`.
+What is static (changes shapes or programs: step counts, widths, which phases exist, each
+phase's optimizer and weight decay) lives in `HistorySpec`; what can be swept by `vmap` (learning
+rates keyed by phase name, intervention choice and strength, the world's probabilities) lives in
+`Knobs`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import zlib
 from collections.abc import Mapping
 
@@ -18,17 +20,28 @@ import numpy as np
 
 from gravity import defences, geometry, interventions, objectives
 from gravity.models import ModelConfig
-from gravity.validation import check
+from gravity.validation import check, check_choice
 from gravity.worlds import World, WorldKnobs
 from gravity.worlds.base import check_data_kind
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+DECAYING = ("adamw", "sgd")
+"""The optimizers with a weight decay (`PhaseSpec.weight_decay`); adam has none."""
 
 
 def phase_tag(name: str) -> int:
     """A stable integer for a phase name: its key is `fold_in(run key, phase_tag(name))`, so a
     phase draws the same data whatever comes before it, straight or branched."""
     return zlib.crc32(name.encode()) & 0x7FFFFFFF
+
+
+def decay_refusal(optimizer: str, how: str) -> str:
+    """What a refused weight decay is told: `optimizer` has none; `how` spells the fix
+    ("optimizer=" in code, "--set phases.PHASE.optimizer=" on the command line)."""
+    return (
+        f"0 with optimizer {optimizer}, which has no weight decay (it would be ignored): "
+        f"choose one that has, {how}adamw or {how}sgd"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,8 +51,18 @@ class PhaseSpec:
     name: unique within the history ("pretrain", "helpful", "safety", "benign" ...); it keys the
         phase's learning rate and its random stream.
     data: the data kind it trains on (see `gravity.worlds.DATA_KINDS`).
+    steps: optimizer updates in the phase.
+    batch_size: examples drawn fresh for every update.
+    optimizer: "adam" (optax.adam), "adamw" (optax.adamw) or "sgd" (optax.sgd); each phase starts
+        a fresh optimizer state; its learning rate is the traced `Knobs.learning_rate[name]`.
+    weight_decay: decay rate wd >= 0, only with adamw or sgd (adam has none: a nonzero value is
+        refused). Both multiply it by the learning rate: one step shrinks the parameters by
+        lr * wd * theta besides the gradient step. adamw's is decoupled (added to Adam's update
+        after the moment scaling, as in optax and torch's AdamW); sgd's is L2 (wd * theta added
+        to the gradient), which for plain SGD is the same step.
     objective: its loss (see `gravity.objectives.OBJECTIVES`).
     dense_steps: record every step for this many first steps (then `n_records` log-spaced).
+    n_records: how many log-spaced record steps follow the dense ones (the phase's end is one).
     interventions: compile the intervention machinery into this phase (a benign phase after
         alignment); which intervention acts is the traced `Knobs.intervention`.
     snapshots: steps at which the parameters are kept, so later phases can branch from them
@@ -53,6 +76,7 @@ class PhaseSpec:
     steps: int
     batch_size: int
     optimizer: str = "adam"
+    weight_decay: float = 0.0
     objective: str = "cross_entropy"
     dense_steps: int = 0
     n_records: int = 8
@@ -67,11 +91,18 @@ class PhaseSpec:
         check(
             self.batch_size >= 1, f"{self.name}.batch_size", "a positive integer", self.batch_size
         )
+        check_choice(self.optimizer, OPTIMIZERS, f"{self.name}.optimizer")
         check(
-            self.optimizer in OPTIMIZERS,
-            f"{self.name}.optimizer",
-            f"one of {', '.join(OPTIMIZERS)}",
-            self.optimizer,
+            math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+            f"{self.name}.weight_decay",
+            "a finite number >= 0",
+            self.weight_decay,
+        )
+        check(
+            self.weight_decay == 0 or self.optimizer in DECAYING,
+            f"{self.name}.weight_decay",
+            decay_refusal(self.optimizer, "optimizer="),
+            self.weight_decay,
         )
         objectives.check_name(self.objective, f"{self.name}.objective")
         check(
@@ -120,12 +151,7 @@ class HistorySpec:
         check("init" not in names, "phases", "no phase called 'init' (the initialisation)", names)
         check(self.n_probes >= 2, "n_probes", "an integer >= 2", self.n_probes)
         for name in self.directions:
-            check(
-                name in geometry.DIRECTIONS,
-                "directions",
-                f"names from {', '.join(geometry.DIRECTIONS)}",
-                name,
-            )
+            check_choice(name, geometry.DIRECTIONS, "directions")
         check(len(self.directions) >= 1, "directions", "at least one definition", self.directions)
         check(
             not (
@@ -176,7 +202,7 @@ class HistorySpec:
         return tuple(phase.name for phase in self.phases)
 
     def phase(self, name: str) -> PhaseSpec:
-        check(name in self.phase_names, "phase", f"one of {', '.join(self.phase_names)}", name)
+        check_choice(name, self.phase_names, "phase")
         return self.phases[self.phase_names.index(name)]
 
     def record_steps(self) -> dict[str, np.ndarray]:
@@ -192,7 +218,8 @@ class HistorySpec:
 class Knobs:
     """The numeric, vmappable knobs of a history.
 
-    learning_rate: {phase name: learning rate}.
+    learning_rate: {phase name: learning rate}; the optimizer and its weight decay are the
+        phase's (`PhaseSpec.optimizer`, `PhaseSpec.weight_decay`), static.
     intervention: index into `interventions.INTERVENTIONS`, acting in phases compiled with
         `interventions=True` ("none" elsewhere); intervention_strength scales its loss term.
     snapshot: when a history branches from a phase with snapshots, which one it starts from:
@@ -205,7 +232,6 @@ class Knobs:
 
     learning_rate: Mapping[str, jax.Array | float]
     world: WorldKnobs = dataclasses.field(default_factory=WorldKnobs)
-    weight_decay: jax.Array | float = 0.0
     intervention_strength: jax.Array | float = 1.0
     intervention: jax.Array | int = 0
     snapshot: jax.Array | int | Mapping[str, jax.Array | int] = 0
@@ -231,12 +257,7 @@ class Knobs:
                 "a positive finite value",
                 value,
             )
-        for field in (
-            "weight_decay",
-            "intervention_strength",
-            "objective_strength",
-            "defence_strength",
-        ):
+        for field in ("intervention_strength", "objective_strength", "defence_strength"):
             value = np.asarray(getattr(self, field), dtype=float)
             check(
                 bool(np.all(np.isfinite(value) & (value >= 0))),

@@ -6,10 +6,14 @@ XLA's backend optimisation is turned off (LLVM -O0): test_history.py took 151 CP
 start inherit it."""
 
 import os
+import tempfile
 
 FAST_COMPILE = "--xla_backend_optimization_level=0"
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Sweeps are stored by default: a test that names no store writes to a temporary one, never to
+# the checkout's results/ (subprocesses the tests start inherit it).
+os.environ.setdefault("GRAVITY_RESULTS", tempfile.mkdtemp(prefix="gravity-test-results-"))
 if FAST_COMPILE not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()
 

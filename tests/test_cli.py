@@ -253,7 +253,7 @@ def test_job_array_equals_one_process_and_reruns_only_a_missing_job(cli_env):
     import jax
 
     [alone] = run_sweeps(
-        list(resolved.sweeps.values()), store=None, devices=jax.devices()[:1], progress=False
+        list(resolved.sweeps.values()), store=False, devices=jax.devices()[:1], progress=False
     )
     plan = plan_sweep(resolved.sweeps["mlp"], cluster.JOB_DEVICES)
     entry = store_entry(store, request.name, plan, jax.devices()[: cluster.JOB_DEVICES])

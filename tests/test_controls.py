@@ -82,7 +82,8 @@ def test_unit_rows_have_unit_norm_and_zero_rows_stay_zero(values, zero_row):
     if zero_row:
         x = x.at[1].set(0.0)
     rows = np.asarray(controls.unit_rows(x))
-    norms = np.linalg.norm(np.asarray(x).reshape(2, -1), axis=1)
+    flat = np.asarray(x, dtype=np.float64).reshape(2, -1)
+    norms = np.linalg.norm(flat, axis=1)  # in float64: a tiny row's float32 norm underflows to 0
     for row, norm in zip(rows, norms, strict=True):
         if norm == 0:
             assert not np.any(row)

@@ -205,9 +205,10 @@ def test_a_divergent_run_is_flagged_and_leaves_neighbours_unchanged(mlp_runs):
         (lambda: Knobs(learning_rate=rates(-1.0)).validate(TINY["mlp"]), "learning_rate.pretrain"),
         (lambda: Knobs(learning_rate={"pretrain": 1.0}).validate(TINY["mlp"]), "learning_rate"),
         (
-            lambda: Knobs(rates(1e-3), weight_decay=float("nan")).validate(TINY["mlp"]),
-            "weight_decay",
+            lambda: PhaseSpec("p", "pretrain", 5, 8, optimizer="adamw", weight_decay=float("nan")),
+            "p.weight_decay",
         ),
+        (lambda: PhaseSpec("p", "pretrain", 5, 8, weight_decay=0.1), "p.weight_decay"),
         (
             lambda: dataclasses.replace(
                 TINY["mlp"], phases=(PhaseSpec("t", "benign", 5, 8, interventions=True),)

@@ -139,6 +139,7 @@ def test_branches_equal_straight_histories_at_their_depth(reference):
 
         straight = sweep.run_sweep(
             sweep.Sweep(f"d{depth}", (sweep.Axis("benign_lr", BENIGN_LRS),), 4, build),
+            store=False,
             progress=False,
         )
         column = SAFETY.index(depth)
@@ -364,7 +365,9 @@ def test_a_finished_sweep_opens_as_a_labelled_dataset_without_gravity(reference)
 
 def test_divergent_run_is_flagged_and_neighbours_are_bitwise_unchanged(reference):
     full, _ = reference
-    res = sweep.run_sweep(tiny_sweep(benign_lrs=(1e-3, 1e12), name="diverging"), progress=False)
+    res = sweep.run_sweep(
+        tiny_sweep(benign_lrs=(1e-3, 1e12), name="diverging"), store=False, progress=False
+    )
     assert res.diverged[1].all() and not res.diverged[0].any()
     assert len(res.diverged_runs) == 8
     assert res.diverged_runs[0] == "benign_lr=1000000000000.0,safety_steps=4,seed=0"
@@ -467,12 +470,14 @@ def test_a_two_level_tree_equals_the_straight_history_at_each_leaf():
             seeds=2,
             build=build,
         ),
+        store=False,
         progress=False,
     )
     assert tree.info["grouping"]["histories"] == 8
     short = with_phase(tiny_spec(4, snapshots=()), "pretrain", steps=20)
     straight = sweep.run_sweep(
         sweep.Sweep("short", (), 2, lambda: (short, presets.standard_knobs(short))),
+        store=False,
         progress=False,
     )
     for metric in ("harmfulness", "alignment", "task_loss"):

@@ -11,7 +11,7 @@ import numpy as np
 from gravity.diffusion.denoiser import DenoiserConfig
 from gravity.diffusion.mixture import RingMixture
 from gravity.diffusion.sampler import Schedule
-from gravity.validation import check
+from gravity.validation import check, check_choice
 
 METHODS = {"retarget": 0.0, "esd": 1.0}
 """Erasure methods, as the value of the `esd_weight` knob that selects them."""
@@ -29,12 +29,7 @@ class BenignArm:
     intervention: str = "none"
 
     def __post_init__(self):
-        check(
-            self.intervention in ARM_INTERVENTIONS,
-            "arm.intervention",
-            f"one of {', '.join(ARM_INTERVENTIONS)}",
-            self.intervention,
-        )
+        check_choice(self.intervention, ARM_INTERVENTIONS, "arm.intervention")
 
     @property
     def name(self) -> str:
@@ -164,7 +159,7 @@ def make_knobs(
 ) -> ResurgenceKnobs:
     """Knobs for one history: the erasure `method`, whether pretraining saw the concept, one
     learning rate for every phase, and the arms' data and interventions from `spec.arms`."""
-    check(method in METHODS, "method", f"one of {', '.join(METHODS)}", method)
+    check_choice(method, METHODS, "method")
     mixture = spec.mixture
     weights = np.ones(mixture.n_modes) if concept_pretrained else mixture.without(mixture.concept)
     arms = ArmKnobs(

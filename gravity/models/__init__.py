@@ -15,7 +15,7 @@ from flax import nnx
 
 from gravity.models.mlp import MLP
 from gravity.models.transformer import Transformer
-from gravity.validation import check
+from gravity.validation import check, check_choice
 from gravity.worlds import FeatureWorld, TokenWorld, World
 
 MODEL_KINDS = ("mlp", "transformer")
@@ -34,7 +34,7 @@ class ModelConfig:
     layer: str = ""
 
     def __post_init__(self):
-        check(self.kind in MODEL_KINDS, "model.kind", f"one of {', '.join(MODEL_KINDS)}", self.kind)
+        check_choice(self.kind, MODEL_KINDS, "model.kind")
         check(
             len(self.hidden) >= 1 and all(w >= 1 for w in self.hidden),
             "model.hidden",

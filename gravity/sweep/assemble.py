@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from gravity.sweep.grid import Axis, Plan
-from gravity.validation import check
+from gravity.validation import check, one_of
 
 
 def flatten(tree: Any) -> dict[str, Any]:
@@ -119,6 +119,10 @@ class SweepResult:
         return names
 
     def __getitem__(self, name: str) -> np.ndarray:
+        """An output by its path ("metrics/benign/harmfulness"); an unknown one is a KeyError
+        that lists the outputs and the closest of them."""
+        if name not in self.arrays:
+            raise KeyError(f"no output {name!r} in this sweep: {one_of(self.arrays, name)}")
         return self.arrays[name]
 
     def tree(self) -> dict[str, Any]:
@@ -132,10 +136,14 @@ class SweepResult:
         return np.where(mask, np.nan, value)
 
     def axis_values(self, name: str) -> np.ndarray:
+        """The values of the axis called `name`; an unknown one is a KeyError that lists the
+        axes and the closest of them."""
         for axis in self.axes:
             if axis.name == name:
                 return np.asarray(axis.values)
-        raise KeyError(name)
+        raise KeyError(
+            f"no axis {name!r} in this sweep: {one_of([a.name for a in self.axes], name)}"
+        )
 
     def dataset(self):
         """Every output as one xarray Dataset: named dimensions, coordinates, `diverged`;

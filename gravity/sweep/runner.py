@@ -6,9 +6,10 @@
 - The run axis is sharded over `jax.devices()` with a 1-D mesh ("runs"); the numbers equal one
   device's up to float rounding in reductions.
 - Each finished chunk is written atomically, with its checksum, to the result store
-  (`gravity.store`), so a killed sweep resumes from its finished chunks, a damaged chunk is
-  recomputed alone, and a finished sweep is loaded instead of recomputed. The store key covers
-  the device layout: results from another device count are never served.
+  (`gravity.store`; by default `ResultStore()`: $GRAVITY_RESULTS, else `results/`), so a killed
+  sweep resumes from its finished chunks, a damaged chunk is recomputed alone, and a finished
+  sweep is loaded instead of recomputed. The store key covers the device layout: results from
+  another device count are never served.
 - In a tree sweep the per-run function runs the shared past once (`history.run_trunk`) and
   vmaps the measurement over the run's branches from it.
 """
@@ -32,6 +33,7 @@ from gravity.store import Entry, ResultStore, layout
 from gravity.sweep.assemble import SweepResult, assemble, flatten, labels, make_result
 from gravity.sweep.grid import Chunk, Measure, Plan, Sweep, plan_sweep
 from gravity.sweep.measures import history_outputs
+from gravity.validation import check
 
 RUN_AXIS = "runs"
 _PROGRAMS: dict[tuple, Any] = {}  # compiled programs of this process, oldest first
@@ -158,7 +160,7 @@ def run_sweep(sweep: Sweep, **options) -> SweepResult:
 def run_sweeps(
     sweeps: Sequence[Sweep],
     *,
-    store: ResultStore | None = None,
+    store: ResultStore | bool = True,
     experiment: str = "sweeps",
     progress: bool = True,
     devices: Sequence[jax.Device] | None = None,
@@ -169,7 +171,10 @@ def run_sweeps(
     """Run (or load) sweeps one after the other, compiling all their programs up front in
     background threads (a later sweep's compile overlaps an earlier sweep's runs).
 
-    store: where chunks and finished results go (None: in memory only, nothing resumable).
+    store: where chunks and finished results go: True (the default) is `ResultStore()`
+        ($GRAVITY_RESULTS, else `results/`), so a finished sweep is loaded, not recomputed;
+        a `ResultStore` is that store; False keeps everything in memory (nothing resumable,
+        nothing loaded: e.g. for timing).
     experiment: the store's folder for these sweeps.
     devices: the devices the run axis is sharded over (default `jax.devices()`).
     on_chunk: called after each chunk is computed and stored (e.g. for logging).
@@ -178,17 +183,32 @@ def run_sweeps(
         them to the store, and return None for every sweep instead of assembling it.
     """
     devices = tuple(devices or jax.devices())
+    results = chosen_store(store)
     pool = concurrent.futures.ThreadPoolExecutor(max(1, compile_workers))
     try:
         runs, position = [], 0
         for s in sweeps:
-            runs.append(_SweepRun(s, store, experiment, devices, shard, position))
+            runs.append(_SweepRun(s, results, experiment, devices, shard, position))
             position += len(runs[-1].plan.chunks)
         for run in runs:
             run.submit(pool)
         return [run.execute(progress, on_chunk) for run in runs]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def chosen_store(store: ResultStore | bool) -> ResultStore | None:
+    """The store a `store=` argument means (None: in memory only)."""
+    check(
+        isinstance(store, ResultStore | bool),
+        "store",
+        "a ResultStore, True (the default store, $GRAVITY_RESULTS or results/) or False (in "
+        "memory only)",
+        store,
+    )
+    if isinstance(store, ResultStore):
+        return store
+    return ResultStore() if store else None
 
 
 class _SweepRun:

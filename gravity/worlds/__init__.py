@@ -1,6 +1,6 @@
 """Synthetic worlds with exactly known distributions, one module per family."""
 
-from gravity.validation import ConfigError, check
+from gravity.validation import ConfigError, check_choice
 from gravity.worlds.base import DATA_KINDS, Batch, ProbeSet, WorldKnobs
 from gravity.worlds.feature import FeatureWorld
 from gravity.worlds.token import TokenWorld
@@ -12,7 +12,7 @@ World = FeatureWorld | TokenWorld
 
 def make_world(name: str, **fields) -> World:
     """A world by name, e.g. `make_world("token", prompt_length=12)`."""
-    check(name in WORLDS, "world", f"one of {', '.join(WORLDS)}", name)
+    check_choice(name, WORLDS, "world")
     return WORLDS[name](**fields)
 
 

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gravity.validation import check
+from gravity.validation import check, check_choice
 
 DATA_KINDS = ("pretrain", "helpful", "safety", "benign", "hazard", "retain", "unlearn", "relearn")
 """The data each phase can train on.
@@ -114,7 +114,7 @@ class ProbeSet(NamedTuple):
 
 
 def check_data_kind(kind: str) -> None:
-    check(kind in DATA_KINDS, "data", f"one of {', '.join(DATA_KINDS)}", kind)
+    check_choice(kind, DATA_KINDS, "data")
 
 
 def teacher_answers(teacher_CxF: jax.Array, counts_NxF: jax.Array) -> jax.Array:
