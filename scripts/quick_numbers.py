@@ -8,10 +8,10 @@ of their JSON reports.
 
 `run` starts `gravity.cli` in a subprocess per experiment in the tree's folder (first on
 `sys.path`, then PYTHONPATH: an installed copy never shadows it) with a fresh, empty result
-store, so nothing is loaded from an earlier run. `compare` walks both
-reports' `numbers` and prints, per experiment, how many numbers it compared and the largest
-absolute difference; it exits 1 when one differs by more than `--tol`, when a key exists on one
-side only, or when a report is missing.
+store, so nothing is loaded from an earlier run. `compare` walks both reports' `numbers`
+(timings such as `wall_s` left out) and prints, per experiment, how many numbers it compared and
+the largest absolute difference; it exits 1 when one differs by more than `--tol`, when a key
+exists on one side only, or when a report is missing.
 """
 
 from __future__ import annotations
@@ -69,6 +69,10 @@ def run_all(out: Path, tree: Path, names: list[str] | None) -> int:
     return int(failed)
 
 
+TIMINGS = ("wall_s", "compute_wall_s", "compile_s", "run_s")
+"""Keys that time a run rather than measure it: never compared."""
+
+
 def leaves(value, prefix: str = ""):
     """(dotted key, value) of every number, string, bool or null in a JSON value."""
     if isinstance(value, dict):
@@ -93,6 +97,11 @@ def difference(a, b) -> float:
     return 0.0 if a == b else math.inf
 
 
+def _measured(numbers) -> dict:
+    """{dotted key: value} of a report's numbers, timings left out."""
+    return {k: v for k, v in leaves(numbers) if k.rsplit(".", 1)[-1] not in TIMINGS}
+
+
 def compare(before: Path, after: Path, tol: float) -> int:
     """Print each experiment's largest difference; 1 if any exceeds `tol` or keys differ."""
     worst_status = 0
@@ -102,8 +111,8 @@ def compare(before: Path, after: Path, tol: float) -> int:
             print(f"{path.stem}: missing in {after}")
             worst_status = 1
             continue
-        a = dict(leaves(json.loads(path.read_text())["numbers"]))
-        b = dict(leaves(json.loads(other.read_text())["numbers"]))
+        a = _measured(json.loads(path.read_text())["numbers"])
+        b = _measured(json.loads(other.read_text())["numbers"])
         only = sorted(a.keys() ^ b.keys())
         diffs = {key: difference(a[key], b[key]) for key in a.keys() & b.keys()}
         key, worst = max(diffs.items(), key=lambda item: item[1], default=("", 0.0))
