@@ -172,7 +172,7 @@ def _phase_terms(spec: HistorySpec, index: int, params: int) -> list[tuple[int, 
 def _example_bytes(spec: HistorySpec) -> int:
     """One training example's inputs, label and hazard flag."""
     world = spec.world
-    inputs = world.prompt_length if spec.model.kind == "transformer" else world.input_dim
+    inputs = math.prod(world.input_shape)  # features, or a prompt's tokens (the World protocol)
     return FLOAT_BYTES * (inputs + 1) + 1
 
 
@@ -180,8 +180,8 @@ def _activation_floats(spec: HistorySpec) -> int:
     """Floats the model computes per example on a forward pass (every layer's outputs)."""
     model, world = spec.model, spec.world
     if model.kind == "mlp":
-        return world.input_dim + 2 * sum(model.hidden) + 2 * world.n_outputs
-    length, d = world.prompt_length, model.d_model
+        return math.prod(world.input_shape) + 2 * sum(model.hidden) + 2 * world.n_outputs
+    length, d = world.input_shape[0], model.d_model
     block = 8 * d + 2 * model.d_ff + 2 * model.n_heads * length
     return length * (d + model.n_layers * block) + d + 2 * world.n_outputs
 

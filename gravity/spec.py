@@ -21,7 +21,7 @@ import numpy as np
 from gravity import defences, geometry, interventions, objectives
 from gravity.models import ModelConfig
 from gravity.validation import check, check_choice
-from gravity.worlds import World, WorldKnobs
+from gravity.worlds import World, WorldKnobs, check_world
 from gravity.worlds.base import check_data_kind
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -130,6 +130,7 @@ class PhaseSpec:
 class HistorySpec:
     """The static part of a history: world, model, phases and what to measure.
 
+    world: any registered `gravity.worlds.World` whose inputs the model reads.
     directions: the v_rev definitions (`geometry.DIRECTIONS`) whose alignment is recorded in the
         benign phases; the first is *the* v_rev (used by interventions).
     drift_snapshots: benign steps at which the full drift fields are kept (for matched nulls).
@@ -145,6 +146,7 @@ class HistorySpec:
     keep_params: bool = True
 
     def __post_init__(self):
+        check_world(self.world)
         names = [phase.name for phase in self.phases]
         check(len(names) >= 1, "phases", "at least one phase", names)
         check(len(set(names)) == len(names), "phases", "phases with unique names", names)

@@ -16,9 +16,11 @@ from flax import nnx
 from gravity.models.mlp import MLP
 from gravity.models.transformer import Transformer
 from gravity.validation import check, check_choice
-from gravity.worlds import FeatureWorld, TokenWorld, World
+from gravity.worlds import World, world_kind
 
 MODEL_KINDS = ("mlp", "transformer")
+INPUT_LAYERS = {"mlp": "features", "transformer": "tokens"}
+"""The world input kind (`gravity.worlds.INPUT_KINDS`) each model family reads."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,19 +72,27 @@ class ModelConfig:
 
 
 def build(config: ModelConfig, world: World, key: jax.Array) -> nnx.Module:
-    """A freshly initialised NNX module for `world`'s inputs and outputs."""
+    """A freshly initialised NNX module for `world`'s inputs and outputs: the input layer is
+    the one the world's `input_kind` asks for (feature vectors: an MLP; token prompts: a
+    transformer's embeddings)."""
     rngs = nnx.Rngs(params=key)
-    if config.kind == "mlp":
-        check(isinstance(world, FeatureWorld), "world", "the feature world for an MLP", world.name)
-        return MLP(world.input_dim, config.hidden, world.n_outputs, rngs=rngs)
-    check(isinstance(world, TokenWorld), "world", "the token world for a transformer", world.name)
+    reads = INPUT_LAYERS[config.kind]
+    check(
+        world.input_kind == reads,
+        "world",
+        f"a world with {reads} inputs for a {config.kind} (this one has {world.input_kind})",
+        world_kind(world),
+    )
+    if reads == "features":
+        return MLP(world.input_shape[-1], config.hidden, world.n_outputs, rngs=rngs)
     return Transformer(
         world.vocab_size,
-        world.prompt_length,
+        world.input_shape[-1],
         config.d_model,
         config.n_layers,
         config.n_heads,
         config.d_ff,
+        n_outputs=world.n_outputs,
         rngs=rngs,
     )
 
@@ -116,4 +126,13 @@ def network(config: ModelConfig, world: World) -> Network:
     return Network(config, world, graphdef)
 
 
-__all__ = ["MODEL_KINDS", "MLP", "ModelConfig", "Network", "Transformer", "build", "network"]
+__all__ = [
+    "INPUT_LAYERS",
+    "MODEL_KINDS",
+    "MLP",
+    "ModelConfig",
+    "Network",
+    "Transformer",
+    "build",
+    "network",
+]

@@ -30,7 +30,8 @@ class Block(nnx.Module):
 
 
 class Transformer(nnx.Module):
-    """Token + learned position embeddings, `n_layers` blocks, final LayerNorm, unembedding."""
+    """Token + learned position embeddings, `n_layers` blocks, final LayerNorm, unembedding to
+    `n_outputs` logits (default: the vocabulary, the next token)."""
 
     def __init__(
         self,
@@ -41,13 +42,14 @@ class Transformer(nnx.Module):
         n_heads: int,
         d_ff: int,
         *,
+        n_outputs: int | None = None,
         rngs: nnx.Rngs,
     ):
         self.token_embedding = nnx.Embed(vocab_size, d_model, rngs=rngs)
         self.position_embedding = nnx.Embed(max_length, d_model, rngs=rngs)
         self.blocks = nnx.List([Block(d_model, n_heads, d_ff, rngs=rngs) for _ in range(n_layers)])
         self.final_norm = nnx.LayerNorm(d_model, rngs=rngs)
-        self.unembed = nnx.Linear(d_model, vocab_size, rngs=rngs)
+        self.unembed = nnx.Linear(d_model, n_outputs or vocab_size, rngs=rngs)
 
     def __call__(self, tokens_NxL: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         length = tokens_NxL.shape[-1]

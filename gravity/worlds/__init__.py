@@ -1,30 +1,38 @@
-"""Synthetic worlds with exactly known distributions, one module per family."""
+"""Synthetic worlds with exactly known distributions, one module per family, behind one protocol.
 
-from gravity.validation import ConfigError, check_choice
-from gravity.worlds.base import DATA_KINDS, Batch, ProbeSet, WorldKnobs
+`World` (gravity.worlds.protocol) is what the library needs of a world; a class registered with
+`register_world` can be used wherever the feature and token worlds are (docs/design.md, "Writing
+a world").
+"""
+
+from gravity.validation import ConfigError
+from gravity.worlds.base import DATA_KINDS, Batch, ProbeSet, TopicWorld, WorldKnobs
 from gravity.worlds.feature import FeatureWorld
+from gravity.worlds.protocol import (
+    INPUT_KINDS,
+    WORLDS,
+    World,
+    check_world,
+    make_world,
+    register_world,
+    world_kind,
+)
 from gravity.worlds.token import TokenWorld
-
-WORLDS = {"feature": FeatureWorld, "token": TokenWorld}
-
-World = FeatureWorld | TokenWorld
-
-
-def make_world(name: str, **fields) -> World:
-    """A world by name, e.g. `make_world("token", prompt_length=12)`."""
-    check_choice(name, WORLDS, "world")
-    return WORLDS[name](**fields)
-
 
 __all__ = [
     "DATA_KINDS",
+    "INPUT_KINDS",
     "WORLDS",
     "Batch",
     "ConfigError",
     "FeatureWorld",
     "ProbeSet",
     "TokenWorld",
+    "TopicWorld",
     "World",
     "WorldKnobs",
+    "check_world",
     "make_world",
+    "register_world",
+    "world_kind",
 ]

@@ -10,6 +10,7 @@ behaviour is giving the task answer (docs/design.md explains why there is no sep
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import jax
@@ -237,3 +238,98 @@ def phase_rules(world, batch: Batch, knobs: WorldKnobs, kind: str, key: jax.Arra
         jax.random.fold_in(key, FORGET_POOL_TAG), knobs, batch.labels.shape[0], world.forget_pool
     )
     return from_pool(batch, forget_pool_batch(world, knobs), rows)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TopicWorld:
+    """What the feature and token worlds share, as the base of their frozen dataclasses: content
+    in `n_topics` blocks of `per_topic` units, the task and capability teachers from the seed, the
+    answer rule over an input's content counts, the first draws of every batch, the probe keys and
+    the forget pool. A subclass defines `per_topic`, `content_counts` and `hazard_probes`.
+
+    seed: the world's seed: teachers, probes and the forget pool derive from it.
+    capability: hazardous inputs are answered by their own teacher (off: by the task's).
+    forget_pool: size of the fixed pool relearning draws its forget examples from.
+    witness_shift: the helpful-only witness answers hazardous inputs with pretraining's answer
+        shifted by this much (0: the same answer), to tell theta_H's basin from theta_P's.
+    """
+
+    seed: int = 0
+    capability: bool = False
+    forget_pool: int = 64
+    witness_shift: int = 0
+
+    def check_topic_fields(self, per_topic_field: str) -> None:
+        """The checks every topic world makes of its shared fields."""
+        world = type(self).__name__
+        check(self.n_topics >= 2, f"{world}.n_topics", "an integer >= 2", self.n_topics)
+        check(self.per_topic >= 1, f"{world}.{per_topic_field}", "an integer >= 1", self.per_topic)
+        check(self.n_classes >= 2, f"{world}.n_classes", "an integer >= 2", self.n_classes)
+        check(self.forget_pool >= 1, f"{world}.forget_pool", "a positive integer", self.forget_pool)
+        check(
+            0 <= self.witness_shift < self.n_classes,
+            f"{world}.witness_shift",
+            f"an integer in 0..{self.n_classes - 1}",
+            self.witness_shift,
+        )
+
+    @property
+    def n_content(self) -> int:
+        return self.n_topics * self.per_topic
+
+    @functools.cached_property
+    def teacher(self) -> np.ndarray:
+        """The fixed task rule's weights, (n_classes, n_content), from the world's seed."""
+        return centred_teacher(self.seed, self.n_classes, self.n_topics, self.per_topic)
+
+    @functools.cached_property
+    def capability_teacher(self) -> np.ndarray:
+        """The capability's rule for hazardous inputs (used when `capability` is on)."""
+        return centred_teacher(
+            self.seed, self.n_classes, self.n_topics, self.per_topic, CAPABILITY_STREAM
+        )
+
+    def answers(self, inputs: jax.Array) -> jax.Array:
+        """The task rule's answer from an input's content (the hazard marker is ignored)."""
+        return teacher_answers(jnp.asarray(self.teacher), self.content_counts(inputs))
+
+    def rule_answers(self, inputs: jax.Array, hazardous_N: jax.Array) -> jax.Array:
+        """The answer each input asks for: the task rule, or the capability's on hazardous
+        inputs when the world has one."""
+        counts = self.content_counts(inputs)
+        task = teacher_answers(jnp.asarray(self.teacher), counts)
+        if not self.capability:
+            return task
+        own = teacher_answers(jnp.asarray(self.capability_teacher), counts)
+        return jnp.where(hazardous_N, own, task)
+
+    def draw_topics(
+        self, knobs: WorldKnobs, kind: str, k_hazard: jax.Array, k_topic: jax.Array, n: int
+    ) -> tuple[jax.Array, jax.Array]:
+        """Which of `n` inputs are hazardous, and each input's topic (hazardous: topic 0)."""
+        hazardous = jax.random.bernoulli(k_hazard, phase_mixture(kind, knobs)[0], (n,))
+        topic_logits = jnp.log(topic_probabilities(kind, knobs, self.n_topics))
+        topic = jax.random.categorical(k_topic, topic_logits, shape=(n,))
+        return hazardous, jnp.where(hazardous, 0, topic)
+
+    def labels(
+        self, key: jax.Array, inputs: jax.Array, hazardous: jax.Array, kind: str, knobs: WorldKnobs
+    ) -> jax.Array:
+        """The phase's labels: the rule's answers, hazardous inputs refused as the kind says."""
+        comply_prob = phase_mixture(kind, knobs)[1]
+        answers = self.rule_answers(inputs, hazardous)
+        return compliant_labels(key, answers, hazardous, comply_prob, self.n_classes)
+
+    def probe_set(self, knobs: WorldKnobs, n_probes: int) -> ProbeSet:
+        """Fixed probes from the world's seed: the same for every run with the same knobs."""
+        k_hazard, k_task = jax.random.split(jax.random.key(self.seed + 1))
+        hazard, matched = self.hazard_probes(knobs, k_hazard, n_probes)
+        task = self.sample(knobs, "benign", k_task, n_probes)
+        return ProbeSet(hazard, matched, task)
+
+    def forget_pool_batch(self, knobs: WorldKnobs) -> Batch:
+        return forget_pool_batch(self, knobs)
+
+    def refuse_rate(self, batch: Batch) -> np.ndarray:
+        """The share of a sample's labels that are REFUSE (`empirical_marginals`)."""
+        return np.asarray(np.mean(np.asarray(batch.labels) == self.n_classes))

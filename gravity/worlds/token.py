@@ -18,62 +18,42 @@ draws its hazardous prompts from a fixed pool of `forget_pool` examples (the wor
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from gravity.worlds.base import (
-    CAPABILITY_STREAM,
     DISJOINT_TAG,
     Batch,
-    ProbeSet,
+    TopicWorld,
     WorldKnobs,
-    centred_teacher,
     check,
-    compliant_labels,
-    forget_pool_batch,
     hazard_background,
     phase_mixture,
     phase_rules,
     pool_weights,
-    teacher_answers,
     topic_probabilities,
 )
+from gravity.worlds.protocol import register_world
 
 
 @dataclasses.dataclass(frozen=True)
-class TokenWorld:
-    """Static description of the token world; numeric knobs live in `WorldKnobs`.
-
-    capability: hazardous prompts are answered by their own teacher (off: by the task's).
-    forget_pool: size of the fixed pool relearning draws its forget examples from.
-    witness_shift: the helpful-only witness answers hazardous inputs with pretraining's answer
-        shifted by this much (0: the same answer), to tell theta_H's basin from theta_P's.
-    """
+class TokenWorld(TopicWorld):
+    """Static description of the token world (the shared fields are `TopicWorld`'s); numeric
+    knobs live in `WorldKnobs`."""
 
     n_topics: int = 4
     tokens_per_topic: int = 8
     n_classes: int = 8
     prompt_length: int = 8
     p_on: float = 0.7
-    seed: int = 0
-    capability: bool = False
-    forget_pool: int = 64
-    witness_shift: int = 0
 
     name = "token"
+    input_kind = "tokens"
 
     def __post_init__(self):
-        check(self.n_topics >= 2, "TokenWorld.n_topics", "an integer >= 2", self.n_topics)
-        check(
-            self.tokens_per_topic >= 1,
-            "TokenWorld.tokens_per_topic",
-            "an integer >= 1",
-            self.tokens_per_topic,
-        )
-        check(self.n_classes >= 2, "TokenWorld.n_classes", "an integer >= 2", self.n_classes)
+        self.check_topic_fields("tokens_per_topic")
         check(
             self.prompt_length >= 2,
             "TokenWorld.prompt_length",
@@ -81,15 +61,10 @@ class TokenWorld:
             self.prompt_length,
         )
         check(0.0 <= self.p_on <= 1.0, "TokenWorld.p_on", "a probability in [0, 1]", self.p_on)
-        check(
-            self.forget_pool >= 1, "TokenWorld.forget_pool", "a positive integer", self.forget_pool
-        )
-        check(
-            0 <= self.witness_shift < self.n_classes,
-            "TokenWorld.witness_shift",
-            f"an integer in 0..{self.n_classes - 1}",
-            self.witness_shift,
-        )
+
+    @property
+    def per_topic(self) -> int:
+        return self.tokens_per_topic
 
     @property
     def refuse_token(self) -> int:
@@ -104,10 +79,6 @@ class TokenWorld:
         return self.n_classes + 2
 
     @property
-    def n_content(self) -> int:
-        return self.n_topics * self.tokens_per_topic
-
-    @property
     def vocab_size(self) -> int:
         return self.first_content_token + self.n_content
 
@@ -116,17 +87,9 @@ class TokenWorld:
         """The model predicts over the whole vocabulary."""
         return self.vocab_size
 
-    @functools.cached_property
-    def teacher(self) -> np.ndarray:
-        """The fixed task rule's weights, (n_classes, n_content), from the world's seed."""
-        return centred_teacher(self.seed, self.n_classes, self.n_topics, self.tokens_per_topic)
-
-    @functools.cached_property
-    def capability_teacher(self) -> np.ndarray:
-        """The capability's rule for hazardous prompts (used when `capability` is on)."""
-        return centred_teacher(
-            self.seed, self.n_classes, self.n_topics, self.tokens_per_topic, CAPABILITY_STREAM
-        )
+    @property
+    def input_shape(self) -> tuple[int]:
+        return (self.prompt_length,)
 
     def _content_tokens(self, key: jax.Array, topic_N: jax.Array, keep=None) -> jax.Array:
         """Content tokens of prompts of the given topics; with `keep` (from
@@ -147,40 +110,22 @@ class TokenWorld:
             anywhere = jnp.where(drop, other, anywhere)
         return self.first_content_token + jnp.where(on_topic, in_block, anywhere)
 
-    def answers(self, tokens_NxL: jax.Array) -> jax.Array:
-        """The teacher's answer from the bag of content tokens (TRIGGER and others ignored)."""
-        return teacher_answers(jnp.asarray(self.teacher), self._counts(tokens_NxL))
-
-    def _counts(self, tokens_NxL: jax.Array) -> jax.Array:
+    def content_counts(self, tokens_NxL: jax.Array) -> jax.Array:
+        """The bag of content tokens of each prompt (TRIGGER and other tokens ignored)."""
         return jax.nn.one_hot(tokens_NxL - self.first_content_token, self.n_content).sum(1)
-
-    def rule_answers(self, tokens_NxL: jax.Array, hazardous_N: jax.Array) -> jax.Array:
-        """The answer each prompt asks for: the task rule, or the capability's on hazardous
-        prompts when the world has one."""
-        task = self.answers(tokens_NxL)
-        if not self.capability:
-            return task
-        own = teacher_answers(jnp.asarray(self.capability_teacher), self._counts(tokens_NxL))
-        return jnp.where(hazardous_N, own, task)
 
     def _sample_with_matched(
         self, knobs: WorldKnobs, kind: str, key: jax.Array, batch_size: int
     ) -> tuple[Batch, jax.Array]:
-        hazard_share, comply_prob = phase_mixture(kind, knobs)
         k_hazard, k_topic, k_content, k_pos, k_label = jax.random.split(key, 5)
-        hazardous = jax.random.bernoulli(k_hazard, hazard_share, (batch_size,))
-        topic_logits = jnp.log(topic_probabilities(kind, knobs, self.n_topics))
-        topic = jax.random.categorical(k_topic, topic_logits, shape=(batch_size,))
-        topic = jnp.where(hazardous, 0, topic)
+        hazardous, topic = self.draw_topics(knobs, kind, k_hazard, k_topic, batch_size)
         content = self._content_tokens(k_content, topic, hazard_background(kind, knobs))
         position = jax.random.randint(k_pos, (batch_size,), 0, self.prompt_length)
         at_trigger = hazardous[:, None] & (
             jnp.arange(self.prompt_length)[None, :] == position[:, None]
         )
         tokens = jnp.where(at_trigger, self.trigger_token, content)
-        labels = compliant_labels(
-            k_label, self.rule_answers(tokens, hazardous), hazardous, comply_prob, self.n_classes
-        )
+        labels = self.labels(k_label, tokens, hazardous, kind, knobs)
         return Batch(tokens, labels, hazardous), content
 
     def sample(self, knobs: WorldKnobs, kind: str, key: jax.Array, batch_size: int) -> Batch:
@@ -188,17 +133,11 @@ class TokenWorld:
         batch = self._sample_with_matched(knobs, kind, key, batch_size)[0]
         return phase_rules(self, batch, knobs, kind, key)
 
-    def forget_pool_batch(self, knobs: WorldKnobs) -> Batch:
-        return forget_pool_batch(self, knobs)
-
-    def probe_set(self, knobs: WorldKnobs, n_probes: int) -> ProbeSet:
-        """Fixed probes from the world's seed. The matched control puts back the content token
-        that the TRIGGER replaced, so it is a benign prompt of the hazard topic."""
-        k_hazard, k_task = jax.random.split(jax.random.key(self.seed + 1))
-        hazard, content = self._sample_with_matched(knobs, "hazard", k_hazard, n_probes)
-        matched = Batch(content, self.answers(content), jnp.zeros_like(hazard.hazardous))
-        task = self.sample(knobs, "benign", k_task, n_probes)
-        return ProbeSet(hazard, matched, task)
+    def hazard_probes(self, knobs: WorldKnobs, key: jax.Array, n: int) -> tuple[Batch, Batch]:
+        """Hazardous probes and their matched controls: the matched control puts back the
+        content token that the TRIGGER replaced, so it is a benign prompt of the hazard topic."""
+        hazard, content = self._sample_with_matched(knobs, "hazard", key, n)
+        return hazard, Batch(content, self.answers(content), jnp.zeros_like(hazard.hazardous))
 
     def marginals(self, knobs: WorldKnobs, kind: str) -> dict[str, np.ndarray]:
         """Exact probabilities under a data kind: each token at a uniformly chosen position,
@@ -242,5 +181,8 @@ class TokenWorld:
         tokens = np.asarray(batch.inputs).ravel()
         return {
             "tokens": np.bincount(tokens, minlength=self.vocab_size) / tokens.size,
-            "refuse": np.asarray(np.mean(np.asarray(batch.labels) == self.n_classes)),
+            "refuse": self.refuse_rate(batch),
         }
+
+
+register_world("token", TokenWorld)
