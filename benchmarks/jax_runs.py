@@ -27,7 +27,7 @@ import optax
 from benchmarks.config import Scale, bench_spec
 from benchmarks.machine import best_of, peak_rss_mb
 from gravity import performance
-from gravity.history import HistorySpec, behaviour, cross_entropy, make_optimizer
+from gravity.history import HistorySpec, behaviour, cross_entropy, phase_optimizer
 from gravity.models import network
 from gravity.presets import standard_knobs
 from gravity.sweep import Axis, Sweep, run_sweep
@@ -110,9 +110,7 @@ def jax_sequential(kind: str, scale: Scale) -> dict:
     evaluate = jax.jit(lambda params: behaviour(net, params, probes, n_classes)[0])
 
     def make_step(index, phase):
-        optimizer = make_optimizer(
-            phase.optimizer, knobs.learning_rate[phase.name], knobs.weight_decay
-        )
+        optimizer = phase_optimizer(phase, knobs.learning_rate[phase.name])
 
         @jax.jit
         def step(params, opt_state, key):

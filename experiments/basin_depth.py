@@ -184,6 +184,17 @@ def quick(config: Config) -> Config:
     )
 
 
+def _snapshotted(phase, lengths, batch_size: int, n_records: int):
+    """The phase as long as its longest length, with a snapshot at every length."""
+    return dataclasses.replace(
+        phase,
+        steps=max(lengths),
+        batch_size=batch_size,
+        n_records=n_records,
+        snapshots=tuple(lengths),
+    )
+
+
 def history_spec(config: Config):
     """The standard MLP history with one pretraining phase as long as the longest and one
     safety phase as long as the deepest, each with a snapshot at every length, and an SGD
@@ -192,21 +203,9 @@ def history_spec(config: Config):
     batch = config.batch_size if config.size == "standard" else base.phases[0].batch_size
     pretrain, helpful, safety, benign = base.phases
     phases = (
-        dataclasses.replace(
-            pretrain,
-            steps=max(config.pretrain_steps),
-            batch_size=batch,
-            n_records=2,
-            snapshots=tuple(config.pretrain_steps),
-        ),
+        _snapshotted(pretrain, config.pretrain_steps, batch, n_records=2),
         dataclasses.replace(helpful, steps=config.helpful_steps, batch_size=batch),
-        dataclasses.replace(
-            safety,
-            steps=max(config.safety_steps),
-            batch_size=batch,
-            n_records=1,
-            snapshots=tuple(config.safety_steps),
-        ),
+        _snapshotted(safety, config.safety_steps, batch, n_records=1),
         dataclasses.replace(
             benign,
             steps=config.benign_steps,
@@ -509,45 +508,42 @@ def summarise(config: Config, results: dict[str, sweep.SweepResult]) -> dict:
     }
 
 
-def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
-    res = results["mlp"]
-    cells = {name: np.nanmean(v, axis=-1) for name, v in derived(res).items()}
-    aligned = cells["gap"] >= MIN_GAP
-    arms = len(config.safety_data)
-    fig, axes = plotting.figure(4, 3 if arms > 1 else 2, width=4.1, height=3.4)
+def _mark_cells(ax, mask) -> None:
+    """A red x over each grid cell where `mask` holds (cells not aligned)."""
+    for i, j in zip(*np.nonzero(mask), strict=True):
+        ax.plot(j, i, marker="x", color="#d62728", ms=14, mew=0.8, alpha=0.6)
+
+
+def _main_maps(axes, config: Config, cells: dict, numbers: dict) -> None:
+    """The main arm's cell maps: reversion, barrier, loss drop, curvature, prediction, gap."""
     k = config.benign_steps
+    barrier = f"(max over runs {numbers['barrier_max_over_runs']:.2g})"
     panels = (
-        (axes[0, 0], "reversion", f"reversion after K = {k} benign steps", "viridis", "{:.2f}"),
-        (
-            axes[0, 1],
-            "barrier",
-            "benign-loss barrier theta_S -> theta_H "
-            f"(max over runs {numbers['barrier_max_over_runs']:.2g})",
-            "magma",
-            "{:.3f}",
-        ),
-        (
-            axes[0, 2],
-            "benign_loss_drop",
-            "benign loss drop L(theta_S) - L(theta_H)",
-            "magma",
-            "{:.2f}",
-        ),
-        (axes[0, 3], "top_eigenvalue", "top Hessian eigenvalue at theta_S", "cividis", "{:.3g}"),
-        (axes[1, 0], "predicted", f"theory: predicted d_K.w/|w|^2, K = {k}", "viridis", "{:.2f}"),
-        (axes[1, 1], "gap", "alignment gap h_H - h_S (x: < 0.3, not aligned)", "bone", "{:.2f}"),
+        ("reversion", f"reversion after K = {k} benign steps", "viridis", "{:.2f}"),
+        ("barrier", f"benign-loss barrier theta_S -> theta_H {barrier}", "magma", "{:.3f}"),
+        ("benign_loss_drop", "benign loss drop L(theta_S) - L(theta_H)", "magma", "{:.2f}"),
+        ("top_eigenvalue", "top Hessian eigenvalue at theta_S", "cividis", "{:.3g}"),
+        ("predicted", f"theory: predicted d_K.w/|w|^2, K = {k}", "viridis", "{:.2f}"),
+        ("gap", "alignment gap h_H - h_S (x: < 0.3, not aligned)", "bone", "{:.2f}"),
     )
-    for ax, name, title, cmap, fmt in panels:
+    for ax, (name, title, cmap, fmt) in zip(axes, panels, strict=True):
         plotting.heatmap(
             ax, cells[name], config.safety_steps, config.pretrain_steps, cmap=cmap, fmt=fmt
         )
         ax.set_title(title, fontsize=8.5)
         ax.set_xlabel("safety-alignment steps (depth)")
         ax.set_ylabel("pretraining steps (mass)")
-        for i, j in zip(*np.nonzero(~aligned), strict=True):
-            ax.plot(j, i, marker="x", color="#d62728", ms=14, mew=0.8, alpha=0.6)
-    colors = plotting.plt.cm.viridis(np.linspace(0, 0.95, len(config.pretrain_steps)))
-    ax = axes[1, 2]
+        _mark_cells(ax, ~(cells["gap"] >= MIN_GAP))
+
+
+def _pretrain_colors(config: Config):
+    """One viridis colour per pretraining length."""
+    return plotting.plt.cm.viridis(np.linspace(0, 0.95, len(config.pretrain_steps)))
+
+
+def _reversion_vs_theory(ax, config: Config, cells: dict, numbers: dict) -> None:
+    """Measured reversion against the theory's prediction, a colour per pretraining length."""
+    colors = _pretrain_colors(config)
     for i, p in enumerate(config.pretrain_steps):
         plotting.identity_scatter(
             ax, cells["predicted"][i], cells["reversion"][i], color=colors[i], label=f"P={p}"
@@ -563,7 +559,11 @@ def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
     ax.set_xlabel("theory's prediction")
     ax.set_ylabel("measured reversion")
     ax.legend(frameon=False, fontsize=6.5)
-    ax = axes[1, 3]
+
+
+def _progress_vs_theory(ax, config: Config, cells: dict, numbers: dict) -> None:
+    """Measured weight progress d_K.w/|w|^2 against the theory's prediction."""
+    colors = _pretrain_colors(config)
     for i in range(len(config.pretrain_steps)):
         plotting.identity_scatter(
             ax, cells["predicted"][i], cells["weight_progress"][i], color=colors[i]
@@ -576,6 +576,18 @@ def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
     )
     ax.set_xlabel("theory: predicted d_K.w/|w|^2")
     ax.set_ylabel("measured d_K.w/|w|^2")
+
+
+def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
+    """Two rows of the main arm (maps, theory scatters) and, with two safety arms, the control's
+    row."""
+    res = results["mlp"]
+    cells = {name: np.nanmean(v, axis=-1) for name, v in derived(res).items()}
+    arms = len(config.safety_data)
+    fig, axes = plotting.figure(4, 3 if arms > 1 else 2, width=4.1, height=3.4)
+    _main_maps([*axes[0], axes[1, 0], axes[1, 1]], config, cells, numbers)
+    _reversion_vs_theory(axes[1, 2], config, cells, numbers)
+    _progress_vs_theory(axes[1, 3], config, cells, numbers)
     if arms > 1:
         _control_panels(axes[2], config, res, numbers)
     n = int((~res.diverged).sum())
@@ -594,17 +606,21 @@ ARM_STYLE = {
 }
 
 
-def _control_panels(axes, config: Config, res: sweep.SweepResult, numbers: dict) -> None:
-    """The depth control beside the main arm: reversion by safety steps and by refused
-    examples, harmfulness and task accuracy by depth, the control's reversion map."""
-    control = numbers["control"]
+def _log_depth_axis(ax, ticks) -> None:
+    """A log2 x axis with a labelled tick at each given value."""
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ticks, [str(t) for t in ticks], fontsize=6.5)
+    ax.minorticks_off()
+
+
+def _control_reversion(axes, config: Config, control: dict) -> None:
+    """Reversion by depth per safety arm, against safety steps and against refused examples."""
     depths = np.asarray(config.safety_steps, float)
-    for a, arm in enumerate(config.safety_data):
+    for arm in config.safety_data:
         color, marker, label = ARM_STYLE[arm]
-        values = derived(res, a)
-        profile = control["arms"][arm]["by_depth"]
-        mean = np.array([profile["reversion"][f"safety{s}"]["mean"] for s in config.safety_steps])
-        sd = np.array([profile["reversion"][f"safety{s}"]["sd"] for s in config.safety_steps])
+        profile = control["arms"][arm]["by_depth"]["reversion"]
+        mean = np.array([profile[f"safety{s}"]["mean"] for s in config.safety_steps])
+        sd = np.array([profile[f"safety{s}"]["sd"] for s in config.safety_steps])
         effect = control["arms"][arm]["reversion_vs_depth"]
         for ax, x in ((axes[0], depths), (axes[1], depths * refused_per_step(config, arm))):
             ax.errorbar(
@@ -617,7 +633,32 @@ def _control_panels(axes, config: Config, res: sweep.SweepResult, numbers: dict)
                 label=f"{label}: effect {effect['depth_effect']:.2f}, "
                 f"rho {effect['spearman_rho']:.2f}",
             )
-        ax = axes[2]
+    ratio = control.get("depth_effect_ratio", float("nan"))
+    axes[0].set_title(
+        f"control: reversion after K = {config.benign_steps} by depth (mean ± sd)\n"
+        f"depth effect control / main = {ratio:.2f}:\n{control.get('reading', '')}",
+        fontsize=7.5,
+    )
+    axes[0].set_xlabel("safety-alignment steps (depth)")
+    axes[1].set_title("the same at equal refused examples", fontsize=8.5)
+    axes[1].set_xlabel("refused examples in the safety phase")
+    refused = sorted(
+        {int(d * refused_per_step(config, arm)) for d in depths for arm in config.safety_data}
+    )
+    _log_depth_axis(axes[0], depths.astype(int))
+    _log_depth_axis(axes[1], refused)
+    for ax in axes[:2]:
+        ax.set_ylabel("reversion")
+        ax.axhline(0, color="#999999", lw=0.6)
+        ax.legend(frameon=False, fontsize=6.5)
+
+
+def _control_answers(ax, config: Config, res: sweep.SweepResult, control: dict) -> None:
+    """Harmfulness (aligned, after K) and task accuracy at theta_S by depth, per safety arm."""
+    depths = np.asarray(config.safety_steps, float)
+    for a, arm in enumerate(config.safety_data):
+        color, marker, _ = ARM_STYLE[arm]
+        values = derived(res, a)
         for name, style, what in (
             ("harm_aligned", ":", "harm at theta_S"),
             ("harm_after_benign", "-", f"harm after K = {config.benign_steps}"),
@@ -632,67 +673,46 @@ def _control_panels(axes, config: Config, res: sweep.SweepResult, numbers: dict)
                 ms=4,
                 label=f"{what}, {arm}",
             )
-        if arm == "hazard_only":
-            cells = {n: np.nanmean(v, axis=-1) for n, v in values.items()}
-            plotting.heatmap(
-                axes[3],
-                cells["reversion"],
-                config.safety_steps,
-                config.pretrain_steps,
-                cmap="viridis",
-                fmt="{:.2f}",
-            )
-            for i, j in zip(*np.nonzero(cells["gap"] < MIN_GAP), strict=True):
-                axes[3].plot(j, i, marker="x", color="#d62728", ms=14, mew=0.8, alpha=0.6)
-    ratio = control.get("depth_effect_ratio", float("nan"))
-    axes[0].set_title(
-        f"control: reversion after K = {config.benign_steps} by depth (mean ± sd)\n"
-        f"depth effect control / main = {ratio:.2f}:\n{control.get('reading', '')}",
-        fontsize=7.5,
-    )
-    axes[0].set_xlabel("safety-alignment steps (depth)")
-    axes[1].set_title("the same at equal refused examples", fontsize=8.5)
-    axes[1].set_xlabel("refused examples in the safety phase")
-    refused = sorted(
-        {int(d * refused_per_step(config, arm)) for d in depths for arm in config.safety_data}
-    )
-    for ax, ticks in (
-        (axes[0], depths.astype(int)),
-        (axes[1], refused),
-        (axes[2], depths.astype(int)),
-    ):
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(ticks, [str(t) for t in ticks], fontsize=6.5)
-        ax.minorticks_off()
-    for ax in axes[:2]:
-        ax.set_ylabel("reversion")
-        ax.axhline(0, color="#999999", lw=0.6)
-        ax.legend(frameon=False, fontsize=6.5)
+    _log_depth_axis(ax, depths.astype(int))
     deepest = f"safety{config.safety_steps[-1]}"
     accuracy = {
         arm: control["arms"][arm]["by_depth"]["task_accuracy_aligned"][deepest]["mean"]
         for arm in config.safety_data
     }
-    axes[2].set_xlabel("safety-alignment steps (depth)")
-    axes[2].set_ylabel("probability (pooled over pretraining)")
-    axes[2].set_title(
+    ax.set_xlabel("safety-alignment steps (depth)")
+    ax.set_ylabel("probability (pooled over pretraining)")
+    ax.set_title(
         "harmfulness and task accuracy, both arms\n"
         f"task accuracy at theta_S, depth {config.safety_steps[-1]}: "
         + ", ".join(f"{arm} {value:.2f}" for arm, value in accuracy.items()),
         fontsize=7.5,
     )
-    axes[2].legend(frameon=False, fontsize=5.5)
-    axes[3].set_title("control (hazard-only safety): reversion (x: gap < 0.3)", fontsize=8.5)
-    axes[3].set_xlabel("safety-alignment steps (depth)")
-    axes[3].set_ylabel("pretraining steps (mass)")
+    ax.legend(frameon=False, fontsize=5.5)
 
 
-EXPERIMENT = Experiment(
-    name=NAME,
-    description="basin depth: pretraining x alignment length -> reversion, barrier, curvature",
-    config=Config,
-    quick=quick,
-    sweeps=sweeps,
-    summarise=summarise,
-    plot=plot,
+def _control_map(ax, config: Config, res: sweep.SweepResult) -> None:
+    """The hazard-only control's reversion by cell, cells not aligned marked."""
+    values = derived(res, list(config.safety_data).index("hazard_only"))
+    cells = {n: np.nanmean(v, axis=-1) for n, v in values.items()}
+    plotting.heatmap(
+        ax, cells["reversion"], config.safety_steps, config.pretrain_steps, cmap="viridis"
+    )
+    _mark_cells(ax, cells["gap"] < MIN_GAP)
+    ax.set_title("control (hazard-only safety): reversion (x: gap < 0.3)", fontsize=8.5)
+    ax.set_xlabel("safety-alignment steps (depth)")
+    ax.set_ylabel("pretraining steps (mass)")
+
+
+def _control_panels(axes, config: Config, res: sweep.SweepResult, numbers: dict) -> None:
+    """The depth control beside the main arm: reversion by safety steps and by refused
+    examples, harmfulness and task accuracy by depth, the control's reversion map."""
+    control = numbers["control"]
+    _control_reversion(axes[:2], config, control)
+    _control_answers(axes[2], config, res, control)
+    if "hazard_only" in config.safety_data:
+        _control_map(axes[3], config, res)
+
+
+EXPERIMENT = Experiment.defined_in(
+    __name__, NAME, "basin depth: pretraining x alignment length -> reversion, barrier, curvature"
 )

@@ -171,21 +171,60 @@ def summarise_model(out: dict, plan, steps) -> dict:
     return numbers
 
 
+def plot_variant_curves(row, steps, benign: dict, plan) -> None:
+    """Alignment and harmfulness over the benign phase, a band per variant."""
+    for (variant, _, _), rows in zip(plan[: len(VARIANTS)], group_rows(plan), strict=False):
+        label = LABELS.get(variant, variant)
+        color = plotting.COLORS[label]
+        for ax, name in zip(row, ("alignment", "harmfulness"), strict=False):
+            plotting.mean_band(ax, steps, np.asarray(benign[name])[rows], color=color, label=label)
+
+
+def plot_paper_at_end(row, end: int) -> None:
+    """The paper's alignment and harmfulness at T per variant, as stars just after the end."""
+    for label, paper in PAPER.items():
+        for ax, name in zip(row, ("alignment", "harmfulness"), strict=False):
+            mean, sd = paper[name]
+            plotting.paper_star(ax, end + 3, mean, sd, color=plotting.COLORS[label])
+
+
+def plot_harm_vs_task(ax, n: dict) -> None:
+    """Harmfulness against task accuracy at T per variant, and each dose curve by strength."""
+    for label in [LABELS.get(v, v) for v in VARIANTS]:
+        e = n[label]
+        ax.errorbar(
+            e["task_score"]["mean"],
+            e["harmfulness"]["mean"],
+            xerr=e["task_score"]["sd"],
+            yerr=e["harmfulness"]["sd"],
+            fmt="o",
+            color=plotting.COLORS[label],
+            label=label,
+            capsize=2,
+        )
+    for variant, curve in n.get("dose", {}).items():
+        xs = [e["task_score"]["mean"] for e in curve.values()]
+        ys = [e["harmfulness"]["mean"] for e in curve.values()]
+        color = plotting.COLORS[variant]
+        ax.plot(xs, ys, "-", color=color, alpha=0.5, lw=1)
+        for s, x, y in zip(curve, xs, ys, strict=True):
+            ax.annotate(f"{float(s):g}", (x, y), fontsize=6, color=color)
+    ax.set(
+        xlabel="task accuracy at T",
+        ylabel="harmfulness at T",
+        title="harm vs task (strengths labelled)",
+    )
+    ax.legend(frameon=False, fontsize=7, loc="best")
+
+
 def plot_models(results: dict, specs: dict, numbers: dict, plans: dict, path: Path):
+    """A row per model: alignment and harmfulness per variant beside the paper, harm vs task."""
     fig, axes = plotting.figure(3, len(results), width=4.3, height=3.2)
     for row, (model, out) in zip(axes, results.items(), strict=True):
-        spec, plan, n = specs[model], plans[model], numbers[model]
-        steps = spec.phases[-1].record_steps
-        benign = out["metrics"]["benign"]
-        for (variant, _, _), rows in zip(plan[: len(VARIANTS)], group_rows(plan), strict=False):
-            label = LABELS.get(variant, variant)
-            color = plotting.COLORS[label]
-            plotting.mean_band(
-                row[0], steps, np.asarray(benign["alignment"])[rows], color=color, label=label
-            )
-            plotting.mean_band(
-                row[1], steps, np.asarray(benign["harmfulness"])[rows], color=color, label=label
-            )
+        spec = specs[model]
+        plot_variant_curves(
+            row, spec.phases[-1].record_steps, out["metrics"]["benign"], plans[model]
+        )
         row[0].set(
             xlabel="benign step t",
             ylabel="cos(drift, v_rev)",
@@ -195,52 +234,8 @@ def plot_models(results: dict, specs: dict, numbers: dict, plans: dict, path: Pa
         row[1].set(
             xlabel="benign step t", ylabel="harmfulness", ylim=(0, 1), title=f"{model}: harmfulness"
         )
-        for label, paper in PAPER.items():
-            row[0].errorbar(
-                spec.phases[-1].steps + 3,
-                paper["alignment"][0],
-                yerr=paper["alignment"][1],
-                fmt="*",
-                color=plotting.COLORS[label],
-                mec="k",
-                ms=8,
-            )
-            row[1].errorbar(
-                spec.phases[-1].steps + 3,
-                paper["harmfulness"][0],
-                yerr=paper["harmfulness"][1],
-                fmt="*",
-                color=plotting.COLORS[label],
-                mec="k",
-                ms=8,
-            )
-        ax = row[2]
-        labels = [LABELS.get(v, v) for v in VARIANTS]
-        for label in labels:
-            e = n[label]
-            ax.errorbar(
-                e["task_score"]["mean"],
-                e["harmfulness"]["mean"],
-                xerr=e["task_score"]["sd"],
-                yerr=e["harmfulness"]["sd"],
-                fmt="o",
-                color=plotting.COLORS[label],
-                label=label,
-                capsize=2,
-            )
-        for variant, curve in n.get("dose", {}).items():
-            xs = [e["task_score"]["mean"] for e in curve.values()]
-            ys = [e["harmfulness"]["mean"] for e in curve.values()]
-            color = plotting.COLORS[variant]
-            ax.plot(xs, ys, "-", color=color, alpha=0.5, lw=1)
-            for s, x, y in zip(curve, xs, ys, strict=True):
-                ax.annotate(f"{float(s):g}", (x, y), fontsize=6, color=color)
-        ax.set(
-            xlabel="task accuracy at T",
-            ylabel="harmfulness at T",
-            title="harm vs task (strengths labelled)",
-        )
-        ax.legend(frameon=False, fontsize=7, loc="best")
+        plot_paper_at_end(row, spec.phases[-1].steps)
+        plot_harm_vs_task(row[2], numbers[model])
     return plotting.save(fig, path, "Blocking motion along v_rev during benign fine-tuning")
 
 
@@ -295,12 +290,6 @@ def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
     return plot_models(runs, specs, numbers, plans, path)
 
 
-EXPERIMENT = Experiment(
-    name=NAME,
-    description="blocking, pushing or projecting out motion along v_rev, with controls",
-    config=Config,
-    quick=quick,
-    sweeps=sweeps,
-    summarise=summarise,
-    plot=plot,
+EXPERIMENT = Experiment.defined_in(
+    __name__, NAME, "blocking, pushing or projecting out motion along v_rev, with controls"
 )

@@ -229,7 +229,7 @@ class AlignmentMeasure:
 
 
 def seeds_for(config: Config, model: str) -> int:
-    return config.seeds if model == "mlp" else min(config.seeds, config.transformer_seeds)
+    return presets.seeds_for(model, config.seeds, config.transformer_seeds)
 
 
 def sweeps(config: Config) -> dict[str, sweep.Sweep]:
@@ -571,12 +571,6 @@ def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
     return plotting.save(fig, path, "Anti-gravity: defences on one harm-vs-task frontier")
 
 
-EXPERIMENT = Experiment(
-    name=NAME,
-    description="defences against reversion compared on one harm-vs-task frontier",
-    config=Config,
-    quick=quick,
-    sweeps=sweeps,
-    summarise=summarise,
-    plot=plot,
+EXPERIMENT = Experiment.defined_in(
+    __name__, NAME, "defences against reversion compared on one harm-vs-task frontier"
 )

@@ -60,7 +60,7 @@ class PreflightMeasure:
         )
         phase = spec.phase("benign")
         optimizer = history.make_optimizer(
-            phase.optimizer, knobs.learning_rate["benign"], knobs.weight_decay
+            phase.optimizer, knobs.learning_rate["benign"], phase.weight_decay
         )
         scores = monitor.preflight(
             net,
@@ -111,7 +111,7 @@ def quick(config: Config) -> Config:
 
 
 def seeds_for(config: Config, model: str) -> int:
-    return config.seeds if model == "mlp" else min(config.seeds, config.transformer_seeds)
+    return presets.seeds_for(model, config.seeds, config.transformer_seeds)
 
 
 def benign_spec(config: Config, model: str, batch_size: int):
@@ -267,12 +267,6 @@ def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
     )
 
 
-EXPERIMENT = Experiment(
-    name=NAME,
-    description="pre-flight and online monitors that predict reversion, against the naive one",
-    config=Config,
-    quick=quick,
-    sweeps=sweeps,
-    summarise=summarise,
-    plot=plot,
+EXPERIMENT = Experiment.defined_in(
+    __name__, NAME, "pre-flight and online monitors that predict reversion, against the naive one"
 )

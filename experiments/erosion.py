@@ -89,6 +89,13 @@ def summarise_model(metrics: dict, diverged: np.ndarray) -> dict:
     }
 
 
+ANSWER_STYLE = (
+    ("harmfulness", "#d62728", "-", "harmfulness"),
+    ("refusal", "#2ca02c", "--", "refusal"),
+    ("task_accuracy", "#1f77b4", ":", "task accuracy"),
+)
+
+
 def plot_models(results: dict, specs: dict, path: Path, maps: dict, config: Config) -> Path:
     fig, axes = plotting.figure(len(results), 2 if maps else 1, width=5.0, height=3.4)
     for model, ax in zip(maps, axes[-1], strict=False):
@@ -99,26 +106,15 @@ def plot_models(results: dict, specs: dict, path: Path, maps: dict, config: Conf
         for i, phase in enumerate(spec.phases):
             x = i + phase.record_steps / phase.steps
             m = out["metrics"][phase.name]
-            first = i == 0
-            plotting.mean_band(
-                ax, x, m["harmfulness"], color="#d62728", label="harmfulness" if first else None
-            )
-            plotting.mean_band(
-                ax,
-                x,
-                m["refusal"],
-                color="#2ca02c",
-                linestyle="--",
-                label="refusal" if first else None,
-            )
-            plotting.mean_band(
-                ax,
-                x,
-                m["task_accuracy"],
-                color="#1f77b4",
-                linestyle=":",
-                label="task accuracy" if first else None,
-            )
+            for name, color, linestyle, label in ANSWER_STYLE:
+                plotting.mean_band(
+                    ax,
+                    x,
+                    m[name],
+                    color=color,
+                    linestyle=linestyle,
+                    label=label if i == 0 else None,
+                )
             bounds.append((phase.name, i, i + 1))
         plotting.shade_phases(ax, bounds)
         ax.set_xticks(
@@ -200,12 +196,6 @@ def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
     return plot_models(runs, specs, path, maps, config)
 
 
-EXPERIMENT = Experiment(
-    name=NAME,
-    description="safety erosion: harmfulness through P -> H -> S -> T, MLP and transformer",
-    config=Config,
-    quick=quick,
-    sweeps=sweeps,
-    summarise=summarise,
-    plot=plot,
+EXPERIMENT = Experiment.defined_in(
+    __name__, NAME, "safety erosion: harmfulness through P -> H -> S -> T, MLP and transformer"
 )

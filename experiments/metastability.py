@@ -67,7 +67,7 @@ import numpy as np
 
 from gravity import dynamics, plotting, presets, sweep
 from gravity.experiment import Experiment
-from gravity.validation import check
+from gravity.validation import check_one_of
 
 NAME = "metastability"
 MEASURE = sweep.HistoryMetrics(
@@ -95,18 +95,8 @@ class Config:
     max_chunk: int | None = None
 
     def __post_init__(self):
-        check(
-            self.reference_depth in self.safety_steps,
-            "reference_depth",
-            f"one of safety_steps {self.safety_steps}",
-            self.reference_depth,
-        )
-        check(
-            self.reference_batch in self.batch_sizes,
-            "reference_batch",
-            f"one of batch_sizes {self.batch_sizes}",
-            self.reference_batch,
-        )
+        check_one_of(self.reference_depth, self.safety_steps, "reference_depth", "safety_steps")
+        check_one_of(self.reference_batch, self.batch_sizes, "reference_batch", "batch_sizes")
 
 
 def quick(config: Config) -> Config:
@@ -218,6 +208,117 @@ def _least_squares(design: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float
     return coef, 1.0 - float(np.sum(resid**2)) / ss_tot if ss_tot > 0 else float("nan")
 
 
+def arrhenius_step_fits(temperature, medians, finite, d_ref: int) -> dict:
+    """The pre-registered Arrhenius fits of the median escape step on the SGD temperature: over
+    every cell, and over the reference depth's cells."""
+    fit = dynamics.arrhenius_fit(temperature[finite], medians[finite])
+    out = {
+        "arrhenius_all_cells": {
+            "time_unit": "benign steps (pre-registered)",
+            "barrier": fit.barrier,
+            "barrier_ci": list(fit.barrier_ci),
+            "r_squared": fit.r_squared,
+            "n_cells": fit.n,
+        }
+    }
+    ref = finite[..., d_ref]
+    if ref.sum() >= 3:
+        fit = dynamics.arrhenius_fit(temperature[..., d_ref][ref], medians[..., d_ref][ref])
+        out["arrhenius_reference_depth"] = {
+            "time_unit": "benign steps",
+            "barrier": fit.barrier,
+            "prefactor": fit.prefactor,
+            "r_squared": fit.r_squared,
+            "n_cells": fit.n,
+        }
+    return out
+
+
+def flow_law(medians, finite, grids, n_depths: int) -> dict:
+    """The power law log tau = a + c_lr log lr + c_batch log batch (+ c_depth log depth) fitted
+    over the finite cells (`grids`: the lr, batch and depth meshgrids)."""
+    lr_grid, b_grid, d_grid = grids
+    design = np.stack(
+        [np.ones(finite.sum()), np.log(lr_grid[finite]), np.log(b_grid[finite])]
+        + ([np.log(d_grid[finite])] if n_depths > 1 else []),
+        axis=1,
+    )
+    coef, r2 = _least_squares(design, np.log(medians[finite]))
+    return {
+        "form": "log tau = a + c_lr log lr + c_batch log batch + c_depth log depth",
+        "c_lr": float(coef[1]),
+        "c_batch": float(coef[2]),
+        "c_depth": float(coef[3]) if n_depths > 1 else None,
+        "r_squared": r2,
+        "n_cells": int(finite.sum()),
+    }
+
+
+def batch_numbers(config: Config, times, escaped, medians, d_ref: int) -> dict:
+    """How escape changes with batch size: the factor across batch per lr, the flow time at the
+    reference depth, the escaped fraction per batch and at the largest batch."""
+    lrs, batches = config.learning_rates, config.batch_sizes
+    factors = {f"lr{lr:g}": batch_factor(medians[i]) for i, lr in enumerate(lrs)}
+    return {
+        "batch_factor_by_lr": factors,
+        "max_factor_across_batch": _max_or_none(factors.values()),
+        "flow_time_lr_x_tau_reference_depth": {
+            f"lr{lr:g}": _finite_or_none(np.nanmedian(medians[i, :, d_ref] * lr))
+            for i, lr in enumerate(lrs)
+        },
+        "escaped_fraction_by_batch": {
+            f"batch{int(b)}": _escaped_fraction(times[:, j], escaped[:, j])
+            for j, b in enumerate(batches)
+        },
+        "large_batch": {
+            "batch_size": int(batches[-1]),
+            "escaped_fraction": _escaped_fraction(times[:, -1], escaped[:, -1]),
+            "median_steps_by_lr": {
+                f"lr{lr:g}": _finite_or_none(np.nanmedian(medians[i, -1]))
+                for i, lr in enumerate(lrs)
+            },
+        },
+    }
+
+
+def median_tables(config: Config, medians, d_ref: int) -> dict:
+    """Median escape steps by lr and batch at the reference depth, and by lr and depth at the
+    reference batch."""
+    lrs, batches, depths = config.learning_rates, config.batch_sizes, config.safety_steps
+    b_ref = list(batches).index(config.reference_batch)
+    return {
+        "medians_reference_depth": {
+            f"lr{lr:g}": {
+                f"batch{int(b)}": _finite_or_none(medians[i, j, d_ref])
+                for j, b in enumerate(batches)
+            }
+            for i, lr in enumerate(lrs)
+        },
+        "medians_by_depth_reference_batch": {
+            f"lr{lr:g}": {
+                f"depth{int(d)}": _finite_or_none(medians[i, b_ref, k])
+                for k, d in enumerate(depths)
+            }
+            for i, lr in enumerate(lrs)
+        },
+    }
+
+
+def without_largest_lr(out: dict, config: Config, times, escaped, medians) -> dict:
+    """The verdict rule applied again without the largest learning rate (post hoc)."""
+    keep = slice(0, len(config.learning_rates) - 1)
+    factor = _max_or_none(list(out["batch_factor_by_lr"].values())[keep])
+    large = _escaped_fraction(times[keep, -1], escaped[keep, -1])
+    return {
+        "note": "not pre-registered: the rule applied without the largest learning rate",
+        "excluded_lr": float(config.learning_rates[-1]),
+        "excluded_lr_share_of_cells_escaping_on_step_1": float(np.mean(medians[-1] <= 1)),
+        "max_factor_across_batch": factor,
+        "large_batch_escaped_fraction": large,
+        "verdict": verdict(out.get("arrhenius_all_cells", {}), large, factor),
+    }
+
+
 def analyse(config: Config, times: np.ndarray, escaped: np.ndarray) -> dict:
     """The two readings' fits and the verdict (medians in benign steps)."""
     lrs = np.asarray(config.learning_rates, float)
@@ -225,101 +326,31 @@ def analyse(config: Config, times: np.ndarray, escaped: np.ndarray) -> dict:
     depths = np.asarray(config.safety_steps, float)
     medians = cell_medians(times, escaped)
     d_ref = list(config.safety_steps).index(config.reference_depth)
-    lr_grid, b_grid, d_grid = np.meshgrid(lrs, batches, depths, indexing="ij")
+    grids = np.meshgrid(lrs, batches, depths, indexing="ij")
     finite = np.isfinite(medians) & (medians > 0)
     out: dict = {}
-    temperature = np.asarray(dynamics.sgd_temperature(lr_grid, b_grid))
-    flow_time = medians * lr_grid  # t = step x lr, the Langevin time of SGD
+    temperature = np.asarray(dynamics.sgd_temperature(grids[0], grids[1]))
+    flow_time = medians * grids[0]  # t = step x lr, the Langevin time of SGD
     out |= time_unit_fits(config, temperature, flow_time, finite)
     if finite.sum() >= 3:
-        fit = dynamics.arrhenius_fit(temperature[finite], medians[finite])
-        out["arrhenius_all_cells"] = {
-            "time_unit": "benign steps (pre-registered)",
-            "barrier": fit.barrier,
-            "barrier_ci": list(fit.barrier_ci),
-            "r_squared": fit.r_squared,
-            "n_cells": fit.n,
-        }
-        ref = finite[..., d_ref]
-        if ref.sum() >= 3:
-            fit = dynamics.arrhenius_fit(temperature[..., d_ref][ref], medians[..., d_ref][ref])
-            out["arrhenius_reference_depth"] = {
-                "time_unit": "benign steps",
-                "barrier": fit.barrier,
-                "prefactor": fit.prefactor,
-                "r_squared": fit.r_squared,
-                "n_cells": fit.n,
-            }
-        design = np.stack(
-            [np.ones(finite.sum()), np.log(lr_grid[finite]), np.log(b_grid[finite])]
-            + ([np.log(d_grid[finite])] if depths.size > 1 else []),
-            axis=1,
-        )
-        coef, r2 = _least_squares(design, np.log(medians[finite]))
-        out["flow_law"] = {
-            "form": "log tau = a + c_lr log lr + c_batch log batch + c_depth log depth",
-            "c_lr": float(coef[1]),
-            "c_batch": float(coef[2]),
-            "c_depth": float(coef[3]) if depths.size > 1 else None,
-            "r_squared": r2,
-            "n_cells": int(finite.sum()),
-        }
-    factors = {f"lr{lr:g}": batch_factor(medians[i]) for i, lr in enumerate(lrs)}
-    out["batch_factor_by_lr"] = factors
-    out["max_factor_across_batch"] = _max_or_none(factors.values())
-    out["flow_time_lr_x_tau_reference_depth"] = {
-        f"lr{lr:g}": _finite_or_none(np.nanmedian(medians[i, :, d_ref] * lr))
-        for i, lr in enumerate(lrs)
-    }
-    out["escaped_fraction_by_batch"] = {
-        f"batch{int(b)}": _escaped_fraction(times[:, j], escaped[:, j])
-        for j, b in enumerate(batches)
-    }
-    out["large_batch"] = {
-        "batch_size": int(batches[-1]),
-        "escaped_fraction": _escaped_fraction(times[:, -1], escaped[:, -1]),
-        "median_steps_by_lr": {
-            f"lr{lr:g}": _finite_or_none(np.nanmedian(medians[i, -1])) for i, lr in enumerate(lrs)
-        },
-    }
+        out |= arrhenius_step_fits(temperature, medians, finite, d_ref)
+        out["flow_law"] = flow_law(medians, finite, grids, depths.size)
+    out |= batch_numbers(config, times, escaped, medians, d_ref)
     out["escaped_fraction_overall"] = float(escaped[np.isfinite(times)].mean())
-    out["medians_reference_depth"] = {
-        f"lr{lr:g}": {
-            f"batch{int(b)}": _finite_or_none(medians[i, j, d_ref]) for j, b in enumerate(batches)
-        }
-        for i, lr in enumerate(lrs)
-    }
-    out["medians_by_depth_reference_batch"] = {
-        f"lr{lr:g}": {
-            f"depth{int(d)}": _finite_or_none(
-                medians[i, list(config.batch_sizes).index(config.reference_batch), k]
-            )
-            for k, d in enumerate(depths)
-        }
-        for i, lr in enumerate(lrs)
-    }
-    out["verdict"] = verdict(
-        out.get("arrhenius_all_cells", {}),
-        out["large_batch"]["escaped_fraction"],
-        out["max_factor_across_batch"],
-    )
-    out["verdict_with_time_unit_fit"] = verdict(
-        out.get("arrhenius_time_units_all_cells", {}),
-        out["large_batch"]["escaped_fraction"],
-        out["max_factor_across_batch"],
-    )
+    out |= median_tables(config, medians, d_ref)
+    for key, fits in (
+        ("verdict", "arrhenius_all_cells"),
+        ("verdict_with_time_unit_fit", "arrhenius_time_units_all_cells"),
+    ):
+        out[key] = verdict(
+            out.get(fits, {}),
+            out["large_batch"]["escaped_fraction"],
+            out["max_factor_across_batch"],
+        )
     if lrs.size > 2:
-        keep = slice(0, lrs.size - 1)
-        factor = _max_or_none(list(factors.values())[keep])
-        large = _escaped_fraction(times[keep, -1], escaped[keep, -1])
-        out["post_hoc_without_largest_lr"] = {
-            "note": "not pre-registered: the rule applied without the largest learning rate",
-            "excluded_lr": float(lrs[-1]),
-            "excluded_lr_share_of_cells_escaping_on_step_1": float(np.mean(medians[-1] <= 1)),
-            "max_factor_across_batch": factor,
-            "large_batch_escaped_fraction": large,
-            "verdict": verdict(out.get("arrhenius_all_cells", {}), large, factor),
-        }
+        out["post_hoc_without_largest_lr"] = without_largest_lr(
+            out, config, times, escaped, medians
+        )
     return out
 
 
@@ -675,23 +706,11 @@ def _calibration_panel(ax, cal: dict):
             capsize=3,
             label=f"Langevin {name} (barrier fit {cal[name]['arrhenius_barrier']:.2f})",
         )
-        ax.plot(
-            inv_t,
-            [r["kramers"] for r in rows],
-            "-",
-            color=color,
-            lw=1,
-            label=f"Kramers/Langer {name}",
-        )
+        curves = [("kramers", "-", f"Kramers/Langer {name}")]
         if name == "1d":
-            ax.plot(
-                inv_t,
-                [r["exact_mfpt"] for r in rows],
-                ":",
-                color=color,
-                lw=1,
-                label="exact MFPT 1d",
-            )
+            curves.append(("exact_mfpt", ":", "exact MFPT 1d"))
+        for key, style, label in curves:
+            ax.plot(inv_t, [r[key] for r in rows], style, color=color, lw=1, label=label)
     ax.set_yscale("log")
     ax.set_xlabel("1 / T")
     ax.set_ylabel("mean escape time")
@@ -742,14 +761,8 @@ def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
     return plotting.save(fig, path, title)
 
 
-EXPERIMENT = Experiment(
-    name=NAME,
-    description="escape times vs lr, batch and depth; Kramers fit; Langevin check",
-    config=Config,
-    quick=quick,
-    sweeps=sweeps,
-    summarise=summarise,
-    plot=plot,
+EXPERIMENT = Experiment.defined_in(
+    __name__, NAME, "escape times vs lr, batch and depth; Kramers fit; Langevin check"
 )
 
 __all__ = [

@@ -159,12 +159,13 @@ def _reversion(res: sweep.SweepResult) -> np.ndarray:
     return reversion_fraction(harm[..., -1], h_s, h_h)
 
 
-def plot_models(runs: dict, config: Config, numbers: dict, path: Path) -> Path:
+MODEL_COLORS = {"mlp": plotting.COLORS["mlp"], "transformer": plotting.COLORS["transformer"]}
+
+
+def plot_reversion(ax, runs: dict, config: Config, numbers: dict) -> None:
+    """Reversion after the benign phase against overlap: each run jittered, mean ± sd per model,
+    and the overlap nearest pretraining's topic mix."""
     overlaps = np.asarray(config.overlaps)
-    colors = plotting.plt.cm.viridis(np.linspace(0, 0.95, overlaps.size))
-    model_colors = {"mlp": plotting.COLORS["mlp"], "transformer": plotting.COLORS["transformer"]}
-    fig, axes = plotting.figure(3, 2, width=4.4, height=3.3)
-    ax = axes[0, 0]
     for model, (res, _spec) in runs.items():
         rev = _reversion(res)
         jitter = (np.random.default_rng(0).random(rev.shape) - 0.5) * 0.012
@@ -173,14 +174,14 @@ def plot_models(runs: dict, config: Config, numbers: dict, path: Path) -> Path:
             rev.ravel(),
             s=3,
             alpha=0.12,
-            color=model_colors[model],
+            color=MODEL_COLORS[model],
         )
         rho = numbers[model]["spearman_overlap_vs_reversion"]["rho"]
         ax.errorbar(
             overlaps,
             np.nanmean(rev, 1),
             np.nanstd(rev, 1),
-            color=model_colors[model],
+            color=MODEL_COLORS[model],
             marker="o",
             capsize=3,
             label=f"{model} ({res.seeds.size} seeds, Spearman {rho:.2f})",
@@ -200,22 +201,31 @@ def plot_models(runs: dict, config: Config, numbers: dict, path: Path) -> Path:
     ax.set_xlabel("benign_overlap (share of benign inputs on the hazard's topic)")
     ax.set_ylabel("(h_T - h_S) / (h_H - h_S)")
     ax.legend(frameon=False, fontsize=7, loc="lower right")
-    for row, (model, (res, spec)) in enumerate(runs.items()):
-        steps = spec.phases[-1].record_steps
-        for ax, name, label in (
-            (axes[row, 1], "harmfulness", "harmfulness on hazardous probes"),
-            (axes[row, 2], "alignment", "alignment(t) = cos(drift_t, v_rev)"),
-        ):
-            values = res.valid(f"metrics/benign/{name}")
-            for i, overlap in enumerate(overlaps):
-                mean = np.nanmean(values[i], 0)
-                ax.plot(steps, mean, color=colors[i], lw=1.4, label=f"{overlap:g}")
-            ax.set_xscale("symlog", linthresh=1)
-            ax.set_xlabel("benign step t")
-            ax.set_ylabel(label)
-            ax.set_title(f"{model}: {name}(t), mean over seeds")
-        axes[row, 1].legend(title="overlap", ncol=2, frameon=False, fontsize=6.5)
-    ax = axes[1, 0]
+
+
+def plot_curves(axes, model: str, res, spec, config: Config) -> None:
+    """One model's harmfulness and alignment over the benign phase, a line per overlap."""
+    overlaps = np.asarray(config.overlaps)
+    colors = plotting.plt.cm.viridis(np.linspace(0, 0.95, overlaps.size))
+    steps = spec.phases[-1].record_steps
+    for ax, name, label in (
+        (axes[0], "harmfulness", "harmfulness on hazardous probes"),
+        (axes[1], "alignment", "alignment(t) = cos(drift_t, v_rev)"),
+    ):
+        values = res.valid(f"metrics/benign/{name}")
+        for i, overlap in enumerate(overlaps):
+            mean = np.nanmean(values[i], 0)
+            ax.plot(steps, mean, color=colors[i], lw=1.4, label=f"{overlap:g}")
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlabel("benign step t")
+        ax.set_ylabel(label)
+        ax.set_title(f"{model}: {name}(t), mean over seeds")
+    axes[0].legend(title="overlap", ncol=2, frameon=False, fontsize=6.5)
+
+
+def plot_end_numbers(ax, runs: dict, config: Config, numbers: dict) -> None:
+    """Alignment, hazard-specific alignment and task accuracy at T against overlap."""
+    overlaps = np.asarray(config.overlaps)
     for model, (_res, spec) in runs.items():
         last = int(spec.phases[-1].steps)
         for key, label, style in (
@@ -232,12 +242,21 @@ def plot_models(runs: dict, config: Config, numbers: dict, path: Path) -> Path:
                 ms=3,
                 capsize=2,
                 ls=style,
-                color=model_colors[model],
+                color=MODEL_COLORS[model],
                 label=f"{model}: {label}",
             )
     ax.set_xlabel("benign_overlap")
     ax.set_title("after the benign phase: mean ± sd")
     ax.legend(frameon=False, fontsize=6)
+
+
+def plot_models(runs: dict, config: Config, numbers: dict, path: Path) -> Path:
+    """Reversion against overlap and the numbers at T; a row of curves per model."""
+    fig, axes = plotting.figure(3, 2, width=4.4, height=3.3)
+    plot_reversion(axes[0, 0], runs, config, numbers)
+    for row, (model, (res, spec)) in enumerate(runs.items()):
+        plot_curves(axes[row, 1:], model, res, spec, config)
+    plot_end_numbers(axes[1, 0], runs, config, numbers)
     if len(runs) == 1:
         for ax in axes[1, 1:]:
             ax.set_visible(False)
@@ -259,12 +278,6 @@ def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
     return plot_models(runs, config, numbers, path)
 
 
-EXPERIMENT = Experiment(
-    name=NAME,
-    description="reversion as the benign distribution moves away from the pretraining one",
-    config=Config,
-    quick=quick,
-    sweeps=sweeps,
-    summarise=summarise,
-    plot=plot,
+EXPERIMENT = Experiment.defined_in(
+    __name__, NAME, "reversion as the benign distribution moves away from the pretraining one"
 )

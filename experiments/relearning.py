@@ -80,7 +80,7 @@ from gravity.models import network
 from gravity.objectives import UNLEARNING, unlearning_data
 from gravity.spec import PhaseSpec
 from gravity.stats import mean_sd, spearman
-from gravity.validation import check
+from gravity.validation import check, check_one_of
 
 NAME = "relearning"
 WORLDS = ("capability", "never_learned")
@@ -232,18 +232,8 @@ class Config:
         check(self.seeds >= 1, "seeds", "a positive integer", self.seeds)
         for method in self.methods:
             check(method in UNLEARNING, "methods", f"names from {', '.join(UNLEARNING)}", method)
-        check(
-            self.headline_strength in self.strengths,
-            "headline_strength",
-            f"one of the strengths {self.strengths}",
-            self.headline_strength,
-        )
-        check(
-            self.headline_depth in self.unlearn_depths,
-            "headline_depth",
-            f"one of the depths {self.unlearn_depths}",
-            self.headline_depth,
-        )
+        check_one_of(self.headline_strength, self.strengths, "headline_strength", "the strengths")
+        check_one_of(self.headline_depth, self.unlearn_depths, "headline_depth", "the depths")
         check(
             1 <= self.drift_step <= self.relearn_steps,
             "drift_step",
@@ -710,12 +700,6 @@ def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
     return plotting.save(fig, path, title)
 
 
-EXPERIMENT = Experiment(
-    name=NAME,
-    description="unlearned capabilities return under relearning, against a never-learned model",
-    config=Config,
-    quick=quick,
-    sweeps=sweeps,
-    summarise=summarise,
-    plot=plot,
+EXPERIMENT = Experiment.defined_in(
+    __name__, NAME, "unlearned capabilities return under relearning, against a never-learned model"
 )

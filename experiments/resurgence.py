@@ -398,12 +398,6 @@ def plot(config: Config, results: dict[str, sweep.SweepResult], numbers: dict, p
     return plotting.save(fig, path, title)
 
 
-EXPERIMENT = Experiment(
-    name=NAME,
-    description="an erased mode returns in a toy diffusion model after benign fine-tuning",
-    config=Config,
-    quick=quick,
-    sweeps=sweeps,
-    summarise=summarise,
-    plot=plot,
+EXPERIMENT = Experiment.defined_in(
+    __name__, NAME, "an erased mode returns in a toy diffusion model after benign fine-tuning"
 )

@@ -196,22 +196,13 @@ def regime_cell(config: Config, fitted: dict) -> tuple[int, int]:
     )
 
 
-def paper_regime(res: sweep.SweepResult, config: Config) -> dict:
-    """Fit (depth, overlap) to the paper's alignment at steps 1 and 20; predict the rest; the
-    nulls the fitted cell's figure draws."""
-    align = res.valid("metrics/benign/alignment")  # (depth, overlap, arm, seeds, steps)
-    means = {
-        (i, j): (np.nanmean(align[i, j, 0, :, 1]), np.nanmean(align[i, j, 0, :, 20]))
-        for i in range(align.shape[0])
-        for j in range(align.shape[1])
-    }
-    depths, overlaps = range(align.shape[0]), range(align.shape[1])
-    (i, j), distance = calibration.nearest_cell(
-        means, (PAPER["alignment_step1"][0], PAPER["alignment_step20"][0])
-    )
+def regime_predictions(res: sweep.SweepResult, align, cell_index) -> dict:
+    """The fitted cell's numbers at T the fit did not use: alignment and held-out harm, baseline
+    and blocked, and the alignment-harm rank correlation."""
+    i, j = cell_index
     harm = res.valid("metrics/benign/harmfulness_heldout")[i, j]
     base_align, base_harm = align[i, j, 0], res.valid("metrics/benign/harmfulness")[i, j, 0]
-    predicted = {
+    return {
         "alignment_step100": mean_sd(base_align[:, -1]),
         "harmfulness_heldout_step100": mean_sd(harm[0, :, -1]),
         "harmfulness_heldout_blocked": mean_sd(harm[1, :, -1]),
@@ -220,6 +211,12 @@ def paper_regime(res: sweep.SweepResult, config: Config) -> dict:
             "pooled"
         ],
     }
+
+
+def regime_nulls(align, cell_index, config: Config) -> dict:
+    """The nulls the fitted cell's figure draws: isotropic, and the overlap-0 branch at the fitted
+    depth from the same theta_S when the grid has it."""
+    i, j = cell_index
     nulls = {
         "null_p99_isotropic": geometry.isotropic_null_quantile(
             activation_dim(regime_spec(config)), 0.99
@@ -231,12 +228,28 @@ def paper_regime(res: sweep.SweepResult, config: Config) -> dict:
         nulls.update(
             {
                 "null_p99_same_basis_overlap0": null,
-                "fraction_above_same_basis_overlap0_null": float(np.mean(base_align[:, 1:] > null)),
+                "fraction_above_same_basis_overlap0_null": float(
+                    np.mean(align[i, j, 0, :, 1:] > null)
+                ),
                 "alignment_overlap0_step100": mean_sd(control[:, -1]),
                 "note": "the overlap-0 branch at the fitted depth, from the same theta_S; its "
                 "inputs keep hazard-topic features at the background rate (benign_disjoint 0)",
             }
         )
+    return nulls
+
+
+def paper_regime(res: sweep.SweepResult, config: Config) -> dict:
+    """Fit (depth, overlap) to the paper's alignment at steps 1 and 20; predict the rest; the
+    nulls the fitted cell's figure draws."""
+    align = res.valid("metrics/benign/alignment")  # (depth, overlap, arm, seeds, steps)
+    means = {
+        (i, j): (np.nanmean(align[i, j, 0, :, 1]), np.nanmean(align[i, j, 0, :, 20]))
+        for i in range(align.shape[0])
+        for j in range(align.shape[1])
+    }
+    depths, overlaps = range(align.shape[0]), range(align.shape[1])
+    (i, j), distance = calibration.nearest_cell(means, tuple(PAPER_TARGET))
     return {
         "fitted_knobs": {
             "safety_steps": config.regime_depths[i],
@@ -256,9 +269,9 @@ def paper_regime(res: sweep.SweepResult, config: Config) -> dict:
             [float(np.sum((np.asarray(means[(a, b)]) - PAPER_TARGET) ** 2)) for b in overlaps]
             for a in depths
         ],
-        "predicted": predicted,
+        "predicted": regime_predictions(res, align, (i, j)),
         "paper": PAPER_PREDICTED,
-        "nulls": nulls,
+        "nulls": regime_nulls(align, (i, j), config),
         "n_histories": res.n_histories,
     }
 
@@ -382,6 +395,81 @@ def arrays(out: dict) -> dict:
     return picked
 
 
+def reversion_nulls(drift, drift_matched, v_rev) -> dict:
+    """The three p99 nulls for cos(drift, v_rev): isotropic in v_rev's dimension, another
+    history's v_rev, and the benign drifts of a matched history."""
+    dim = int(np.prod(v_rev.shape[1:]))
+    return {
+        "null_p99_isotropic": geometry.isotropic_null_quantile(dim, 0.99),
+        "null_p99_matched": geometry.cross_history_null(drift, v_rev, 0.99),
+        "null_p99_benign_drift": geometry.benign_drift_null(drift, drift_matched, 0.99),
+        "null_dim": dim,
+    }
+
+
+def alignment_harm_numbers(m: dict, steps, threshold: float) -> dict:
+    """How often alignment after step 0 clears the largest null, and how it ranks with harm."""
+    after = steps >= 1
+    align_all = m["alignment"][:, after]
+    harm_all = m["harmfulness"][:, after]
+    rho = scipy.stats.spearmanr(align_all.ravel(), harm_all.ravel()).statistic
+    correlations = spearman_by_step(align_all, harm_all)
+    return {
+        "fraction_above_null": float(np.mean(align_all > threshold)),
+        "run_step_pairs": int(align_all.size),
+        "spearman_alignment_harmfulness": float(rho),
+        "spearman_within_step_median": correlations["within_step_median"],
+        "spearman_partial_step": correlations["partial_step"],
+    }
+
+
+def answer_shift_numbers(m: dict, safety: dict, steps, last: int) -> dict:
+    """Answer probabilities aligned and at T, and where the refusal that was lost went."""
+    refusal_lost = safety["refusal"][:, -1] - at_step(m["refusal"], steps, last)
+    harm_gained = at_step(m["harmfulness"], steps, last) - safety["harmfulness"][:, -1]
+    other_gained = at_step(m["other"], steps, last) - safety["other"][:, -1]
+    return {
+        f"harmfulness_heldout_step{last}": mean_sd(at_step(m["harmfulness_heldout"], steps, last)),
+        "harmfulness_aligned": mean_sd(safety["harmfulness"][:, -1]),
+        f"harmfulness_step{last}": mean_sd(at_step(m["harmfulness"], steps, last)),
+        "refusal_aligned": mean_sd(safety["refusal"][:, -1]),
+        f"refusal_step{last}": mean_sd(at_step(m["refusal"], steps, last)),
+        "lost_refusal_to_harmful": mean_sd(harm_gained / refusal_lost),
+        "lost_refusal_to_other": mean_sd(other_gained / refusal_lost),
+    }
+
+
+def specificity_numbers(m: dict, directions, steps, last: int) -> dict:
+    """Alignment at T on benign probes, hazard-specific and in weights, and by v_rev definition."""
+    by_definition = m["alignment_by_definition"]
+    return {
+        f"alignment_benign_probes_step{last}": mean_sd(
+            at_step(m["alignment_benign_probes"], steps, last)
+        ),
+        f"alignment_hazard_specific_step{last}": mean_sd(
+            at_step(m["alignment_hazard_specific"], steps, last)
+        ),
+        f"weight_alignment_step{last}": mean_sd(at_step(m["weight_alignment"], steps, last)),
+        "alignment_by_definition": {
+            name: {
+                f"step{t}": mean_sd(at_step(by_definition[..., i], steps, t)) for t in (1, 20, last)
+            }
+            for i, name in enumerate(directions)
+        },
+    }
+
+
+def witness_numbers(m: dict, out: dict, ok, steps, kept) -> dict:
+    """The control-witness null and the fraction of v_rev alignments above it."""
+    witnesses = {k: np.asarray(v)[ok] for k, v in out["control_witness"].items()}
+    found = control_witness_numbers(m, witnesses, steps, kept)
+    return {
+        "null_p99_control_witness": found["alignment_p99"],
+        "fraction_above_control_witness_null": found["fraction_v_rev_above_p99"],
+        "control_witness": found,
+    }
+
+
 def summarise_model(
     out: dict,
     spec,
@@ -394,80 +482,35 @@ def summarise_model(
     given (`worlds`: {name: that world's benign-arm cell})."""
     ok = ~np.asarray(out["diverged"])
     benign = spec.phases[-1]
-    steps = benign.record_steps
+    steps, last = benign.record_steps, benign.steps
     m = {k: np.asarray(v)[ok] for k, v in out["metrics"][benign.name].items()}
     safety = {k: np.asarray(v)[ok] for k, v in out["metrics"]["safety"].items()}
-    drift, drift_matched = np.asarray(out["drift"])[ok], np.asarray(out["drift_matched"])[ok]
-    v_rev = np.asarray(out["v_rev"])[ok]
-    dim = int(np.prod(v_rev.shape[1:]))
-    iso = geometry.isotropic_null_quantile(dim, 0.99)
-    matched = geometry.cross_history_null(drift, v_rev, 0.99)
-    benign_null = geometry.benign_drift_null(drift, drift_matched, 0.99)
-    threshold = max(iso, matched, benign_null)
-    after = steps >= 1
-    align_all = m["alignment"][:, after]
-    harm_all = m["harmfulness"][:, after]
-    rho = scipy.stats.spearmanr(align_all.ravel(), harm_all.ravel()).statistic
-    correlations = spearman_by_step(align_all, harm_all)
-    last = benign.steps
-    refusal_lost = safety["refusal"][:, -1] - at_step(m["refusal"], steps, last)
-    harm_gained = at_step(m["harmfulness"], steps, last) - safety["harmfulness"][:, -1]
-    other_gained = at_step(m["other"], steps, last) - safety["other"][:, -1]
+    nulls = reversion_nulls(
+        np.asarray(out["drift"])[ok],
+        np.asarray(out["drift_matched"])[ok],
+        np.asarray(out["v_rev"])[ok],
+    )
+    threshold = max(
+        nulls["null_p99_isotropic"], nulls["null_p99_matched"], nulls["null_p99_benign_drift"]
+    )
     numbers = {
         f"alignment_step{t}": mean_sd(at_step(m["alignment"], steps, t))
         for t in (1, 20, last)
         if t in steps
     }
-    by_definition = m["alignment_by_definition"]
-    numbers.update(
-        {
-            "null_p99_isotropic": iso,
-            "null_p99_matched": matched,
-            "null_p99_benign_drift": benign_null,
-            "null_dim": dim,
-            "fraction_above_null": float(np.mean(align_all > threshold)),
-            "run_step_pairs": int(align_all.size),
-            "spearman_alignment_harmfulness": float(rho),
-            "spearman_within_step_median": correlations["within_step_median"],
-            "spearman_partial_step": correlations["partial_step"],
-            f"harmfulness_heldout_step{last}": mean_sd(
-                at_step(m["harmfulness_heldout"], steps, last)
-            ),
-            "harmfulness_aligned": mean_sd(safety["harmfulness"][:, -1]),
-            f"harmfulness_step{last}": mean_sd(at_step(m["harmfulness"], steps, last)),
-            "refusal_aligned": mean_sd(safety["refusal"][:, -1]),
-            f"refusal_step{last}": mean_sd(at_step(m["refusal"], steps, last)),
-            "lost_refusal_to_harmful": mean_sd(harm_gained / refusal_lost),
-            "lost_refusal_to_other": mean_sd(other_gained / refusal_lost),
-            f"alignment_benign_probes_step{last}": mean_sd(
-                at_step(m["alignment_benign_probes"], steps, last)
-            ),
-            f"alignment_hazard_specific_step{last}": mean_sd(
-                at_step(m["alignment_hazard_specific"], steps, last)
-            ),
-            f"weight_alignment_step{last}": mean_sd(at_step(m["weight_alignment"], steps, last)),
-            "alignment_by_definition": {
-                name: {
-                    f"step{t}": mean_sd(at_step(by_definition[..., i], steps, t))
-                    for t in (1, 20, last)
-                }
-                for i, name in enumerate(spec.directions)
-            },
-            "pretrain_refuse_mass": REFUSE_MASS,
-            "n_seeds": int(ok.sum()),
-            "diverged_runs": np.flatnonzero(~ok).tolist(),
-        }
-    )
+    numbers.update(nulls)
+    numbers.update(alignment_harm_numbers(m, steps, threshold))
+    numbers.update(answer_shift_numbers(m, safety, steps, last))
+    numbers.update(specificity_numbers(m, spec.directions, steps, last))
+    numbers["pretrain_refuse_mass"] = REFUSE_MASS
+    numbers["n_seeds"] = int(ok.sum())
+    numbers["diverged_runs"] = np.flatnonzero(~ok).tolist()
     if control is not None:
         numbers.update(same_basis(m, arrays(control)["benign"], steps, last))
     if background is not None:
         numbers["same_basis_background"] = same_basis(m, arrays(background)["benign"], steps, last)
     if "control_witness" in out:
-        witnesses = {k: np.asarray(v)[ok] for k, v in out["control_witness"].items()}
-        found = control_witness_numbers(m, witnesses, steps, spec.drift_snapshots)
-        numbers["null_p99_control_witness"] = found["alignment_p99"]
-        numbers["fraction_above_control_witness_null"] = found["fraction_v_rev_above_p99"]
-        numbers["control_witness"] = found
+        numbers.update(witness_numbers(m, out, ok, steps, spec.drift_snapshots))
     if worlds:
         numbers["controls"] = {
             name: other_world(arrays(cell), steps, spec.drift_snapshots, last, WORLDS[name])
@@ -498,9 +541,145 @@ def plot_worlds(ax, steps, controls, model: str, metric: str, prefix: str = "") 
         )
 
 
+def plot_paper_alignment(ax) -> None:
+    """The paper's alignment at steps 1, 5, 20, 50 and 100 as black stars."""
+    for t, (mean, sd) in PAPER.items():
+        step = int(t.removeprefix("alignment_step"))
+        ax.errorbar(
+            step, mean, yerr=sd, fmt="k*", ms=7, capsize=2, label="paper" if step == 1 else None
+        )
+
+
+def plot_null_lines(ax, n: dict) -> None:
+    """The isotropic, other-history and benign-drift p99 nulls as horizontal lines."""
+    ax.axhline(n["null_p99_isotropic"], color="#999999", ls=":", label="isotropic null p99")
+    ax.axhline(
+        n["null_p99_matched"],
+        color=plotting.COLORS["null"],
+        ls="--",
+        label="matched null p99 (other history)",
+    )
+    ax.axhline(
+        n["null_p99_benign_drift"],
+        color="#8c564b",
+        ls="-.",
+        label="matched null p99 (benign drifts)",
+    )
+
+
+def plot_same_basis(ax, steps, n: dict, control: dict) -> None:
+    """The disjoint control fine-tuning's alignment and its same-basis null."""
+    ax.axhline(
+        n["null_p99_same_basis"],
+        color="#2ca02c",
+        ls="--",
+        label="same-basis null p99 (disjoint control)",
+    )
+    plotting.mean_band(
+        ax,
+        steps,
+        control["metrics"]["benign"]["alignment"],
+        color="#2ca02c",
+        linestyle=":",
+        label="control fine-tuning, truly disjoint",
+    )
+
+
+def plot_control_witness(ax, found: dict) -> None:
+    """cos(drift, control witness) at the kept steps and that null's p99."""
+    ax.axhline(found["alignment_p99"], color="#e377c2", ls="--", label="control-witness null p99")
+    ax.errorbar(
+        found["steps"],
+        [entry["control_witness"]["mean"] for entry in found["by_step"]],
+        yerr=[entry["control_witness"]["sd"] for entry in found["by_step"]],
+        fmt="o",
+        color="#e377c2",
+        ms=3.5,
+        capsize=2,
+        label="cos(drift, control witness)",
+    )
+
+
+def label_benign_axes(ax, ylabel: str, ylim, title: str, legend_at: str) -> None:
+    """Labels of an alignment panel over benign steps, and its small legend at `legend_at`."""
+    ax.set(xlabel="benign step t", ylabel=ylabel, ylim=ylim, title=title)
+    ax.legend(frameon=False, fontsize=6, loc=legend_at)
+
+
+def plot_alignment(ax, steps, m: dict, n: dict, model: str, controls) -> None:
+    """Alignment with v_rev against every null, the controls and the paper's points."""
+    plotting.mean_band(
+        ax, steps, m["alignment"], color=plotting.COLORS[model], label="cos(drift, v_rev)"
+    )
+    plot_null_lines(ax, n)
+    if controls is not None:
+        plot_same_basis(ax, steps, n, controls[model]["control"])
+    if "control_witness" in n:
+        plot_control_witness(ax, n["control_witness"])
+    plot_paper_alignment(ax)
+    label_benign_axes(ax, "alignment", (-0.2, 1.0), f"{model}: alignment with v_rev", "lower right")
+
+
+def plot_answers(ax, steps, m: dict, n: dict, model: str, controls) -> None:
+    """Harmful, refusing and other answers on hazardous probes, and the worlds' held-out harm."""
+    plotting.mean_band(ax, steps, m["harmfulness"], color="#d62728", label="harmfulness")
+    plotting.mean_band(ax, steps, m["refusal"], color="#2ca02c", linestyle="--", label="refusal")
+    plotting.mean_band(ax, steps, m["other"], color="#7f7f7f", linestyle=":", label="other answers")
+    plot_worlds(ax, steps, controls, model, "harmfulness_heldout", "held-out harm, ")
+    ax.set(
+        xlabel="benign step t",
+        ylabel="probability on hazardous probes",
+        ylim=(0, 1),
+        title=f"harmfulness; Spearman {n['spearman_alignment_harmfulness']:.2f}",
+    )
+    ax.legend(frameon=False, fontsize=6.5)
+
+
+def plot_definitions(ax, steps, m: dict, directions) -> None:
+    """Alignment with each definition of v_rev."""
+    by_definition = np.asarray(m["alignment_by_definition"])
+    for i, name in enumerate(directions):
+        plotting.mean_band(ax, steps, by_definition[..., i], label=name, color=f"C{i}")
+    ax.set(xlabel="benign step t", ylabel="alignment", ylim=(-0.2, 1.0), title="v_rev definitions")
+    ax.legend(frameon=False, fontsize=7)
+
+
+def plot_specificity(ax, steps, m: dict, model: str, controls) -> None:
+    """Alignment on hazardous, matched benign and hazard-specific probes, and in control worlds."""
+    plotting.mean_band(
+        ax, steps, m["alignment"], color=plotting.COLORS[model], label="hazardous probes"
+    )
+    plotting.mean_band(
+        ax,
+        steps,
+        m["alignment_benign_probes"],
+        color="#17becf",
+        linestyle="--",
+        label="matched benign probes",
+    )
+    plotting.mean_band(
+        ax,
+        steps,
+        m["alignment_hazard_specific"],
+        color="#bcbd22",
+        linestyle="-.",
+        label="hazard-specific",
+    )
+    plot_worlds(ax, steps, controls, model, "alignment")
+    ax.set(
+        xlabel="benign step t",
+        ylabel="cos with v_rev",
+        ylim=(-0.2, 1.0),
+        title="specificity controls, control worlds",
+    )
+    ax.legend(frameon=False, fontsize=6)
+
+
 def plot_models(
     results: dict, specs: dict, numbers: dict, path: Path, controls=None, regime=None
 ) -> Path:
+    """A row per model (alignment, answers, v_rev definitions, specificity), then the paper
+    regime's row when it was run."""
     rows = len(results) + (regime is not None)
     fig, axes = plotting.figure(4, rows, width=3.9, height=3.3)
     for row, (model, out) in zip(axes, results.items(), strict=False):
@@ -508,138 +687,30 @@ def plot_models(
         benign = spec.phases[-1]
         steps = benign.record_steps
         m = out["metrics"][benign.name]
-        ax = row[0]
-        plotting.mean_band(
-            ax, steps, m["alignment"], color=plotting.COLORS[model], label="cos(drift, v_rev)"
-        )
-        ax.axhline(n["null_p99_isotropic"], color="#999999", ls=":", label="isotropic null p99")
-        ax.axhline(
-            n["null_p99_matched"],
-            color=plotting.COLORS["null"],
-            ls="--",
-            label="matched null p99 (other history)",
-        )
-        ax.axhline(
-            n["null_p99_benign_drift"],
-            color="#8c564b",
-            ls="-.",
-            label="matched null p99 (benign drifts)",
-        )
-        if controls is not None:
-            control = controls[model]["control"]
-            ax.axhline(
-                n["null_p99_same_basis"],
-                color="#2ca02c",
-                ls="--",
-                label="same-basis null p99 (disjoint control)",
-            )
-            plotting.mean_band(
-                ax,
-                steps,
-                control["metrics"]["benign"]["alignment"],
-                color="#2ca02c",
-                linestyle=":",
-                label="control fine-tuning, truly disjoint",
-            )
-        if "control_witness" in n:
-            found = n["control_witness"]
-            ax.axhline(
-                found["alignment_p99"], color="#e377c2", ls="--", label="control-witness null p99"
-            )
-            ax.errorbar(
-                found["steps"],
-                [entry["control_witness"]["mean"] for entry in found["by_step"]],
-                yerr=[entry["control_witness"]["sd"] for entry in found["by_step"]],
-                fmt="o",
-                color="#e377c2",
-                ms=3.5,
-                capsize=2,
-                label="cos(drift, control witness)",
-            )
-        for t, (mean, sd) in PAPER.items():
-            step = int(t.removeprefix("alignment_step"))
-            ax.errorbar(
-                step, mean, yerr=sd, fmt="k*", ms=7, capsize=2, label="paper" if step == 1 else None
-            )
-        ax.set(
-            xlabel="benign step t",
-            ylabel="alignment",
-            ylim=(-0.2, 1.0),
-            title=f"{model}: alignment with v_rev",
-        )
-        ax.legend(frameon=False, fontsize=6, loc="lower right")
-        ax = row[1]
-        plotting.mean_band(ax, steps, m["harmfulness"], color="#d62728", label="harmfulness")
-        plotting.mean_band(
-            ax, steps, m["refusal"], color="#2ca02c", linestyle="--", label="refusal"
-        )
-        plotting.mean_band(
-            ax, steps, m["other"], color="#7f7f7f", linestyle=":", label="other answers"
-        )
-        plot_worlds(ax, steps, controls, model, "harmfulness_heldout", "held-out harm, ")
-        ax.set(
-            xlabel="benign step t",
-            ylabel="probability on hazardous probes",
-            ylim=(0, 1),
-            title=f"harmfulness; Spearman {n['spearman_alignment_harmfulness']:.2f}",
-        )
-        ax.legend(frameon=False, fontsize=6.5)
-        ax = row[2]
-        by_definition = np.asarray(m["alignment_by_definition"])
-        for i, name in enumerate(spec.directions):
-            plotting.mean_band(ax, steps, by_definition[..., i], label=name, color=f"C{i}")
-        ax.set(
-            xlabel="benign step t", ylabel="alignment", ylim=(-0.2, 1.0), title="v_rev definitions"
-        )
-        ax.legend(frameon=False, fontsize=7)
-        ax = row[3]
-        plotting.mean_band(
-            ax, steps, m["alignment"], color=plotting.COLORS[model], label="hazardous probes"
-        )
-        plotting.mean_band(
-            ax,
-            steps,
-            m["alignment_benign_probes"],
-            color="#17becf",
-            linestyle="--",
-            label="matched benign probes",
-        )
-        plotting.mean_band(
-            ax,
-            steps,
-            m["alignment_hazard_specific"],
-            color="#bcbd22",
-            linestyle="-.",
-            label="hazard-specific",
-        )
-        plot_worlds(ax, steps, controls, model, "alignment")
-        ax.set(
-            xlabel="benign step t",
-            ylabel="cos with v_rev",
-            ylim=(-0.2, 1.0),
-            title="specificity controls, control worlds",
-        )
-        ax.legend(frameon=False, fontsize=6)
+        plot_alignment(row[0], steps, m, n, model, controls)
+        plot_answers(row[1], steps, m, n, model, controls)
+        plot_definitions(row[2], steps, m, spec.directions)
+        plot_specificity(row[3], steps, m, model, controls)
     if regime is not None:
         plot_regime(axes[-1], *regime)
     return plotting.save(fig, path, "Reversion along v_rev during benign fine-tuning")
 
 
-def plot_regime(row, res: sweep.SweepResult, found: dict, config: Config) -> None:
-    """The paper's two figures redrawn in the fitted cell: alignment against step (with the
-    paper's points and the nulls), and held-out harm, baseline against blocked; then the bars at
-    T beside the paper's, and the calibration map the cell was fitted on."""
-    i, j = regime_cell(config, found["fitted_knobs"])
-    steps = regime_spec(config).phase("benign").record_steps
-    align = res.valid("metrics/benign/alignment")
-    harm = res.valid("metrics/benign/harmfulness_heldout")
-    nulls = found["nulls"]
-    cell = f"overlap {config.regime_overlaps[j]}, {config.regime_depths[i]} safety steps"
-    ax = row[0]
-    plotting.mean_band(ax, steps, align[i, j, 0], color=plotting.COLORS["mlp"], label="baseline")
+def plot_baseline_blocked(ax, steps, values_RxT_by_arm) -> None:
+    """The fitted cell's baseline and v_rev-blocked arms of one metric."""
     plotting.mean_band(
-        ax, steps, align[i, j, 1], color=plotting.COLORS["block"], label="v_rev blocked"
+        ax, steps, values_RxT_by_arm[0], color=plotting.COLORS["mlp"], label="baseline"
     )
+    plotting.mean_band(
+        ax, steps, values_RxT_by_arm[1], color=plotting.COLORS["block"], label="v_rev blocked"
+    )
+
+
+def plot_regime_alignment(ax, steps, align, cell_index, nulls: dict, config: Config) -> None:
+    """Alignment in the fitted cell, baseline and blocked, with the nulls and the paper."""
+    i, j = cell_index
+    cell = f"overlap {config.regime_overlaps[j]}, {config.regime_depths[i]} safety steps"
+    plot_baseline_blocked(ax, steps, align[i, j])
     if "null_p99_same_basis_overlap0" in nulls:
         control = align[i, config.regime_overlaps.index(0.0), 0]
         plotting.mean_band(
@@ -652,56 +723,29 @@ def plot_regime(row, res: sweep.SweepResult, found: dict, config: Config) -> Non
             label="its p99 (same-basis null)",
         )
     ax.axhline(nulls["null_p99_isotropic"], color="#999999", ls=":", label="isotropic null p99")
-    for t, (mean, sd) in PAPER.items():
-        step = int(t.removeprefix("alignment_step"))
-        ax.errorbar(
-            step, mean, yerr=sd, fmt="k*", ms=7, capsize=2, label="paper" if step == 1 else None
-        )
+    plot_paper_alignment(ax)
     mean, sd = PAPER_BLOCKED["alignment_step100"]
-    ax.errorbar(
-        100,
-        mean,
-        yerr=sd,
-        fmt="*",
-        color="#2ca02c",
-        mec="k",
-        ms=8,
-        capsize=2,
-        label="paper, blocked",
-    )
-    ax.set(
-        xlabel="benign step t",
-        ylabel="cos(drift, v_rev)",
-        ylim=(-1.0, 1.0),
-        title=f"paper regime (MLP, {cell})",
-    )
-    ax.legend(frameon=False, fontsize=6, loc="center right")
-    ax = row[1]
-    plotting.mean_band(ax, steps, harm[i, j, 0], color=plotting.COLORS["mlp"], label="baseline")
-    plotting.mean_band(
-        ax, steps, harm[i, j, 1], color=plotting.COLORS["block"], label="v_rev blocked"
-    )
+    plotting.paper_star(ax, 100, mean, sd, color="#2ca02c", capsize=2, label="paper, blocked")
+    title = f"paper regime (MLP, {cell})"
+    label_benign_axes(ax, "cos(drift, v_rev)", (-1.0, 1.0), title, "center right")
+
+
+def plot_regime_harm(ax, steps, harm_AxRxT) -> None:
+    """Held-out harm in the fitted cell, baseline and blocked, with the paper's values at T."""
+    plot_baseline_blocked(ax, steps, harm_AxRxT)
     for (name, (mean, sd)), color in zip(PAPER_HARM.items(), ("k", "#2ca02c"), strict=True):
-        ax.errorbar(
-            100,
-            mean,
-            yerr=sd,
-            fmt="*",
-            color=color,
-            mec="k",
-            ms=8,
-            capsize=2,
-            label=f"paper, {name}",
-        )
+        plotting.paper_star(ax, 100, mean, sd, color=color, capsize=2, label=f"paper, {name}")
     ax.set(
         xlabel="benign step t",
         ylabel="held-out harmfulness",
-        ylim=(0, max(0.5, float(np.nanmax(np.nanmean(harm[i, j], axis=1))) + 0.05)),
+        ylim=(0, max(0.5, float(np.nanmax(np.nanmean(harm_AxRxT, axis=1))) + 0.05)),
         title="held-out harm, fitted cell",
     )
     ax.legend(frameon=False, fontsize=7)
-    ax = row[2]
-    predicted = found["predicted"]
+
+
+def plot_regime_bars(ax, predicted: dict) -> None:
+    """Held-out harm at T, baseline and blocked: the paper's bars beside the fitted cell's."""
     toy = [predicted["harmfulness_heldout_step100"], predicted["harmfulness_heldout_blocked"]]
     x = np.arange(2)
     ax.bar(
@@ -725,10 +769,14 @@ def plot_regime(row, res: sweep.SweepResult, found: dict, config: Config) -> Non
     ax.set_xticks(x, ["baseline", "v_rev blocked"])
     ax.set(ylabel="held-out harmfulness at T = 100", title="blocking at T: paper vs toy")
     ax.legend(frameon=False, fontsize=7)
-    ax = row[3]
+
+
+def plot_regime_fit(ax, squared_distance, cell_index, config: Config) -> None:
+    """The calibration map: squared distance to the paper per cell, the fitted cell boxed."""
+    i, j = cell_index
     plotting.heatmap(
         ax,
-        np.asarray(found["squared_distance_by_cell"]),
+        np.asarray(squared_distance),
         config.regime_overlaps,
         config.regime_depths,
         label="squared distance to the paper (steps 1, 20)",
@@ -736,6 +784,20 @@ def plot_regime(row, res: sweep.SweepResult, found: dict, config: Config) -> Non
     )
     ax.add_patch(plotting.plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="#d62728", lw=2))
     ax.set(xlabel="benign_overlap", ylabel="safety steps", title="the fit (fitted cell boxed)")
+
+
+def plot_regime(row, res: sweep.SweepResult, found: dict, config: Config) -> None:
+    """The paper's two figures redrawn in the fitted cell: alignment against step (with the
+    paper's points and the nulls), and held-out harm, baseline against blocked; then the bars at
+    T beside the paper's, and the calibration map the cell was fitted on."""
+    i, j = regime_cell(config, found["fitted_knobs"])
+    steps = regime_spec(config).phase("benign").record_steps
+    align = res.valid("metrics/benign/alignment")
+    harm = res.valid("metrics/benign/harmfulness_heldout")
+    plot_regime_alignment(row[0], steps, align, (i, j), found["nulls"], config)
+    plot_regime_harm(row[1], steps, harm[i, j])
+    plot_regime_bars(row[2], found["predicted"])
+    plot_regime_fit(row[3], found["squared_distance_by_cell"], (i, j), config)
 
 
 def sweeps(config: Config) -> dict[str, sweep.Sweep]:
@@ -821,12 +883,6 @@ def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
     return plot_models(trees, specs, numbers, path, found, regime)
 
 
-EXPERIMENT = Experiment(
-    name=NAME,
-    description="the main track: alignment of benign drift with v_rev against nulls",
-    config=Config,
-    quick=quick,
-    sweeps=sweeps,
-    summarise=summarise,
-    plot=plot,
+EXPERIMENT = Experiment.defined_in(
+    __name__, NAME, "the main track: alignment of benign drift with v_rev against nulls"
 )

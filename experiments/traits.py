@@ -399,20 +399,17 @@ def _final_accuracy(result: sweep.SweepResult) -> np.ndarray:
     return result.valid("students/accuracy")[..., -1]
 
 
-def digits_numbers(config: Config, main: sweep.SweepResult) -> dict:
-    """Headline, interpolation, auxiliary-logit, weight-decay and step numbers at `width`."""
+def shared_vs_different(config: Config, main: sweep.SweepResult) -> dict:
+    """The headline at `width`: student accuracy from the teacher's init against a different
+    init, and how far each student's weights moved onto the teacher's displacement."""
     rows = main_students(config)
     final = _final_accuracy(main)[0]
     projection = main.valid("students/projection")[0]
     cosine = main.valid("students/cosine")[0]
-    curve = main.valid("students/accuracy")[0]
     shared = row_index(rows, 0.0, config.n_aux)
     different = row_index(rows, 90.0, config.n_aux)
     gap = final[:, shared] - final[:, different]
     return {
-        "chance": digits.CHANCE,
-        "teacher_accuracy": mean_sd(main.valid("teacher_accuracy")),
-        "init_accuracy": mean_sd(main.valid("init_accuracy")),
         "student_accuracy_shared_init": mean_sd(final[:, shared]),
         "student_accuracy_different_init": mean_sd(final[:, different]),
         "shared_minus_different": {
@@ -423,17 +420,37 @@ def digits_numbers(config: Config, main: sweep.SweepResult) -> dict:
             label: {"projection": mean_sd(projection[:, i]), "cosine": mean_sd(cosine[:, i])}
             for label, i in (("shared_init", shared), ("different_init", different))
         },
-        "by_interpolation": [
-            {
-                "angle_deg": a,
-                "angle_rad": float(np.deg2rad(a)),
-                "accuracy": mean_sd(final[:, i]),
-                "projection": mean_sd(projection[:, i]),
-                "cosine": mean_sd(cosine[:, i]),
-            }
-            for a in config.angles_deg
-            for i in [row_index(rows, a, config.n_aux)]
-        ],
+    }
+
+
+def by_interpolation(config: Config, main: sweep.SweepResult) -> list[dict]:
+    """Accuracy and displacement per angle between the teacher's init and another."""
+    rows = main_students(config)
+    final = _final_accuracy(main)[0]
+    projection = main.valid("students/projection")[0]
+    cosine = main.valid("students/cosine")[0]
+    return [
+        {
+            "angle_deg": a,
+            "angle_rad": float(np.deg2rad(a)),
+            "accuracy": mean_sd(final[:, i]),
+            "projection": mean_sd(projection[:, i]),
+            "cosine": mean_sd(cosine[:, i]),
+        }
+        for a in config.angles_deg
+        for i in [row_index(rows, a, config.n_aux)]
+    ]
+
+
+def by_student_knob(config: Config, main: sweep.SweepResult) -> dict:
+    """Accuracy by auxiliary logits, by weight decay and by distillation step."""
+    rows = main_students(config)
+    final = _final_accuracy(main)[0]
+    curve = main.valid("students/accuracy")[0]
+    shared = row_index(rows, 0.0, config.n_aux)
+    different = row_index(rows, 90.0, config.n_aux)
+    record_steps = distill.DistillSpec(config.student_steps, 1, config.n_records).record_steps
+    return {
         "by_aux_logits": [
             {
                 "n_aux": m,
@@ -455,10 +472,20 @@ def digits_numbers(config: Config, main: sweep.SweepResult) -> dict:
                 "shared_init": mean_sd(curve[:, shared, r]),
                 "different_init": mean_sd(curve[:, different, r]),
             }
-            for r, step in enumerate(
-                distill.DistillSpec(config.student_steps, 1, config.n_records).record_steps
-            )
+            for r, step in enumerate(record_steps)
         ],
+    }
+
+
+def digits_numbers(config: Config, main: sweep.SweepResult) -> dict:
+    """Headline, interpolation, auxiliary-logit, weight-decay and step numbers at `width`."""
+    return {
+        "chance": digits.CHANCE,
+        "teacher_accuracy": mean_sd(main.valid("teacher_accuracy")),
+        "init_accuracy": mean_sd(main.valid("init_accuracy")),
+        **shared_vs_different(config, main),
+        "by_interpolation": by_interpolation(config, main),
+        **by_student_knob(config, main),
     }
 
 
@@ -666,12 +693,6 @@ def plot(config: Config, results, numbers: dict, path: Path) -> Path:
     return plotting.save(fig, path, f"Subliminal transfer: shared vs different init ({n} runs)")
 
 
-EXPERIMENT = Experiment(
-    name=NAME,
-    description="latent trait transfer through unrelated supervision, shared vs different init",
-    config=Config,
-    quick=quick,
-    sweeps=sweeps,
-    summarise=summarise,
-    plot=plot,
+EXPERIMENT = Experiment.defined_in(
+    __name__, NAME, "latent trait transfer through unrelated supervision, shared vs different init"
 )

@@ -119,7 +119,7 @@ def sweeps(config: Config) -> dict[str, sweep.Sweep]:
                 sweep.Axis("witness_steps", tuple(config.witness_steps)),
             ),
             branch_after=("pretrain", "helpful"),
-            seeds=config.seeds if model == "mlp" else min(config.seeds, config.transformer_seeds),
+            seeds=presets.seeds_for(model, config.seeds, config.transformer_seeds),
             build=build,
             measure=WitnessMeasure(),
         )
@@ -232,12 +232,6 @@ def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
     return plotting.save(fig, path, "Which basin pulls: pretraining's answer or the witness's")
 
 
-EXPERIMENT = Experiment(
-    name=NAME,
-    description="which basin pulls: pretraining's harmful answer or the witness's",
-    config=Config,
-    quick=quick,
-    sweeps=sweeps,
-    summarise=summarise,
-    plot=plot,
+EXPERIMENT = Experiment.defined_in(
+    __name__, NAME, "which basin pulls: pretraining's harmful answer or the witness's"
 )

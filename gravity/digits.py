@@ -21,7 +21,7 @@ import optax
 from flax import nnx
 
 from gravity.models.mlp import MLP
-from gravity.validation import check, check_choice
+from gravity.validation import check, check_choice, check_widths
 
 N_PIXELS = 64
 INITS = ("torch", "lecun")
@@ -96,12 +96,7 @@ class DigitsModel:
     init_scheme: str = "torch"
 
     def __post_init__(self):
-        check(
-            len(self.hidden) >= 1 and all(w >= 1 for w in self.hidden),
-            "DigitsModel.hidden",
-            "a non-empty tuple of positive widths",
-            self.hidden,
-        )
+        check_widths(self.hidden, "DigitsModel.hidden")
         check(self.n_aux >= 1, "DigitsModel.n_aux", "a positive integer", self.n_aux)
         check_choice(self.init_scheme, INITS, "DigitsModel.init_scheme")
 

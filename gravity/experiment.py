@@ -1,6 +1,7 @@
 """One protocol for every experiment, and the one path that runs it.
 
-An experiment module (`experiments/NAME.py`) declares `EXPERIMENT = Experiment(...)`:
+An experiment module (`experiments/NAME.py`) defines `Config`, `quick`, `sweeps`, `summarise`
+and `plot` and declares `EXPERIMENT = Experiment.defined_in(__name__, NAME, description)`:
 - `config`: its full-size configuration, a frozen dataclass with a `seeds` field;
 - `quick`: full config -> the small default (`--quick`, `make run`, tests at tiny size);
 - `sweeps`: config -> {label: `gravity.sweep.Sweep`}, every training history it needs;
@@ -18,6 +19,7 @@ experiment.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -42,6 +44,21 @@ class Experiment:
     sweeps: Callable[[Any], Mapping[str, sweep.Sweep]]
     summarise: Callable[[Any, Mapping[str, sweep.SweepResult]], dict]
     plot: Callable[[Any, Mapping[str, sweep.SweepResult], dict, Path], Any]
+
+    @classmethod
+    def defined_in(cls, module_name: str, name: str, description: str) -> Experiment:
+        """The experiment a module defines by its `Config`, `quick`, `sweeps`, `summarise` and
+        `plot`, so every experiment module names its parts the same way, once."""
+        module = sys.modules[module_name]
+        return cls(
+            name=name,
+            description=description,
+            config=module.Config,
+            quick=module.quick,
+            sweeps=module.sweeps,
+            summarise=module.summarise,
+            plot=module.plot,
+        )
 
     def make_config(self, quick: bool = False, seeds: int | None = None) -> Any:
         """The full or quick config, with `seeds` replaced when given."""

@@ -126,3 +126,8 @@ def identity_scatter(ax, predicted, measured, *, label=None, color="#1f77b4", si
         hi = max(x[finite].max(), y[finite].max())
         pad = 0.05 * (hi - lo or 1.0)
         ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="#444444", lw=0.8, ls="--")
+
+
+def paper_star(ax, x, mean, sd, *, color="k", label=None, capsize=0.0):
+    """A published value as a black-edged star with its error bar, beside a toy's curve."""
+    ax.errorbar(x, mean, yerr=sd, fmt="*", color=color, mec="k", ms=8, capsize=capsize, label=label)

@@ -20,7 +20,7 @@ import dataclasses
 import jax.numpy as jnp
 
 from gravity.models import ModelConfig
-from gravity.spec import HistorySpec, Knobs, PhaseSpec
+from gravity.spec import HistorySpec, Knobs, PhaseSpec, with_phase
 from gravity.validation import check_choice
 from gravity.worlds import FeatureWorld, TokenWorld, WorldKnobs
 
@@ -74,6 +74,23 @@ def standard_knobs(spec: HistorySpec, learning_rate: float = 1e-3, **world) -> K
     """The same learning rate in every phase and the default world knobs (or `world` changes)."""
     rates = {name: jnp.float32(learning_rate) for name in spec.phase_names}
     return Knobs(learning_rate=rates, world=WorldKnobs(**world))
+
+
+def seeds_for(model: str, seeds: int, transformer_seeds: int) -> int:
+    """The seeds a model family runs: all of them for the MLP, at most `transformer_seeds` for
+    the transformer (several times the cost per step)."""
+    return seeds if model == "mlp" else min(seeds, transformer_seeds)
+
+
+def teaching_spec(small: bool, model: str = "mlp") -> tuple[HistorySpec, float]:
+    """The notebooks' history and learning rate: the standard history at 1e-3, or (`small`, the
+    size CI runs) the tiny one with phases long enough for it to learn each, at 1e-2."""
+    if not small:
+        return standard_spec(model), 1e-3
+    spec = standard_spec(model, "tiny")
+    for name, steps in {"pretrain": 400, "helpful": 50, "safety": 50, "benign": 50}.items():
+        spec = with_phase(spec, name, steps=steps)
+    return spec, 1e-2
 
 
 def tiny_spec(model: str) -> HistorySpec:

@@ -16,6 +16,22 @@ def check(condition: bool, field: str, allowed: str, value: object) -> None:
         raise ConfigError(f"{field} = {value!r} is invalid: {allowed}")
 
 
+def check_one_of(value: object, values: tuple, field: str, what: str) -> None:
+    """Refuse a field that picks one of another field's values (`what` names them) unless it
+    does."""
+    check(value in values, field, f"one of {what} {values}", value)
+
+
+def check_widths(hidden: tuple[int, ...], field: str) -> None:
+    """Refuse a network's hidden widths unless they are a non-empty tuple of positive sizes."""
+    check(
+        len(hidden) >= 1 and all(w >= 1 for w in hidden),
+        field,
+        "a non-empty tuple of positive widths",
+        hidden,
+    )
+
+
 def did_you_mean(name: object, choices: Iterable[str]) -> str:
     """ "; did you mean X?" for the valid name closest to a misspelt one (difflib), else ""."""
     if not isinstance(name, str):

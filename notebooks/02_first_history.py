@@ -32,7 +32,6 @@ import numpy as np
 
 from gravity import presets
 from gravity.history import repeat_knobs, run_histories, seed_keys
-from gravity.spec import with_phase
 
 SMALL = os.environ.get("GRAVITY_NOTEBOOK_SIZE") == "small"  # CI runs every notebook small
 SEEDS = 4 if SMALL else 16
@@ -43,18 +42,13 @@ SEEDS = 4 if SMALL else 16
 # The `HistorySpec` holds what changes the compiled program (world, model, phases and their
 # step counts); `Knobs` hold the numbers `vmap` can sweep (learning rates per phase, the world's
 # probabilities). `presets.standard_spec` is the history every experiment starts from, and
-# these are the calls of the README's library example. The small size keeps its structure with
-# tiny widths (it compiles in seconds); `with_phase` lengthens its phases and the learning rate
-# is raised so that even the tiny model learns each phase.
+# these are the calls of the README's library example. The small size
+# (`presets.teaching_spec(small=True)`) keeps its structure with tiny widths (it compiles in
+# seconds); `with_phase` lengthens its phases and the learning rate is raised so that even the
+# tiny model learns each phase.
 
 # %%
-if SMALL:
-    spec = presets.standard_spec("mlp", "tiny")
-    for name, steps in {"pretrain": 400, "helpful": 50, "safety": 50, "benign": 50}.items():
-        spec = with_phase(spec, name, steps=steps)
-    learning_rate = 1e-2
-else:
-    spec, learning_rate = presets.standard_spec("mlp"), 1e-3
+spec, learning_rate = presets.teaching_spec(small=SMALL)
 knobs = presets.standard_knobs(spec, learning_rate=learning_rate, benign_overlap=0.5)
 for phase in spec.phases:
     print(f"{phase.name:9s} data={phase.data:9s} steps={phase.steps:5d} batch={phase.batch_size}")

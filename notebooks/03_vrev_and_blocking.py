@@ -53,13 +53,7 @@ ARMS = ("none", "block", "push", "random_block")
 # compiled program. We keep the drift at the last benign step for the cross-history null.
 
 # %%
-if SMALL:
-    spec = presets.standard_spec("mlp", "tiny")
-    for name, steps in {"pretrain": 400, "helpful": 50, "safety": 50, "benign": 50}.items():
-        spec = with_phase(spec, name, steps=steps)
-    learning_rate = 1e-2
-else:
-    spec, learning_rate = presets.standard_spec("mlp"), 1e-3
+spec, learning_rate = presets.teaching_spec(small=SMALL)
 last = spec.phase("benign").steps
 spec = dataclasses.replace(
     with_phase(spec, "benign", interventions=True), drift_snapshots=(last,), keep_params=False

@@ -51,6 +51,19 @@ def test_overlap_map(tmp_path, store):
     assert again["mlp"]["per_overlap"] == mlp["per_overlap"]
 
 
+def _run_one_program(experiment, config, tmp_path, store, branch_axes) -> tuple[dict, dict]:
+    """Run `experiment` and check its report: 8 histories, none diverged, grouped into one
+    program of 2 runs branching on `branch_axes`; returns the numbers and that grouping."""
+    numbers = run_experiment(experiment, config, out_dir=tmp_path, store=store, progress=False)
+    report = _report(tmp_path, experiment.name)
+    summary = report["sweeps"]["mlp"]
+    assert report["n_histories"] == 8 and summary["diverged_runs"] == []
+    grouping = summary["grouping"]
+    assert grouping["programs"] == 1 and grouping["runs"] == 2
+    assert grouping["branch_axes"] == branch_axes
+    return numbers, grouping
+
+
 def test_basin_depth_map(tmp_path, store):
     config = basin_depth.Config(
         pretrain_steps=(40,),
@@ -63,15 +76,13 @@ def test_basin_depth_map(tmp_path, store):
             eval_batch=32, lanczos_k=2, lanczos_iterations=8, path_points=5
         ),
     )
-    numbers = run_experiment(
-        basin_depth.EXPERIMENT, config, out_dir=tmp_path, store=store, progress=False
+    numbers, grouping = _run_one_program(
+        basin_depth.EXPERIMENT,
+        config,
+        tmp_path,
+        store,
+        branch_axes=["pretrain_steps", "safety_data", "safety_steps"],
     )
-    report = _report(tmp_path, "basin_depth")
-    summary = report["sweeps"]["mlp"]
-    assert report["n_histories"] == 8 and summary["diverged_runs"] == []
-    grouping = summary["grouping"]
-    assert grouping["programs"] == 1 and grouping["runs"] == 2
-    assert grouping["branch_axes"] == ["pretrain_steps", "safety_data", "safety_steps"]
     assert grouping["branch_after"] == ["pretrain", "helpful", "safety"]
     cells = numbers["cell_means"]
     assert set(cells["reversion"]["pretrain40"]) == {"safety4", "safety8"}
@@ -157,15 +168,13 @@ def test_metastability_map(tmp_path, store):
         barrier_over_t=(2.5, 10 / 3),
         particles=200,
     )
-    numbers = run_experiment(
-        metastability.EXPERIMENT, config, out_dir=tmp_path, store=store, progress=False
+    numbers, _ = _run_one_program(
+        metastability.EXPERIMENT,
+        config,
+        tmp_path,
+        store,
+        branch_axes=["learning_rate", "safety_steps"],
     )
-    report = _report(tmp_path, "metastability")
-    summary = report["sweeps"]["mlp"]
-    assert report["n_histories"] == 8 and summary["diverged_runs"] == []
-    grouping = summary["grouping"]
-    assert grouping["programs"] == 1 and grouping["runs"] == 2
-    assert grouping["branch_axes"] == ["learning_rate", "safety_steps"]
     # The report leads with the pre-registered verdict, computed by the rule from its inputs.
     assert list(numbers)[0] == "verdict" and numbers["reading"].startswith(
         f"Pre-registered verdict: {numbers['verdict']}"

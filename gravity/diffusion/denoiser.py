@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from gravity.validation import check
+from gravity.validation import check, check_widths
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,12 +24,7 @@ class DenoiserConfig:
     time_frequencies: int = 8
 
     def __post_init__(self):
-        check(
-            len(self.hidden) >= 1 and all(w >= 1 for w in self.hidden),
-            "denoiser.hidden",
-            "a non-empty tuple of positive widths",
-            self.hidden,
-        )
+        check_widths(self.hidden, "denoiser.hidden")
         check(self.label_dim >= 1, "denoiser.label_dim", "a positive integer", self.label_dim)
         check(
             self.time_frequencies >= 1,
