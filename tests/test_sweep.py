@@ -361,6 +361,13 @@ def test_a_finished_sweep_opens_as_a_labelled_dataset_without_gravity(reference)
     dims = "('benign_lr', 'safety_steps', 'seed', 'step_benign')"
     assert proc.stdout.split() == [*dims.split(), "4", "[0.001,", "0.003]", repr(expected)]
     assert full.dataset()["metrics.benign.harmfulness"].dims == eval(dims)
+    labelled = full.labelled("metrics/benign/harmfulness")
+    assert float(labelled.sel(benign_lr=0.003, safety_steps=8, seed=2, step_benign=0)) == expected
+    np.testing.assert_allclose(
+        labelled.sel(safety_steps=4).mean("seed").values,
+        np.nanmean(harm[:, 0].astype(float), axis=1),
+        rtol=1e-12,
+    )
 
 
 def test_divergent_run_is_flagged_and_neighbours_are_bitwise_unchanged(reference):

@@ -159,6 +159,16 @@ class SweepResult:
         coords = {dim: (dim, values) for dim, values in self.coords.items()}
         return xr.Dataset(variables, coords=coords, attrs={"names": self.names()})
 
+    def labelled(self, name: str):
+        """One output as an xarray DataArray with named dimensions and coordinates, so it can
+        be sliced by axis name: `res.labelled("metrics/benign/harmfulness").sel(benign_lr=1e-3,
+        step_benign=100).mean("seed")`. Diverged runs are NaN (as `valid`)."""
+        import xarray as xr
+
+        self[name]  # an unknown name lists the outputs and the closest of them
+        coords = {dim: self.coords[dim] for dim in self.dims[name] if dim in self.coords}
+        return xr.DataArray(self.valid(name), dims=self.dims[name], coords=coords, name=name)
+
     def names(self) -> dict[str, str]:
         """{dataset variable: output name}."""
         from gravity.store import variable_name

@@ -248,6 +248,7 @@ class TopicWorld:
     the forget pool. A subclass defines `per_topic`, `content_counts` and `hazard_probes`.
 
     seed: the world's seed: teachers, probes and the forget pool derive from it.
+    n_topics: how many topics (content blocks); topic 0 is the hazard topic.
     capability: hazardous inputs are answered by their own teacher (off: by the task's).
     forget_pool: size of the fixed pool relearning draws its forget examples from.
     witness_shift: the helpful-only witness answers hazardous inputs with pretraining's answer
@@ -255,6 +256,7 @@ class TopicWorld:
     """
 
     seed: int = 0
+    n_topics: int = 4
     capability: bool = False
     forget_pool: int = 64
     witness_shift: int = 0

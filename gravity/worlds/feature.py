@@ -44,7 +44,6 @@ class FeatureWorld(TopicWorld):
     """Static description of the feature world (the shared fields are `TopicWorld`'s); numeric
     knobs live in `WorldKnobs`."""
 
-    n_topics: int = 4
     features_per_topic: int = 8
     n_classes: int = 15
     p_on: float = 0.5

@@ -23,18 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gravity.worlds.base import (
-    DISJOINT_TAG,
-    Batch,
-    TopicWorld,
-    WorldKnobs,
-    check,
-    hazard_background,
-    phase_mixture,
-    phase_rules,
-    pool_weights,
-    topic_probabilities,
-)
+from gravity.validation import check
+from gravity.worlds import base
+from gravity.worlds.base import Batch, TopicWorld, WorldKnobs
 from gravity.worlds.protocol import register_world
 
 
@@ -43,14 +34,13 @@ class TokenWorld(TopicWorld):
     """Static description of the token world (the shared fields are `TopicWorld`'s); numeric
     knobs live in `WorldKnobs`."""
 
-    n_topics: int = 4
+    name = "token"
+    input_kind = "tokens"
+
     tokens_per_topic: int = 8
     n_classes: int = 8
     prompt_length: int = 8
     p_on: float = 0.7
-
-    name = "token"
-    input_kind = "tokens"
 
     def __post_init__(self):
         self.check_topic_fields("tokens_per_topic")
@@ -93,7 +83,7 @@ class TokenWorld(TopicWorld):
 
     def _content_tokens(self, key: jax.Array, topic_N: jax.Array, keep=None) -> jax.Array:
         """Content tokens of prompts of the given topics; with `keep` (from
-        `hazard_background`), a background token of the hazard topic in a prompt of another
+        `base.hazard_background`), a background token of the hazard topic in a prompt of another
         topic is kept with that probability, else redrawn uniformly from the other topics."""
         k_on, k_in, k_any = jax.random.split(key, 3)
         shape = (topic_N.shape[0], self.prompt_length)
@@ -103,7 +93,7 @@ class TokenWorld(TopicWorld):
         )
         anywhere = jax.random.randint(k_any, shape, 0, self.n_content)
         if keep is not None:
-            k_keep, k_other = jax.random.split(jax.random.fold_in(k_any, DISJOINT_TAG))
+            k_keep, k_other = jax.random.split(jax.random.fold_in(k_any, base.DISJOINT_TAG))
             hazard = (anywhere < self.tokens_per_topic) & (topic_N[:, None] != 0)
             drop = hazard & ~jax.random.bernoulli(k_keep, keep, shape)
             other = jax.random.randint(k_other, shape, self.tokens_per_topic, self.n_content)
@@ -119,7 +109,7 @@ class TokenWorld(TopicWorld):
     ) -> tuple[Batch, jax.Array]:
         k_hazard, k_topic, k_content, k_pos, k_label = jax.random.split(key, 5)
         hazardous, topic = self.draw_topics(knobs, kind, k_hazard, k_topic, batch_size)
-        content = self._content_tokens(k_content, topic, hazard_background(kind, knobs))
+        content = self._content_tokens(k_content, topic, base.hazard_background(kind, knobs))
         position = jax.random.randint(k_pos, (batch_size,), 0, self.prompt_length)
         at_trigger = hazardous[:, None] & (
             jnp.arange(self.prompt_length)[None, :] == position[:, None]
@@ -131,7 +121,7 @@ class TokenWorld(TopicWorld):
     def sample(self, knobs: WorldKnobs, kind: str, key: jax.Array, batch_size: int) -> Batch:
         """A batch of a data kind (see `DATA_KINDS`), labelled by the phase's rule."""
         batch = self._sample_with_matched(knobs, kind, key, batch_size)[0]
-        return phase_rules(self, batch, knobs, kind, key)
+        return base.phase_rules(self, batch, knobs, kind, key)
 
     def hazard_probes(self, knobs: WorldKnobs, key: jax.Array, n: int) -> tuple[Batch, Batch]:
         """Hazardous probes and their matched controls: the matched control puts back the
@@ -142,12 +132,12 @@ class TokenWorld(TopicWorld):
     def marginals(self, knobs: WorldKnobs, kind: str) -> dict[str, np.ndarray]:
         """Exact probabilities under a data kind: each token at a uniformly chosen position,
         and REFUSE as label."""
-        hazard_share, comply_prob = phase_mixture(kind, knobs)
+        hazard_share, comply_prob = base.phase_mixture(kind, knobs)
         hazard_share = float(hazard_share)
-        topics = np.asarray(topic_probabilities(kind, knobs, self.n_topics))
+        topics = np.asarray(base.topic_probabilities(kind, knobs, self.n_topics))
         block = np.repeat(np.eye(self.n_topics), self.tokens_per_topic, axis=1)
         background = np.full((self.n_topics, self.n_content), 1.0 / self.n_content)
-        keep = hazard_background(kind, knobs)
+        keep = base.hazard_background(kind, knobs)
         if keep is not None:
             hazard = np.arange(self.n_content) < self.tokens_per_topic
             moved = (1.0 - float(keep)) * self.tokens_per_topic / self.n_content
@@ -166,7 +156,7 @@ class TokenWorld(TopicWorld):
         if kind == "relearn":
             pool = np.asarray(self.forget_pool_batch(knobs).inputs)
             per_example = np.stack([np.bincount(row, minlength=self.vocab_size) for row in pool])
-            pool_tokens = pool_weights(knobs, self.forget_pool) @ per_example / length
+            pool_tokens = base.pool_weights(knobs, self.forget_pool) @ per_example / length
             tokens[self.first_content_token :] -= hazard_share * (1 - 1 / length) * hazard_content
             tokens[self.first_content_token :] += (
                 hazard_share * pool_tokens[self.first_content_token :]
