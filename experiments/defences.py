@@ -54,7 +54,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gravity import defences, history, interventions, performance, plotting, presets, sweep
+from gravity import defences, history, performance, plotting, presets, sweep
+from gravity.defences import steering
 from gravity.experiment import Experiment
 from gravity.models import network
 from gravity.spec import phase_tag, repeat_knobs, with_phase
@@ -76,7 +77,7 @@ LOOKAHEADS = (0.0, 1.0, 3.0, 10.0, 30.0)
 ADVERSARIAL_DEPTH = 200
 HARM_PROBS = (0.9, 0.75, 0.6, 0.3, 0.0)
 LOOKAHEAD_TAG = phase_tag("adversarial_lookahead")
-STEERING = tuple(interventions.INTERVENTIONS)[1:]
+STEERING = tuple(steering.INTERVENTIONS)[1:]
 FINALS = ("harmfulness_heldout", "harmfulness", "task_accuracy", "alignment")
 MEASURE = sweep.HistoryMetrics(
     trajectories=(("benign", ("harmfulness_heldout", "task_accuracy")),),
@@ -152,18 +153,18 @@ def group_spec(model: str, config: Config, arms):
     """The standard history with only the machinery its arms need compiled into fine-tuning."""
     spec = presets.standard_spec(model, config.size, keep_params=False)
     names = {name for name, _ in arms}
-    guards = tuple(d for d in defences.DEFENCES[1:] if d in names)
+    guards = tuple(d for d in defences.names()[1:] if d in names)
     return with_phase(spec, "benign", interventions=bool(names & set(STEERING)), defences=guards)
 
 
 def arm_knobs(base, arm: tuple[str, float]):
     """The knobs of one branch: which intervention or defence acts, and how strongly."""
     name, strength = arm
-    if name in interventions.INTERVENTIONS:
+    if name in steering.INTERVENTIONS:
         return dataclasses.replace(
-            base, intervention=interventions.index(name), intervention_strength=strength
+            base, intervention=steering.index(name), intervention_strength=strength
         )
-    if name in defences.DEFENCES:
+    if name in defences.REGISTRY:
         return dataclasses.replace(base, defence=defences.index(name), defence_strength=strength)
     return base
 
@@ -415,10 +416,10 @@ def overhead(model: str, config: Config) -> dict[str, float]:
     knobs = presets.standard_knobs(spec, config.learning_rate)
     variants = {
         name: ({"defences": (name,)}, {"defence": defences.index(name), "defence_strength": 0.1})
-        for name in defences.DEFENCES[1:]
+        for name in defences.names()[1:]
     }
     for name in ("block", "project"):
-        variants[name] = ({"interventions": True}, {"intervention": interventions.index(name)})
+        variants[name] = ({"interventions": True}, {"intervention": steering.index(name)})
     return performance.step_overhead(spec, knobs, "benign", variants)
 
 

@@ -30,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gravity import defences, geometry, interventions, objectives
+from gravity import defences, geometry, objectives
+from gravity.defences import steering
 from gravity.models import Network, network
 from gravity.objectives import cross_entropy
 from gravity.spec import (
@@ -192,7 +193,7 @@ def _reversion(net, spec: HistorySpec, state: HistoryState, key: jax.Array) -> _
         trajectory=state.trajectory,
     )
     reference = geometry.make_reference(anchors, spec.directions)
-    random_direction = interventions.random_direction(
+    random_direction = steering.random_direction(
         jax.random.fold_in(key, RANDOM_TAG), anchors.aligned.shape
     )
     return _Reversion(reference, random_direction, theta)
@@ -243,44 +244,11 @@ def _reference_outputs(net, spec: HistorySpec, state: HistoryState, objective):
     return outputs
 
 
-class _Steered(NamedTuple):
-    """Where an intervention measures s: probe inputs, their theta_S activations, the unit
-    direction, and the witness's own component s_H along it."""
-
-    inputs: jax.Array
-    aligned: jax.Array
-    direction: jax.Array
-    witness: jax.Array
-
-
-def _steered(reversion: _Reversion, probes: ProbeSet, direction: jax.Array) -> _Steered:
-    """The selected direction (0 v_rev, 1 random, 2 matched benign) and its probe set."""
-    ref = reversion.reference
-    matched = direction == 2
-    inputs = jnp.where(matched, probes.matched.inputs, probes.hazard.inputs)
-    aligned = jnp.where(matched, ref.aligned_matched, ref.aligned)
-    helpful = jnp.where(matched, ref.helpful_matched, ref.helpful)
-    unit = jnp.where(
-        direction == 1,
-        reversion.random_direction,
-        jnp.where(matched, ref.matched_direction, ref.directions[0]),
-    )
-    witness = interventions.drift_component(helpful, aligned, unit)
-    return _Steered(inputs, aligned, unit, witness)
-
-
 def _loss_and_update(net, spec, phase, knobs, state, reversion, optimizer, guard):
-    """One training step's (loss, grads -> updates) for the phase, interventions and defences
-    (`guard`: their context, or None) included."""
+    """One training step's (loss, grads -> updates) for the phase, its compiled defences'
+    loss, gradient and update hooks included (`guard`: from `_defence_states`)."""
     objective = objectives.get(phase.objective)
     reference = _reference_outputs(net, spec, state, objective)
-    if phase.interventions:
-        chosen = interventions.settings(knobs.intervention)
-        steered = _steered(reversion, state.probes, chosen.direction)
-
-        def component(q):
-            acts = net.activations(q, steered.inputs)
-            return interventions.drift_component(acts, steered.aligned, steered.direction)
 
     def loss_fn(q, batch):
         logits, acts = net.apply(q, batch.inputs)
@@ -289,36 +257,32 @@ def _loss_and_update(net, spec, phase, knobs, state, reversion, optimizer, guard
             outputs, batch, reference(batch.inputs), knobs.objective_strength
         )
         total = task_loss
-        if guard is not None:
-            total += defences.penalty(q, guard, knobs.defence, knobs.defence_strength)
+        for defence, ctx, active, strength in guard:
+            term = defence.loss(q, ctx, strength)
+            if term is not None:
+                total += jnp.where(active, term, 0.0)
         return total, task_loss
-
-    def steer(p, grads):
-        """The intervention's gradient term and projection from one pass over the probes: the
-        term's gradient is its slope in s times grad s, and grad s is also what `project`
-        removes from the update."""
-        s, pullback = jax.vjp(component, p)
-        (grad_s,) = pullback(jnp.ones_like(s))
-        slope = jax.grad(interventions.penalty, argnums=1)(
-            chosen, s, steered.witness, knobs.intervention_strength
-        )
-        return jax.tree.map(lambda g, c: g + slope * c, grads, grad_s), grad_s
 
     def update(p, opt_state, batch):
         (_, task_loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, batch)
-        if phase.interventions:
-            grads, grad_s = steer(p, grads)
+        steps = []
+        for defence, ctx, active, strength in guard:
+            hooked, step = defence.gradient(p, grads, ctx, strength)
+            grads = _where(active, hooked, grads)
+            steps.append(step)
         updates, opt_state = optimizer.update(grads, opt_state, p)
-        if phase.interventions:
-            projected = interventions.project_out(updates, grad_s)
-            updates = jax.tree.map(lambda a, b: jnp.where(chosen.project, a, b), projected, updates)
-        if guard is not None:
-            updates = defences.transform_update(
-                updates, guard, knobs.defence, knobs.defence_strength
-            )
+        for (defence, ctx, active, strength), step in zip(guard, steps, strict=True):
+            updates = _where(active, defence.update(updates, ctx, strength, step), updates)
         return optax.apply_updates(p, updates), opt_state, task_loss
 
     return update
+
+
+def _where(active, hooked, plain):
+    """A hook's result where its defence is selected (`active` True: always), else `plain`."""
+    if active is True:
+        return hooked
+    return jax.tree.map(lambda a, b: jnp.where(active, a, b), hooked, plain)
 
 
 def _run_phase(net, spec, phase: PhaseSpec, knobs, key, state, reversion):
@@ -328,7 +292,7 @@ def _run_phase(net, spec, phase: PhaseSpec, knobs, key, state, reversion):
     """
     world = spec.world
     optimizer = phase_optimizer(phase, knobs.learning_rate[phase.name])
-    guard = _defence_context(net, spec, phase, knobs, key, reversion)
+    guard = _defence_states(net, spec, phase, knobs, key, state, reversion)
     update = _loss_and_update(net, spec, phase, knobs, state, reversion, optimizer, guard)
     measure = _measurement(net, spec, phase, state, reversion)
     record = np.zeros(phase.steps + 1, dtype=bool)
@@ -342,8 +306,10 @@ def _run_phase(net, spec, phase: PhaseSpec, knobs, key, state, reversion):
         t, do_record = xs
         step_key = jax.random.fold_in(key, t)
         batch = world.sample(knobs.world, phase.data, step_key, phase.batch_size)
-        if "rehearsal" in phase.defences:
-            batch = _rehearse(world, phase, knobs, step_key, batch)
+        defence_key = jax.random.fold_in(step_key, FISHER_TAG)
+        for defence, ctx, active, strength in guard:
+            hooked = defence.batch(ctx, world, knobs.world, defence_key, batch, strength)
+            batch = _where(active, hooked, batch)
         p, opt_state, task_loss = update(p, opt_state, batch)
         return (p, opt_state), (task_loss, jax.lax.cond(do_record, measure, skip, p))
 
@@ -359,6 +325,8 @@ def _run_phase(net, spec, phase: PhaseSpec, knobs, key, state, reversion):
             snapshots.append(carry[0])
         begin = end
     params = carry[0]
+    for defence, ctx, active, strength in guard:
+        params = _where(active, defence.edit(params, ctx, strength), params)
     kept = phase.record_steps
     initial = jax.tree.map(lambda a: a[None], measure(state.params))
     metrics, extras = jax.tree.map(lambda *xs: jnp.concatenate(xs)[kept], initial, *recorded)
@@ -369,25 +337,34 @@ def _run_phase(net, spec, phase: PhaseSpec, knobs, key, state, reversion):
     return params, metrics, extras, finite, stacked
 
 
-def _defence_context(net, spec, phase, knobs, key, reversion):
-    """The defences' anchors at the phase's start (theta_S, theta_H, the safety Fisher)."""
-    if not phase.defences:
-        return None
-    fisher_batch = spec.world.sample(
-        knobs.world, "safety", jax.random.fold_in(key, FISHER_TAG), FISHER_BATCH
-    )
+def _defence_states(net, spec, phase, knobs, key, state, reversion):
+    """The phase's compiled defences, each as (defence, its state at the phase's start, whether
+    the traced knob selects it, its strength): steering first (selected among its variants by
+    `Knobs.intervention`, so always on), then `PhaseSpec.defences` in registry order."""
+    if not (phase.interventions or phase.defences):
+        return ()
+    fisher_batch = None
+    if phase.defences:
+        fisher_key = jax.random.fold_in(key, FISHER_TAG)
+        fisher_batch = spec.world.sample(knobs.world, "safety", fisher_key, FISHER_BATCH)
     theta = reversion.anchors
-    return defences.make_context(
-        net, theta["safety"], theta["helpful"], fisher_batch, phase.defences
+    setup = defences.Setup(
+        net,
+        theta["safety"],
+        theta["helpful"],
+        fisher_batch,
+        state.probes,
+        reversion,
+        knobs.intervention,
     )
-
-
-def _rehearse(world, phase, knobs, step_key, batch):
-    """Rehearsal: safety examples mixed in at the selected strength (0: the batch unchanged)."""
-    k_safety, k_mix = jax.random.split(jax.random.fold_in(step_key, FISHER_TAG))
-    safety = world.sample(knobs.world, "safety", k_safety, phase.batch_size)
-    fraction = jnp.where(defences.selected(knobs.defence, "rehearsal"), knobs.defence_strength, 0.0)
-    return defences.mix_rehearsal(batch, safety, k_mix, fraction)
+    out = []
+    if phase.interventions:
+        ctx = steering.STEERING.state(setup)
+        out.append((steering.STEERING, ctx, True, knobs.intervention_strength))
+    for defence in defences.compiled(phase.defences):
+        active = defences.selected(knobs.defence, defence.name)
+        out.append((defence, defence.state(setup), active, knobs.defence_strength))
+    return tuple(out)
 
 
 def _all_finite(tree) -> jax.Array:

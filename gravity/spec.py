@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gravity import defences, geometry, interventions, objectives
+from gravity import defences, geometry, objectives
+from gravity.defences import steering
 from gravity.models import ModelConfig
 from gravity.validation import check, check_choice
 from gravity.worlds import World, WorldKnobs, check_world
@@ -67,7 +68,7 @@ class PhaseSpec:
         alignment); which intervention acts is the traced `Knobs.intervention`.
     snapshots: steps at which the parameters are kept, so later phases can branch from them
         (e.g. alignment depths as snapshots of one longer safety phase).
-    defences: the defences (`gravity.defences.DEFENCES`) this phase compiles; which one acts is
+    defences: the defences (`gravity.defences.names()`) this phase compiles; which one acts is
         the traced `Knobs.defence`.
     """
 
@@ -222,13 +223,13 @@ class Knobs:
 
     learning_rate: {phase name: learning rate}; the optimizer and its weight decay are the
         phase's (`PhaseSpec.optimizer`, `PhaseSpec.weight_decay`), static.
-    intervention: index into `interventions.INTERVENTIONS`, acting in phases compiled with
+    intervention: index into `steering.INTERVENTIONS`, acting in phases compiled with
         `interventions=True` ("none" elsewhere); intervention_strength scales its loss term.
     snapshot: when a history branches from a phase with snapshots, which one it starts from:
         {phase name: index into its `snapshots`}, or one index for a tree with one level.
     objective_strength: passed to every phase's objective; those with a strength (unlearning's
         forget-term weight) use it, the others ignore it.
-    defence: index into `defences.DEFENCES`, acting in phases that compile it; defence_strength
+    defence: index into `defences.names()`, acting in phases that compile it; defence_strength
         is its strength (a rehearsal fraction, a penalty weight, a SafeLoRA threshold).
     """
 
@@ -269,16 +270,16 @@ class Knobs:
             )
         index = np.asarray(self.intervention)
         check(
-            bool(np.all((index >= 0) & (index < len(interventions.INTERVENTIONS)))),
+            bool(np.all((index >= 0) & (index < len(steering.INTERVENTIONS)))),
             "intervention",
-            f"an index into {', '.join(interventions.INTERVENTIONS)}",
+            f"an index into {', '.join(steering.INTERVENTIONS)}",
             self.intervention,
         )
         compiled = {"none", *(d for phase in spec.phases for d in phase.defences)}
         chosen = np.atleast_1d(np.asarray(self.defence))
         check(
-            all(0 <= int(i) < len(defences.DEFENCES) for i in chosen)
-            and all(defences.DEFENCES[int(i)] in compiled for i in chosen),
+            all(0 <= int(i) < len(defences.names()) for i in chosen)
+            and all(defences.names()[int(i)] in compiled for i in chosen),
             "defence",
             f"an index of a defence some phase compiles ({', '.join(sorted(compiled))})",
             self.defence,

@@ -23,7 +23,7 @@ from gravity.store import ResultStore
 SPEC = with_phase(
     presets.standard_spec("mlp", "tiny", keep_params=False),
     "benign",
-    defences=defences.DEFENCES[1:],
+    defences=defences.names()[1:],
 )
 KNOBS = presets.standard_knobs(SPEC)
 NET = network(SPEC.model, SPEC.world)
@@ -39,17 +39,19 @@ def anchors():
 def test_ewc_and_l2sp_vanish_at_theta_s_with_zero_gradient(anchors):
     theta_s, theta_h = anchors.state.boundaries["safety"], anchors.state.boundaries["helpful"]
     batch = SPEC.world.sample(KNOBS.world, "safety", jax.random.key(1), 32)
-    ctx = defences.make_context(NET, theta_s, theta_h, batch, ("ewc", "l2sp"))
+    setup = defences.Setup(NET, theta_s, theta_h, batch)
     for name in ("ewc", "l2sp"):
-        knob = defences.index(name)
-        value, grad = jax.value_and_grad(defences.penalty)(theta_s, ctx, knob, 3.0)
+        defence = defences.get(name)
+        state = defence.state(setup)
+        value, grad = jax.value_and_grad(defence.loss)(theta_s, state, 3.0)
         assert float(value) == 0.0
         assert all(float(jnp.max(jnp.abs(g))) == 0.0 for g in jax.tree.leaves(grad))
         moved = jax.tree.map(lambda p: p + 0.01, theta_s)
-        assert float(defences.penalty(moved, ctx, knob, 3.0)) > 0.0
+        assert float(defence.loss(moved, state, 3.0)) > 0.0
     # The Fisher is a mean of squares: non-negative, and non-zero somewhere.
-    assert all(float(jnp.min(f)) >= 0 for f in jax.tree.leaves(ctx.fisher))
-    assert max(float(jnp.max(f)) for f in jax.tree.leaves(ctx.fisher)) > 0
+    _, fisher = defences.get("ewc").state(setup)
+    assert all(float(jnp.min(f)) >= 0 for f in jax.tree.leaves(fisher))
+    assert max(float(jnp.max(f)) for f in jax.tree.leaves(fisher)) > 0
 
 
 def test_rehearsal_at_fraction_zero_is_exactly_the_baseline(anchors):
@@ -67,7 +69,7 @@ def test_rehearsal_at_fraction_zero_is_exactly_the_baseline(anchors):
 
 def test_freeze_keeps_the_probe_layer_and_safelora_projects_matrices(anchors):
     theta_s = anchors.state.boundaries["safety"]
-    mask = defences.probe_layer_mask(theta_s, SPEC.model)
+    mask = defences.freeze.probe_layer_mask(theta_s, SPEC.model)
     frozen = {
         jax.tree_util.keystr(k): float(v.max())
         for k, v in jax.tree_util.tree_flatten_with_path(mask)[0]
@@ -78,8 +80,10 @@ def test_freeze_keeps_the_probe_layer_and_safelora_projects_matrices(anchors):
     }
     v = jnp.asarray([[1.0, 0.0], [0.0, 0.0]])
     update = jnp.asarray([[0.0, 1.0], [0.0, 0.0]])  # orthogonal to the alignment matrix
-    assert float(jnp.abs(defences._safelora(update, v, 0.5)).max()) == 0.0
-    assert jnp.array_equal(defences._safelora(update, v, -1.0), update)  # threshold never met
+    assert float(jnp.abs(defences.safelora.project(update, v, 0.5)).max()) == 0.0
+    assert jnp.array_equal(
+        defences.safelora.project(update, v, -1.0), update
+    )  # threshold never met
 
 
 def test_preflight_equals_finite_differences_of_the_first_step(anchors):

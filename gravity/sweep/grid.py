@@ -238,8 +238,9 @@ def source_digest(target: Any) -> str | None:
 
 
 def engine_digest() -> str:
-    """A digest of the engine's source (history, spec, objectives, interventions, geometry,
-    models, worlds), so a changed engine never serves results computed by an older one."""
+    """A digest of the engine's source (history, spec, objectives, interventions, defences,
+    geometry, models, worlds), so a changed engine never serves results computed by an older
+    one."""
     import gravity
 
     root = next(iter(gravity.__path__))
@@ -248,6 +249,7 @@ def engine_digest() -> str:
         "spec.py",
         "objectives.py",
         "interventions.py",
+        "defences",
         "geometry.py",
         "models",
         "worlds",

@@ -1,0 +1,142 @@
+"""The Defence protocol: one plug-in per defence against reversion, each with optional hooks
+into a benign phase, and the registry whose order the traced `Knobs.defence` indexes.
+
+A phase compiles the defences its `PhaseSpec.defences` names; every step it calls each compiled
+defence's hooks and keeps a hook's result only where the traced knob selects that defence
+(`jnp.where`), so every defence at every strength shares one compiled program. A hook left at
+its default is the identity, so a defence overrides only where it acts:
+
+- `state`: what it compares against, built once at the phase's start from theta_S, theta_H and
+  a safety batch (a Fisher, an alignment matrix, a mask);
+- `batch`: the step's training batch (rehearsal mixes safety data in);
+- `loss`: a term added to the task loss, optimizer-matched (EWC, L2-SP);
+- `gradient`: the gradient before the optimizer (the steering terms, from one probe pass);
+- `update`: the optimizer's update, before it is applied (SafeLoRA's projection, freezing);
+- `edit`: the parameters at the phase's end, a post-hoc weight edit after fine-tuning (what
+  later phases and the history's `params` see; the phase's own records are of the unedited run).
+
+The steering family (`gravity.defences.steering`: block, push, project and their controls) is
+one more Defence, selected among its variants by `Knobs.intervention` instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from gravity.validation import check_choice
+
+NONE = "none"
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """What a defence's per-phase state may be built from: the network, the anchors theta_S
+    and theta_H, a safety batch drawn for it (the Fisher's), the probes, the phase's reversion
+    references (`history._Reversion`) and the traced steering variant (`Knobs.intervention`)."""
+
+    net: Any
+    theta_s: Any
+    theta_h: Any
+    safety_batch: Any = None
+    probes: Any = None
+    reversion: Any = None
+    variant: Any = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Defence:
+    """A defence: its name and one line on what it does; every hook defaults to the identity."""
+
+    name: str
+    description: str
+
+    def state(self, setup: Setup) -> Any:
+        """Its per-phase state (None: it needs none)."""
+        return None
+
+    def batch(self, state, world, world_knobs, key, batch, strength):
+        """The step's training batch (`key`: the step's own stream for defences)."""
+        return batch
+
+    def loss(self, params, state, strength):
+        """Its loss term at `params` (None: it adds none)."""
+        return None
+
+    def gradient(self, params, grads, state, strength):
+        """The gradient, transformed before the optimizer sees it, and what this step's `update`
+        hook may reuse (`step`)."""
+        return grads, None
+
+    def update(self, updates, state, strength, step=None):
+        """The optimizer's update, transformed (`step`: the `gradient` hook's second output)."""
+        return updates
+
+    def edit(self, params, state, strength):
+        """The phase's final parameters, edited."""
+        return params
+
+
+REGISTRY: dict[str, Defence] = {NONE: Defence(NONE, "plain benign fine-tuning (baseline)")}
+
+
+def register(defence: Defence) -> Defence:
+    """Add a defence to the registry (its index is its position); returns it."""
+    if defence.name in REGISTRY:
+        raise ValueError(f"defence {defence.name!r} is already registered")
+    REGISTRY[defence.name] = defence
+    return defence
+
+
+def unregister(name: str) -> None:
+    """Remove a defence registered after the built-ins (the built-ins' indices never move)."""
+    names = list(REGISTRY)
+    if names[-1] != name:
+        raise ValueError(f"only the last registered defence can be removed, not {name!r}")
+    del REGISTRY[name]
+
+
+@contextlib.contextmanager
+def registered(defence: Defence) -> Iterator[Defence]:
+    """`defence` registered for the duration of a with block (tests, one-off studies)."""
+    register(defence)
+    try:
+        yield defence
+    finally:
+        unregister(defence.name)
+
+
+def names() -> tuple[str, ...]:
+    """The registered defences' names, "none" first, in index order."""
+    return tuple(REGISTRY)
+
+
+def get(name: str) -> Defence:
+    check_choice(name, REGISTRY, "defence")
+    return REGISTRY[name]
+
+
+def check_names(chosen: tuple[str, ...], field: str) -> None:
+    for name in chosen:
+        check_choice(name, names()[1:], field)
+
+
+def index(name: str) -> int:
+    """The index of a defence, for `Knobs.defence`."""
+    get(name)
+    return names().index(name)
+
+
+def selected(knob, name: str) -> jax.Array:
+    """Whether the traced `Knobs.defence` picks `name`."""
+    return jnp.asarray(knob) == index(name)
+
+
+def compiled(chosen: tuple[str, ...]) -> tuple[Defence, ...]:
+    """The defences a phase compiles, in registry order."""
+    return tuple(d for d in REGISTRY.values() if d.name in chosen)
