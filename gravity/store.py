@@ -46,6 +46,7 @@ import numpy as np
 
 from gravity import folders
 from gravity.results import atomic_write, provenance, to_jsonable, write_json
+from gravity.validation import check
 
 SCHEMA_VERSION = 3
 RESULTS_ENV = "GRAVITY_RESULTS"
@@ -77,6 +78,21 @@ def layout(devices: Sequence[Any], memory_budget_gb: float | None = None) -> dic
         "jaxlib": metadata.version("jaxlib"),
         "memory_budget_gb": memory_budget_gb,
     }
+
+
+def check_readers() -> None:
+    """Refuse (one line, before anything runs) a store on a machine without zarr and xarray,
+    which write and label a finished sweep: better than failing after the compute."""
+    import importlib.util
+
+    missing = [name for name in ("zarr", "xarray") if importlib.util.find_spec(name) is None]
+    check(
+        not missing,
+        "store",
+        f"False on a machine without {' and '.join(missing)} (the result store writes Zarr "
+        "datasets; install them, or run with store=False to keep results in memory)",
+        "a ResultStore",
+    )
 
 
 def checksum(arrays: Mapping[str, np.ndarray]) -> str:

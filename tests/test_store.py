@@ -6,6 +6,7 @@ import json
 import stat
 
 import numpy as np
+import pytest
 import xarray as xr
 
 from gravity import presets, store
@@ -117,3 +118,18 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+def test_a_store_without_zarr_is_refused_before_anything_runs(monkeypatch):
+    import importlib.util
+
+    from gravity.sweep import runner
+    from gravity.validation import ConfigError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "zarr" else real(name, *a)
+    )
+    with pytest.raises(ConfigError, match="without zarr"):
+        runner.run_sweeps([], store=True)
+    assert runner.run_sweeps([], store=False) == []

@@ -29,7 +29,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from tqdm import tqdm  # text bars everywhere: tqdm.auto warns in a kernel without ipywidgets
 
 from gravity import history
-from gravity.store import Entry, ResultStore, layout
+from gravity.store import Entry, ResultStore, check_readers, layout
 from gravity.sweep.assemble import SweepResult, assemble, flatten, labels, make_result
 from gravity.sweep.grid import Chunk, Measure, Plan, Sweep, plan_sweep
 from gravity.sweep.measures import history_outputs
@@ -206,9 +206,10 @@ def chosen_store(store: ResultStore | bool) -> ResultStore | None:
         "memory only)",
         store,
     )
-    if isinstance(store, ResultStore):
-        return store
-    return ResultStore() if store else None
+    chosen = store if isinstance(store, ResultStore) else (ResultStore() if store else None)
+    if chosen is not None:
+        check_readers()
+    return chosen
 
 
 class _SweepRun:
