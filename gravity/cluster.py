@@ -80,15 +80,20 @@ class JobOptions:
 def chunk_table(sweeps: dict[str, Any], store: ResultStore, name: str) -> list[bool]:
     """For every chunk position, whether the store already holds it (as one device lays the
     chunks out); a complete entry holds all of its chunks."""
-    import jax
-
     present = []
     for sweep in sweeps.values():
-        plan = plan_sweep(sweep, JOB_DEVICES)
-        entry = store_entry(store, name, plan, jax.devices()[:JOB_DEVICES])
+        plan, entry = _job_entry(sweep, store, name)
         complete = entry.is_complete()
         present += [complete or entry.chunk_path(c.name).is_file() for c in plan.chunks]
     return present
+
+
+def _job_entry(sweep: Any, store: ResultStore, name: str):
+    """(plan, store entry) of `sweep` as the jobs lay it out and key it: on one device."""
+    import jax
+
+    plan = plan_sweep(sweep, JOB_DEVICES)
+    return plan, store_entry(store, name, plan, jax.devices()[:JOB_DEVICES])
 
 
 def missing_shards(present: list[bool], count: int) -> dict[int, int]:
@@ -102,11 +107,8 @@ def missing_shards(present: list[bool], count: int) -> dict[int, int]:
 
 def clear(sweeps: dict[str, Any], store: ResultStore, name: str) -> None:
     """Discard the stored entries of `sweeps` (`--force`), once, before any job starts."""
-    import jax
-
     for sweep in sweeps.values():
-        plan = plan_sweep(sweep, JOB_DEVICES)
-        store_entry(store, name, plan, jax.devices()[:JOB_DEVICES]).clear()
+        _job_entry(sweep, store, name)[1].clear()
 
 
 def run_shard(request: Request, index: int, count: int) -> int:

@@ -171,12 +171,6 @@ class Entry:
             return self._quarantine(path, "holds other runs", "recomputing that chunk")
         return arrays
 
-    def chunk_names(self) -> list[str]:
-        """The names of the chunk files present (not checked)."""
-        if not self.chunk_dir.is_dir():
-            return []
-        return sorted(p.stem for p in self.chunk_dir.glob("*.npz"))
-
     def finish(
         self,
         arrays: Mapping[str, np.ndarray],
