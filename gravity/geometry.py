@@ -262,3 +262,14 @@ def benign_pull(benign_loss: Callable, theta_s, theta_h) -> jax.Array:
     step, i.e. how much the first benign update points back toward the witness."""
     grad = tree_vector(jax.grad(benign_loss)(theta_s))
     return cosine(-grad, tree_vector(theta_h) - tree_vector(theta_s))
+
+
+def drift_component(acts_NxD: jax.Array, aligned_NxD: jax.Array, direction_NxD: jax.Array):
+    """s: the drift's signed component along a unit direction, per probe-RMS units."""
+    return jnp.vdot(acts_NxD - aligned_NxD, direction_NxD) / jnp.sqrt(acts_NxD.shape[0])
+
+
+def random_direction(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """A uniformly random unit direction of the given shape."""
+    g = jax.random.normal(key, shape)
+    return g / jnp.linalg.norm(g)

@@ -30,8 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gravity import defences, geometry, objectives
-from gravity.defences import steering
+from gravity import geometry, objectives
+from gravity.defences import protocol as defences
 from gravity.models import Network, network
 from gravity.objectives import cross_entropy
 from gravity.spec import (
@@ -193,7 +193,7 @@ def _reversion(net, spec: HistorySpec, state: HistoryState, key: jax.Array) -> _
         trajectory=state.trajectory,
     )
     reference = geometry.make_reference(anchors, spec.directions)
-    random_direction = steering.random_direction(
+    random_direction = geometry.random_direction(
         jax.random.fold_in(key, RANDOM_TAG), anchors.aligned.shape
     )
     return _Reversion(reference, random_direction, theta)
@@ -359,8 +359,8 @@ def _defence_states(net, spec, phase, knobs, key, state, reversion):
     )
     out = []
     if phase.interventions:
-        ctx = steering.STEERING.state(setup)
-        out.append((steering.STEERING, ctx, True, knobs.intervention_strength))
+        steering, _ = defences.steering()
+        out.append((steering, steering.state(setup), True, knobs.intervention_strength))
     for defence in defences.compiled(phase.defences):
         active = defences.selected(knobs.defence, defence.name)
         out.append((defence, defence.state(setup), active, knobs.defence_strength))

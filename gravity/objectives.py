@@ -63,6 +63,18 @@ def cross_entropy(logits_NxC: jax.Array, labels_N: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits_NxC, labels_N).mean()
 
 
+def first_update(net, theta, batch: Batch, optimizer: optax.GradientTransformation):
+    """The optimizer's exact first update on `batch` (cross-entropy) from a fresh optimizer
+    state: what one fine-tuning step would move theta by (the pre-flight monitor's and the
+    adversarial alignment's look-ahead)."""
+
+    def loss(p):
+        return cross_entropy(net.apply(p, batch.inputs)[0], batch.labels)
+
+    updates, _ = optimizer.update(jax.grad(loss)(theta), optimizer.init(theta), theta)
+    return updates
+
+
 def masked_mean(values_N: jax.Array, mask_N: jax.Array) -> jax.Array:
     """Mean of `values` over the rows where `mask` holds (0 when none does)."""
     weights = mask_N.astype(values_N.dtype)

@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gravity import defences, geometry, objectives
-from gravity.defences import steering
+from gravity import geometry, objectives
+from gravity.defences import protocol as defences
 from gravity.models import ModelConfig
 from gravity.validation import check, check_choice
 from gravity.worlds import World, WorldKnobs, check_world
@@ -223,8 +223,9 @@ class Knobs:
 
     learning_rate: {phase name: learning rate}; the optimizer and its weight decay are the
         phase's (`PhaseSpec.optimizer`, `PhaseSpec.weight_decay`), static.
-    intervention: index into `steering.INTERVENTIONS`, acting in phases compiled with
-        `interventions=True` ("none" elsewhere); intervention_strength scales its loss term.
+    intervention: index into the steering variants (`gravity.defences.steering`), acting in
+        phases compiled with `interventions=True` ("none" elsewhere); intervention_strength
+        scales its loss term.
     snapshot: when a history branches from a phase with snapshots, which one it starts from:
         {phase name: index into its `snapshots`}, or one index for a tree with one level.
     objective_strength: passed to every phase's objective; those with a strength (unlearning's
@@ -269,10 +270,11 @@ class Knobs:
                 getattr(self, field),
             )
         index = np.asarray(self.intervention)
+        _, variants = defences.steering()
         check(
-            bool(np.all((index >= 0) & (index < len(steering.INTERVENTIONS)))),
+            bool(np.all((index >= 0) & (index < len(variants)))),
             "intervention",
-            f"an index into {', '.join(steering.INTERVENTIONS)}",
+            f"an index into {', '.join(variants)}",
             self.intervention,
         )
         compiled = {"none", *(d for phase in spec.phases for d in phase.defences)}

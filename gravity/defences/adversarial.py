@@ -3,7 +3,7 @@
 A safety phase whose steps from `augment_from` on are adversarially
 augmented against benign fine-tuning. At each such step, with theta the current parameters,
 u_B(theta) the planned benign optimizer's exact first update at theta on a fresh benign batch
-(`gravity.monitor.first_update`, the update whose first-order drift along v_rev the pre-flight
+(`gravity.objectives.first_update`, the update whose first-order drift along v_rev the pre-flight
 monitor scores) and k the lookahead (in benign steps), the safety phase minimises
 
     1/2 [ L_S(theta) + L_S(theta + k u_B(theta)) ]
@@ -24,8 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gravity import monitor
-from gravity.objectives import cross_entropy
+from gravity.objectives import cross_entropy, first_update
 
 
 def adversarial_alignment(
@@ -56,9 +55,7 @@ def adversarial_alignment(
     def step(carry, t):
         p, opt_state = carry
         batch = safety_batch(t)
-        shift = jax.lax.stop_gradient(
-            monitor.first_update(net, p, benign_batch(t), benign_optimizer)
-        )
+        shift = jax.lax.stop_gradient(first_update(net, p, benign_batch(t), benign_optimizer))
         k = jnp.where(t >= augment_from, lookahead, 0.0)
         shifted = jax.tree.map(lambda a, d: a + k * d, p, shift)
         grads = jax.tree.map(

@@ -16,7 +16,8 @@ its default is the identity, so a defence overrides only where it acts:
   later phases and the history's `params` see; the phase's own records are of the unedited run).
 
 The steering family (`gravity.defences.steering`: block, push, project and their controls) is
-one more Defence, selected among its variants by `Knobs.intervention` instead.
+one more Defence, selected among its variants by `Knobs.intervention` instead: it registers in
+its own slot (`register_steering`), so the engine runs it without importing any defence.
 """
 
 from __future__ import annotations
@@ -109,6 +110,23 @@ def registered(defence: Defence) -> Iterator[Defence]:
         yield defence
     finally:
         unregister(defence.name)
+
+
+_STEERING: dict[str, Any] = {}
+
+
+def register_steering(defence: Defence, variants: tuple[str, ...]) -> Defence:
+    """The defence phases compiled with `interventions=True` run, and its variants' names (in
+    `Knobs.intervention` index order); returns it."""
+    _STEERING.update(defence=defence, variants=tuple(variants))
+    return defence
+
+
+def steering() -> tuple[Defence, tuple[str, ...]]:
+    """The registered steering defence and its variants' names."""
+    if not _STEERING:
+        raise RuntimeError("no steering defence is registered: import gravity.defences first")
+    return _STEERING["defence"], _STEERING["variants"]
 
 
 def names() -> tuple[str, ...]:

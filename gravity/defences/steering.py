@@ -25,7 +25,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gravity.defences.protocol import Defence, Setup
+from gravity.defences.protocol import Defence, Setup, register_steering
+from gravity.geometry import drift_component, random_direction
 from gravity.validation import check_choice
 
 DIRECTIONS = ("v_rev", "random", "matched")
@@ -90,11 +91,6 @@ def settings(selected_index) -> Settings:
     return Settings(row[0], row[1] > 0, row[2] > 0, row[3].astype(jnp.int32))
 
 
-def drift_component(acts_NxD: jax.Array, aligned_NxD: jax.Array, direction_NxD: jax.Array):
-    """s: the drift's signed component along a unit direction, per probe-RMS units."""
-    return jnp.vdot(acts_NxD - aligned_NxD, direction_NxD) / jnp.sqrt(acts_NxD.shape[0])
-
-
 def penalty(chosen: Settings, s: jax.Array, s_witness: jax.Array, strength) -> jax.Array:
     """The selected variant's loss term (see the module docstring); zero at theta_S."""
     block = chosen.block * (jax.nn.softplus(s) - math.log(2.0))
@@ -110,12 +106,6 @@ def project_out(update, u):
     norm2 = sum(jnp.vdot(b, b) for b in jax.tree.leaves(u))
     scale = dot / jnp.maximum(norm2, 1e-30)
     return jax.tree.map(lambda a, b: a - scale * b, update, u)
-
-
-def random_direction(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    """A uniformly random unit direction of the given shape."""
-    g = jax.random.normal(key, shape)
-    return g / jnp.linalg.norm(g)
 
 
 class Steered(NamedTuple):
@@ -166,4 +156,22 @@ class Steering(Defence):
         return jax.tree.map(lambda a, b: jnp.where(state.chosen.project, a, b), projected, updates)
 
 
-STEERING = Steering("steering", "block, push or project along a direction (Knobs.intervention)")
+STEERING = register_steering(
+    Steering("steering", "block, push or project along a direction (Knobs.intervention)"),
+    tuple(INTERVENTIONS),
+)
+
+__all__ = [
+    "DIRECTIONS",
+    "INTERVENTIONS",
+    "STEERING",
+    "Intervention",
+    "Settings",
+    "drift_component",
+    "get",
+    "index",
+    "penalty",
+    "project_out",
+    "random_direction",
+    "settings",
+]

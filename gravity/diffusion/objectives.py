@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gravity import geometry, interventions
+from gravity import geometry
 from gravity.diffusion.denoiser import DenoiserNet
 from gravity.diffusion.spec import ArmKnobs, ResurgenceKnobs, ResurgenceSpec
 
@@ -156,7 +156,7 @@ def make_reference(net, spec: ResurgenceSpec, thetas, probes: Probes, key) -> Re
         v_rev=geometry.unit(acts_p - acts_e),
         specific_direction=geometry.unit((acts_p - acts_e) - (matched_p - matched_e)),
         null_direction=geometry.unit(acts_c - acts_e),
-        random_direction=interventions.random_direction(key, acts_e.shape),
+        random_direction=geometry.random_direction(key, acts_e.shape),
         distance=jnp.linalg.norm(acts_p - acts_e) / jnp.sqrt(acts_e.shape[0]),
     )
 
@@ -186,7 +186,7 @@ def benign_loss(net: DenoiserNet, spec: ResurgenceSpec, arm: ArmKnobs, probes, r
             jnp.concatenate([labels, probe_labels]),
         )
         probe_acts = acts[spec.denoiser.activation_layer][n:]
-        s = interventions.drift_component(probe_acts, reference.erased, direction)
+        s = geometry.drift_component(probe_acts, reference.erased, direction)
         return jnp.mean(squared_error(eps[:n], z)) + block_penalty(s, arm.block_strength)
 
     return loss
