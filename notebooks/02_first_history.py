@@ -110,12 +110,12 @@ print(
 
 # %% [markdown]
 # At the small size the numbers come from 4 seeds of a tiny model: run this notebook at full
-# size (without `GRAVITY_NOTEBOOK_SIZE=small`) for the README's numbers.
+# size (without `GRAVITY_NOTEBOOK_SIZE=small`) for the numbers of docs/results/erosion.md.
 #
 # ## What to try next
 #
-# - `benign_overlap=0.0`: benign data from other topics only. Does erosion vanish? (The README's
-#   knob map says not entirely: benign data never asks for REFUSE.)
+# - `benign_overlap=0.0`: benign data from other topics only. Does erosion vanish? (The erosion
+#   results' knob map says not entirely: benign data never asks for REFUSE.)
 # - `harm_prob=0.0` in the knobs: pretraining refuses hazardous requests. The helpful-only phase
 #   still teaches compliance; does benign fine-tuning bring it back? Which basin pulls?
 # - `presets.standard_spec("transformer")`: the same history on a small transformer and the
