@@ -1,36 +1,23 @@
 """One module per claim. Each declares `EXPERIMENT`, a `gravity.experiment.Experiment`: a frozen
 `Config` with its quick variant, the sweeps it runs, how it summarises and draws them. All run
-through `gravity.experiment.run_experiment`. Experiments only compose the library."""
+through `gravity.experiment.run_experiment`. Experiments only compose the library.
+
+The experiments are discovered, not listed: a module here that declares an `EXPERIMENT` named
+after itself is one (`gravity.experiment.catalogue`). `EXPERIMENTS` is {name: description} of
+them all, sorted by name; `experiment(NAME)` is `gravity.experiment.load`, the one function that
+loads an experiment by name.
+"""
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
+from gravity.experiment import catalogue
+from gravity.experiment import load as experiment
 
-from gravity.validation import check_choice
-
-EXPERIMENTS: dict[str, str] = {
-    "erosion": "safety erosion: harmfulness through P -> H -> S -> T, MLP and transformer",
-    "reversion": "the main track: alignment of benign drift with v_rev against nulls",
-    "blocking": "blocking, pushing or projecting out motion along v_rev, with controls",
-    "witness": "which basin pulls: pretraining's harmful answer or the witness's",
-    "basin_depth": "basin depth: pretraining x alignment length -> reversion, barrier, curvature",
-    "metastability": "escape times vs lr, batch and depth; Kramers fit; Langevin check",
-    "overlap": "reversion as the benign distribution moves away from the pretraining one",
-    "traits": "latent trait transfer through unrelated supervision, shared vs different init",
-    "resurgence": "an erased mode returns in a toy diffusion model after benign fine-tuning",
-    "defences": "defences against reversion compared on one harm-vs-task frontier",
-    "early_warning": "pre-flight and online monitors that predict reversion, against the naive one",
-    "relearning": "unlearned capabilities return under relearning, against a never-learned model",
-}
+__all__ = ["EXPERIMENTS", "experiment"]
 
 
-def load(name: str) -> ModuleType:
-    """The experiment module called `name`."""
-    check_choice(name, EXPERIMENTS, "experiment")
-    return importlib.import_module(f"experiments.{name}")
-
-
-def experiment(name: str):
-    """The `Experiment` called `name`."""
-    return load(name).EXPERIMENT
+def __getattr__(name: str):
+    """`EXPERIMENTS`, found when asked for (importing every experiment module)."""
+    if name == "EXPERIMENTS":
+        return catalogue()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

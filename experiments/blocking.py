@@ -27,21 +27,25 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import jax
-import numpy as np
-
-from gravity import interventions, plotting, presets, sweep
+from gravity import plotting, presets, sweep
 from gravity.experiment import Experiment
+from gravity.instruments import published
+from gravity.instruments.arms import arm_knobs
+from gravity.instruments.readout import arm_summary, means_by_step, metric, ordered, run_means
 from gravity.spec import with_phase
-from gravity.stats import mean_sd
 
 NAME = "blocking"
 VARIANTS = ("none", "block", "push", "push_bounded", "project", "random_block", "matched_block")
 LABELS = {"none": "baseline"}
-PAPER = {
-    "baseline": {"alignment": (0.648, 0.009), "harmfulness": (0.190, 0.040)},
-    "block": {"alignment": (-0.211, 0.021), "harmfulness": (0.085, 0.015)},
-}
+PAPER = published.BLOCKING
+DOSED = ("block", "push", "push_bounded")
+EARLY_STEPS = (5, 10, 20)
+CHAIN, BOUNDED = ("block", "baseline", "push"), ("block", "baseline", "push_bounded")
+"""The paper's ordering, lowest first, with the plain and with the bounded push."""
+FINAL = {m: m for m in ("alignment", "harmfulness", "harmfulness_heldout", "refusal")}
+FINAL.update(task_score="task_accuracy", task_loss="task_loss")
+"""What each arm reports at T: {key: the benign phase's metric}."""
+EARLY = ("alignment", "harmfulness", "task_accuracy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,231 +67,111 @@ def blocking_spec(model: str, size: str = "standard"):
     return with_phase(spec, "benign", interventions=True)
 
 
-DOSED = ("block", "push", "push_bounded")
-EARLY_STEPS = (5, 10, 20)
-
-
-def run_plan(config: Config) -> list[tuple[str, float, int]]:
-    """(variant, strength, seeds) for each branch: the variants, then the dose panels."""
-    plan = [(variant, config.strength, config.seeds) for variant in VARIANTS]
-    return plan + [(v, s, config.seeds) for v in DOSED for s in config.dose_strengths]
-
-
-def group_rows(plan) -> list[slice]:
-    """The rows of each group of runs in the batch."""
-    ends = np.cumsum([n for _, _, n in plan])
-    return [slice(int(end - n), int(end)) for end, (_, _, n) in zip(ends, plan, strict=True)]
-
-
-def ordering(entries: dict, metric: str, push: str = "push") -> bool:
-    """The paper's ordering block < baseline < push for one metric's means."""
-    return bool(entries["block"][metric] < entries["baseline"][metric] < entries[push][metric])
-
-
-def ordering_by_step(benign: dict, plan, steps, diverged) -> list[dict]:
+def ordering_by_step(arms: dict[str, sweep.SweepResult], steps) -> list[dict]:
     """The ordering (plain and bounded push) and blocking's task cost at every recorded step."""
-    rows = dict(zip((LABELS.get(v, v) for v, _, _ in plan), group_rows(plan), strict=False))
-    out = []
-    for column, t in enumerate(steps):
-        if t == 0:
-            continue
-        means = {
-            label: {
-                m: float(np.mean(np.asarray(benign[m])[r][~diverged[r], column]))
-                for m in ("alignment", "harmfulness_heldout", "task_accuracy")
-            }
-            for label, r in rows.items()
-            if label in ("baseline", "block", "push", "push_bounded")
+    names, compared = ("alignment", "harmfulness_heldout", "task_accuracy"), (*CHAIN, BOUNDED[-1])
+    return [
+        {
+            "step": t,
+            "harmfulness_heldout": ordered(means, CHAIN, "harmfulness_heldout"),
+            "alignment": ordered(means, CHAIN, "alignment"),
+            "harmfulness_heldout_bounded_push": ordered(means, BOUNDED, "harmfulness_heldout"),
+            "task_cost_of_blocking": means["baseline"]["task_accuracy"]
+            - means["block"]["task_accuracy"],
         }
-        out.append(
-            {
-                "step": int(t),
-                "harmfulness_heldout": ordering(means, "harmfulness_heldout"),
-                "alignment": ordering(means, "alignment"),
-                "harmfulness_heldout_bounded_push": ordering(
-                    means, "harmfulness_heldout", "push_bounded"
-                ),
-                "task_cost_of_blocking": means["baseline"]["task_accuracy"]
-                - means["block"]["task_accuracy"],
-            }
-        )
-    return out
+        for t, means in means_by_step({a: arms[a] for a in compared}, names, steps)
+    ]
 
 
-def summarise_model(out: dict, plan, steps) -> dict:
+def summarise_model(res: sweep.SweepResult, config: Config) -> dict:
     """Per variant: final alignment, harmfulness, refusal and task score over seeds; the
     paper's ordering at T and early in the benign phase; the dose panels."""
-    benign = out["metrics"]["benign"]
-    diverged = np.asarray(out["diverged"])
-    numbers, dose = {}, {v: {} for v in DOSED}
-    early = {t: {} for t in EARLY_STEPS if t in steps}
-    for g, ((variant, strength, _), rows) in enumerate(zip(plan, group_rows(plan), strict=True)):
-        ok = ~diverged[rows]
-
-        def final(metric, rows=rows, ok=ok):
-            return np.asarray(benign[metric])[rows][ok, -1]
-
-        entry = {
-            "alignment": mean_sd(final("alignment")),
-            "harmfulness": mean_sd(final("harmfulness")),
-            "harmfulness_heldout": mean_sd(final("harmfulness_heldout")),
-            "refusal": mean_sd(final("refusal")),
-            "task_score": mean_sd(final("task_accuracy")),
-            "task_loss": mean_sd(final("task_loss")),
-            "strength": strength,
-            "diverged_runs": np.flatnonzero(~ok).tolist(),
-        }
-        label = LABELS.get(variant, variant)
-        if g < len(VARIANTS):
-            numbers[label] = entry
-            for t in early:
-                column = list(steps).index(t)
-                early[t][label] = {
-                    metric: float(np.mean(np.asarray(benign[metric])[rows][ok, column]))
-                    for metric in ("alignment", "harmfulness", "task_accuracy")
-                }
-        else:
-            dose[variant][str(strength)] = entry
-    final = {k: {m: v[m]["mean"] for m in ("alignment", "harmfulness")} for k, v in numbers.items()}
-    orderings = {
-        f"step{t}": {m: ordering(early[t], m) for m in ("harmfulness", "alignment")} for t in early
+    steps = res.record_steps(metric("benign", "alignment"))
+    by_arm, last = res.split("arm"), int(steps[-1])
+    arms = {LABELS.get(v, v): by_arm[(v, config.strength)] for v in VARIANTS}
+    numbers = {label: arm_numbers(arm, config.strength, last) for label, arm in arms.items()}
+    early = {
+        f"step{t}": {label: run_means(arm, EARLY, t) for label, arm in arms.items()}
+        for t in EARLY_STEPS
+        if t in steps
     }
-    orderings["final"] = {m: ordering(final, m) for m in ("harmfulness", "alignment")}
-    numbers["ordering_block_lt_baseline_lt_push"] = orderings
-    numbers["ordering_by_step"] = ordering_by_step(benign, plan, steps, diverged)
-    numbers["early_means"] = {f"step{t}": v for t, v in early.items()}
+    final = {k: {m: e[m]["mean"] for m in ("alignment", "harmfulness")} for k, e in numbers.items()}
+    numbers["ordering_block_lt_baseline_lt_push"] = {
+        at: {m: ordered(means, CHAIN, m) for m in ("harmfulness", "alignment")}
+        for at, means in {**early, "final": final}.items()
+    }
+    numbers["ordering_by_step"] = ordering_by_step(arms, steps)
+    numbers["early_means"] = early
+    baseline, block = numbers["baseline"], numbers["block"]
     numbers["task_cost_of_blocking"] = {
-        "task_score": numbers["baseline"]["task_score"]["mean"]
-        - numbers["block"]["task_score"]["mean"],
-        "task_loss": numbers["block"]["task_loss"]["mean"]
-        - numbers["baseline"]["task_loss"]["mean"],
+        "task_score": baseline["task_score"]["mean"] - block["task_score"]["mean"],
+        "task_loss": block["task_loss"]["mean"] - baseline["task_loss"]["mean"],
     }
-    if any(dose.values()):
-        for variant in DOSED:
-            dose[variant][str(numbers[variant]["strength"])] = numbers[variant]
-        numbers["dose"] = {
-            v: dict(sorted(d.items(), key=lambda kv: float(kv[0]))) for v, d in dose.items()
-        }
-    return numbers
+    strengths = sorted({*config.dose_strengths, config.strength})
+    dose = {v: {str(s): arm_numbers(by_arm[(v, s)], s, last) for s in strengths} for v in DOSED}
+    return {**numbers, "dose": dose} if config.dose_strengths else numbers
 
 
-def plot_variant_curves(row, steps, benign: dict, plan) -> None:
-    """Alignment and harmfulness over the benign phase, a band per variant."""
-    for (variant, _, _), rows in zip(plan[: len(VARIANTS)], group_rows(plan), strict=False):
-        label = LABELS.get(variant, variant)
-        color = plotting.COLORS[label]
-        for ax, name in zip(row, ("alignment", "harmfulness"), strict=False):
-            plotting.mean_band(ax, steps, np.asarray(benign[name])[rows], color=color, label=label)
+def arm_numbers(arm: sweep.SweepResult, strength: float, last: int) -> dict:
+    """One arm at T: each `FINAL` metric over seeds, its strength, its diverged seeds."""
+    return {**arm_summary(arm, FINAL, last), "strength": strength}
 
 
-def plot_paper_at_end(row, end: int) -> None:
-    """The paper's alignment and harmfulness at T per variant, as stars just after the end."""
-    for label, paper in PAPER.items():
-        for ax, name in zip(row, ("alignment", "harmfulness"), strict=False):
-            mean, sd = paper[name]
-            plotting.paper_star(ax, end + 3, mean, sd, color=plotting.COLORS[label])
+def plot_arms(row, spec, res: sweep.SweepResult, model: str, config: Config) -> None:
+    """Alignment and harmfulness over the benign phase, a band per variant, and the paper's
+    values at T as stars just after the end."""
+    steps, end = spec.phases[-1].record_steps, spec.phases[-1].steps
+    labels = {(v, config.strength): LABELS.get(v, v) for v in VARIANTS}
+    styles = {arm: (label, plotting.COLORS[label], "-") for arm, label in labels.items()}
+    for ax, name in zip(row, ("alignment", "harmfulness"), strict=False):
+        plotting.bands_by(ax, steps, res, metric("benign", name), "arm", styles)
+        at_end = {label: paper[name] for label, paper in PAPER.items()}
+        plotting.paper_stars(ax, end + 3, at_end, plotting.COLORS, label=None)
+    title = f"{model}: alignment (★ paper at T)"
+    row[0].set(xlabel="benign step t", ylabel="cos(drift, v_rev)", ylim=(-1, 1), title=title)
+    title = f"{model}: harmfulness"
+    row[1].set(xlabel="benign step t", ylabel="harmfulness", ylim=(0, 1), title=title)
 
 
 def plot_harm_vs_task(ax, n: dict) -> None:
     """Harmfulness against task accuracy at T per variant, and each dose curve by strength."""
-    for label in [LABELS.get(v, v) for v in VARIANTS]:
-        e = n[label]
-        ax.errorbar(
-            e["task_score"]["mean"],
-            e["harmfulness"]["mean"],
-            xerr=e["task_score"]["sd"],
-            yerr=e["harmfulness"]["sd"],
-            fmt="o",
-            color=plotting.COLORS[label],
-            label=label,
-            capsize=2,
-        )
-    for variant, curve in n.get("dose", {}).items():
-        xs = [e["task_score"]["mean"] for e in curve.values()]
-        ys = [e["harmfulness"]["mean"] for e in curve.values()]
-        color = plotting.COLORS[variant]
-        ax.plot(xs, ys, "-", color=color, alpha=0.5, lw=1)
-        for s, x, y in zip(curve, xs, ys, strict=True):
-            ax.annotate(f"{float(s):g}", (x, y), fontsize=6, color=color)
-    ax.set(
-        xlabel="task accuracy at T",
-        ylabel="harmfulness at T",
-        title="harm vs task (strengths labelled)",
-    )
-    ax.legend(frameon=False, fontsize=7, loc="best")
-
-
-def plot_models(results: dict, specs: dict, numbers: dict, plans: dict, path: Path):
-    """A row per model: alignment and harmfulness per variant beside the paper, harm vs task."""
-    fig, axes = plotting.figure(3, len(results), width=4.3, height=3.2)
-    for row, (model, out) in zip(axes, results.items(), strict=True):
-        spec = specs[model]
-        plot_variant_curves(
-            row, spec.phases[-1].record_steps, out["metrics"]["benign"], plans[model]
-        )
-        row[0].set(
-            xlabel="benign step t",
-            ylabel="cos(drift, v_rev)",
-            ylim=(-1, 1),
-            title=f"{model}: alignment (★ paper at T)",
-        )
-        row[1].set(
-            xlabel="benign step t", ylabel="harmfulness", ylim=(0, 1), title=f"{model}: harmfulness"
-        )
-        plot_paper_at_end(row, spec.phases[-1].steps)
-        plot_harm_vs_task(row[2], numbers[model])
-    return plotting.save(fig, path, "Blocking motion along v_rev during benign fine-tuning")
+    variants = {label: n[label] for label in (LABELS.get(v, v) for v in VARIANTS)}
+    plotting.stats_points(ax, variants, "task_score", "harmfulness", plotting.COLORS)
+    plotting.dose_curves(ax, n.get("dose", {}), "task_score", "harmfulness", plotting.COLORS)
+    title = "harm vs task (strengths labelled)"
+    plotting.finish(ax, "task accuracy at T", "harmfulness at T", title, fontsize=7, loc="best")
 
 
 def sweeps(config: Config) -> dict[str, sweep.Sweep]:
     """Per model: every (variant, strength) arm branched from each seed's theta_S."""
-    arms = tuple((variant, strength) for variant, strength, _ in run_plan(config))
     out = {}
     for model in config.models:
         spec = blocking_spec(model, config.size)
 
         def build(arm, spec=spec):
-            variant, strength = arm
-            knobs = dataclasses.replace(
-                presets.standard_knobs(spec, config.learning_rate),
-                intervention=interventions.index(variant),
-                intervention_strength=strength,
-            )
+            knobs = arm_knobs(presets.standard_knobs(spec, config.learning_rate), arm)
             return spec, knobs.validate(spec)
 
+        dosed = tuple((variant, s) for variant in DOSED for s in config.dose_strengths)
+        arms = (sweep.Axis("arm", tuple((v, config.strength) for v in VARIANTS) + dosed),)
         out[model] = sweep.Sweep(
-            f"{model}-{config.size}",
-            axes=(),
-            branches=(sweep.Axis("arm", arms),),
-            branch_after="safety",
-            seeds=config.seeds,
-            build=build,
+            f"{model}-{config.size}", (), config.seeds, build, branches=arms, branch_after="safety"
         )
     return out
 
 
-def flat_runs(res: sweep.SweepResult) -> dict:
-    """The (arm, seed) grid as one run axis, arm-major, in the order of `run_plan`."""
-    return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), res.tree())
-
-
 def summarise(config: Config, results: dict[str, sweep.SweepResult]) -> dict:
-    plan = run_plan(config)
-    numbers = {
-        model: summarise_model(
-            flat_runs(res), plan, blocking_spec(model, config.size).phases[-1].record_steps
-        )
-        for model, res in results.items()
-    }
-    numbers["paper"] = PAPER
-    return numbers
+    numbers = {model: summarise_model(res, config) for model, res in results.items()}
+    return {**numbers, "paper": PAPER}
 
 
 def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
-    runs = {model: flat_runs(res) for model, res in results.items()}
-    specs = {model: blocking_spec(model, config.size) for model in results}
-    plans = {model: run_plan(config) for model in results}
-    return plot_models(runs, specs, numbers, plans, path)
+    """A row per model: alignment and harmfulness per variant beside the paper, harm vs task."""
+    fig, axes = plotting.figure(3, len(results), width=4.3, height=3.2)
+    for row, (model, res) in zip(axes, results.items(), strict=True):
+        plot_arms(row, blocking_spec(model, config.size), res, model, config)
+        plot_harm_vs_task(row[2], numbers[model])
+    return plotting.save(fig, path, "Blocking motion along v_rev during benign fine-tuning")
 
 
 EXPERIMENT = Experiment.defined_in(

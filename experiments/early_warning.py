@@ -29,62 +29,27 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import jax
-import numpy as np
-
-from gravity import history, monitor, plotting, presets, sweep
+from gravity import monitor, plotting, presets, sweep
 from gravity.experiment import Experiment
-from gravity.models import network
-from gravity.spec import phase_tag, with_phase
-from gravity.stats import bootstrap_interval, roc_auc, spearman
+from gravity.instruments.effects import along
+from gravity.instruments.preflight import PreflightMeasure
+from gravity.spec import with_phase
 
 NAME = "early_warning"
 ONLINE_STEPS = (1, 2, 5)
-BENIGN = ("harmfulness", "harmfulness_heldout", "alignment", "drift_along_v_rev")
-
-
-@dataclasses.dataclass(frozen=True)
-class PreflightMeasure:
-    """The branch's benign metrics, its anchors' held-out harmfulness, and the pre-flight
-    scores computed at theta_S from a sample of the branch's benign data."""
-
-    sample_size: int = 256
-
-    def __call__(self, key, spec, knobs, start=None) -> dict:
-        out = history.run_history(key, spec, knobs, start=start)
-        state = start.state
-        net = network(spec.model, spec.world)
-        probes = spec.world.probe_set(knobs.world, spec.n_probes)
-        sample = spec.world.sample(
-            knobs.world, "benign", jax.random.fold_in(key, phase_tag("preflight")), self.sample_size
-        )
-        phase = spec.phase("benign")
-        optimizer = history.make_optimizer(
-            phase.optimizer, knobs.learning_rate["benign"], phase.weight_decay
-        )
-        scores = monitor.preflight(
-            net,
-            state.boundaries["safety"],
-            state.boundaries["helpful"],
-            probes.hazard.inputs,
-            sample,
-            optimizer,
-        )
-        metrics = out["metrics"]
-        return {
-            "benign": {m: metrics["benign"][m] for m in BENIGN},
-            "heldout_pretrained": metrics["pretrain"]["harmfulness_heldout"][-1],
-            "heldout_aligned": metrics["safety"]["harmfulness_heldout"][-1],
-            "preflight": scores._asdict(),
-            "diverged": out["diverged"],
-        }
-
-
 OVERLAPS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 LEARNING_RATES = (
     1e-4, 1.26e-4, 1.59e-4, 2e-4, 2.52e-4, 3.17e-4, 4e-4,
     5.04e-4, 6.35e-4, 8e-4, 1e-3, 1.26e-3, 1.59e-3, 2e-3,
 )  # fmt: skip
+ONLINE = tuple(f"{kind}{k}" for kind in ("step", "slope_step") for k in ONLINE_STEPS)
+PLAN_ONLY = ("learning_rate", "condition_share")
+SCORES = ("preflight", "preflight_alignment", *ONLINE, "naive_step5", *PLAN_ONLY)
+"""Every score, in the order the figure draws them."""
+SCATTERS = {  # drawn against the outcome run by run, with their axis labels
+    "preflight": "pre-flight: predicted first-step drift along v_rev",
+    "step1": "online: alignment at step 1",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,18 +65,8 @@ class Config:
 
 
 def quick(config: Config) -> Config:
-    return dataclasses.replace(
-        config,
-        seeds=2,
-        models=("mlp",),
-        overlaps=(0.0, 0.5, 1.0),
-        learning_rates=(1e-4, 1e-3),
-        bootstrap=200,
-    )
-
-
-def seeds_for(config: Config, model: str) -> int:
-    return presets.seeds_for(model, config.seeds, config.transformer_seeds)
+    small = {"overlaps": (0.0, 0.5, 1.0), "learning_rates": (1e-4, 1e-3), "bootstrap": 200}
+    return dataclasses.replace(config, seeds=2, models=("mlp",), **small)
 
 
 def benign_spec(config: Config, model: str, batch_size: int):
@@ -137,7 +92,7 @@ def sweeps(config: Config) -> dict[str, sweep.Sweep]:
                 sweep.Axis("benign_lr", tuple(config.learning_rates)),
             ),
             branch_after="safety",
-            seeds=seeds_for(config, model),
+            seeds=presets.seeds_for(model, config.seeds, config.transformer_seeds),
             build=build,
             measure=PreflightMeasure(),
         )
@@ -146,69 +101,22 @@ def sweeps(config: Config) -> dict[str, sweep.Sweep]:
 
 def scores(res: sweep.SweepResult, config: Config, model: str):
     """Every score and the outcome per run, as (conditions, seeds) arrays (diverged runs NaN)."""
-    steps = list(benign_spec(config, model, config.batch_sizes[0]).phase("benign").record_steps)
-    n_conditions, n_seeds = int(np.prod(res.diverged.shape[:-1])), res.diverged.shape[-1]
-    flat = {
-        name: res.valid(name).reshape(n_conditions, n_seeds, *res[name].shape[res.diverged.ndim :])
-        for name in res.arrays
-    }
-    harm_T = flat["benign/harmfulness_heldout"][..., -1]
-    midpoint = 0.5 * (flat["heldout_aligned"] + flat["heldout_pretrained"])
-    out = {
-        "preflight": flat["preflight/drift_along_v_rev"],
-        "preflight_alignment": flat["preflight/alignment"],
-    }
-    for k in ONLINE_STEPS:
-        alarm = monitor.online_alarm(
-            flat["benign/alignment"], flat["benign/drift_along_v_rev"], steps, k
-        )
-        out[f"step{k}"], out[f"slope_step{k}"] = alarm.alignment, alarm.slope
-    probe_harm = flat["benign/harmfulness"]
-    out["naive_step5"] = probe_harm[..., steps.index(5)] - probe_harm[..., 0]
-    outcome = {"harmfulness_heldout_T": harm_T, "reverted": harm_T > midpoint}
-    return out, outcome
+    steps = benign_spec(config, model, config.batch_sizes[0]).phase("benign").record_steps
 
+    def by_condition(name):  # the grid's axes flattened into one axis of conditions
+        values = res.valid(name)
+        return values.reshape(-1, *values.shape[res.diverged.ndim - 1 :])
 
-def plan_controls(config: Config, labels: np.ndarray, ok: np.ndarray) -> dict[str, np.ndarray]:
-    """Two controls that never look at theta_S, as (conditions, seeds) arrays: the planned
-    learning rate alone, and the condition's own reverted share over its seeds (in sample: the
-    highest AUC any score computed from the plan alone, without theta_S, can reach on these
-    runs, since ranking conditions by their share of positives is ROC-optimal among scores
-    that are constant within a condition)."""
-    shape = (len(config.batch_sizes), len(config.overlaps), len(config.learning_rates))
-    rates = np.broadcast_to(np.asarray(config.learning_rates)[None, None, :], shape).reshape(-1)
-    hits = np.where(ok, labels, 0).astype(float).sum(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = hits / ok.sum(axis=1, keepdims=True)
-    return {
-        "learning_rate": np.broadcast_to(rates[:, None], labels.shape).astype(float),
-        "condition_share": np.broadcast_to(share, labels.shape).astype(float),
-    }
-
-
-def _auc(values, labels, ok):
-    return roc_auc(values[ok], labels[ok])
+    return monitor.run_scores(by_condition, list(steps), ONLINE_STEPS)
 
 
 def summarise_model(config: Config, res: sweep.SweepResult, model: str) -> dict:
+    """The monitors' scorecard on one model's runs; the planned learning rate is a control."""
     table, outcome = scores(res, config, model)
-    harm = outcome["harmfulness_heldout_T"]
-    ok = np.isfinite(harm)
-    labels = outcome["reverted"] & ok
-    numbers = {
-        "n_conditions": int(np.any(ok, axis=1).sum()),
-        "n_runs": int(ok.sum()),
-        "n_seeds": int(ok.shape[1]),
-        "reverted_share": float(labels[ok].mean()),
-    }
-    table = {**table, **plan_controls(config, labels, ok)}
-    for name, values in table.items():
-        numbers[f"auc_{name}"] = _auc(values, labels, ok)
-        numbers[f"auc_{name}_ci95"] = bootstrap_interval(
-            _auc, values, labels, ok, n=config.bootstrap
-        )
-        numbers[f"spearman_{name}"] = spearman(values[ok], harm[ok])
-    numbers["auc_naive_step5"] = numbers.pop("auc_naive_step5")
+    rates = along(config.learning_rates, res.diverged.shape, 2).reshape(table["preflight"].shape)
+    plan = {"learning_rate": rates.astype(float)}
+    numbers = monitor.scorecard(table, outcome, plan, config.bootstrap)
+    numbers["auc_naive_step5"] = numbers.pop("auc_naive_step5")  # reported last
     return numbers
 
 
@@ -221,50 +129,17 @@ def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
     for row, model in zip(axes, config.models, strict=True):
         table, outcome = scores(results[model], config, model)
         n = numbers[model]
-        harm = outcome["harmfulness_heldout_T"]
-        for ax, name, label in zip(
-            row[:2],
-            ("preflight", "step1"),
-            ("pre-flight: predicted first-step drift along v_rev", "online: alignment at step 1"),
-            strict=True,
-        ):
-            ax.scatter(
-                table[name].ravel(),
-                harm.ravel(),
-                c=outcome["reverted"].ravel(),
-                cmap="coolwarm",
-                s=6,
-            )
-            ax.set(
-                xlabel=label,
-                ylabel="held-out harmfulness at T",
-                title=f"{model}: AUC {n[f'auc_{name}']:.2f}",
-            )
-        names = [
-            "preflight",
-            "preflight_alignment",
-            *(f"step{k}" for k in ONLINE_STEPS),
-            *(f"slope_step{k}" for k in ONLINE_STEPS),
-            "naive_step5",
-            "learning_rate",
-            "condition_share",
-        ]
-        aucs = [n[f"auc_{m}"] for m in names]
-        cis = np.asarray([n[f"auc_{m}_ci95"] for m in names]).T
-        ax = row[2]
-        ax.bar(
-            range(len(names)), aucs, yerr=np.abs(cis - np.asarray(aucs)), color="#1f77b4", capsize=3
-        )
-        ax.axhline(0.5, color="k", lw=0.8, ls=":")
-        ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=7)
-        ax.set(
-            ylabel="ROC AUC (95% bootstrap)",
-            ylim=(0, 1.05),
-            title=f"{model}: {n['n_conditions']} conditions, {n['n_runs']} runs",
-        )
-    return plotting.save(
-        fig, path, "Early warning: predicting reversion before and during fine-tuning"
-    )
+        harm, reverted = outcome["harmfulness_heldout_T"].ravel(), outcome["reverted"].ravel()
+        for ax, (name, label) in zip(row[:2], SCATTERS.items(), strict=True):
+            ax.scatter(table[name].ravel(), harm, c=reverted, cmap="coolwarm", s=6)
+            title = f"{model}: AUC {n[f'auc_{name}']:.2f}"
+            ax.set(xlabel=label, ylabel="held-out harmfulness at T", title=title)
+        aucs, intervals = [n[f"auc_{m}"] for m in SCORES], [n[f"auc_{m}_ci95"] for m in SCORES]
+        plotting.interval_bars(row[2], SCORES, aucs, intervals, reference=0.5)
+        title = f"{model}: {n['n_conditions']} conditions, {n['n_runs']} runs"
+        row[2].set(ylabel="ROC AUC (95% bootstrap)", ylim=(0, 1.05), title=title)
+    title = "Early warning: predicting reversion before and during fine-tuning"
+    return plotting.save(fig, path, title)
 
 
 EXPERIMENT = Experiment.defined_in(

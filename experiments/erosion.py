@@ -26,11 +26,8 @@ NAME = "erosion"
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(presets.StandardConfig):
     seeds: int = 32
-    models: tuple[str, ...] = presets.MODELS
-    learning_rate: float = 1e-3
-    size: str = "standard"
     map_seeds: int = 4
     map_harm_probs: tuple[float, ...] = (0.0, 0.5, 0.9)
     map_overlaps: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
@@ -40,14 +37,18 @@ def quick(config: Config) -> Config:
     return dataclasses.replace(config, seeds=8, map_seeds=0)
 
 
-MAIN_METRICS = ("harmfulness", "refusal", "task_accuracy")
+ANSWER_STYLE = (
+    ("harmfulness", "#d62728", "-", "harmfulness"),
+    ("refusal", "#2ca02c", "--", "refusal"),
+    ("task_accuracy", "#1f77b4", ":", "task accuracy"),
+)
+"""The metrics every history keeps at each record, and how the figure draws them."""
 
 
 def sweeps(config: Config) -> dict[str, sweep.Sweep]:
     """Per model: the standard history over seeds; with `map_seeds`, the knob map."""
-    measure = sweep.HistoryMetrics(
-        trajectories=tuple((phase, MAIN_METRICS) for phase in presets.STANDARD_PHASES)
-    )
+    metrics = tuple(style[0] for style in ANSWER_STYLE)
+    measure = sweep.HistoryMetrics(tuple((p, metrics) for p in presets.STANDARD_PHASES))
     out = {}
     for model in config.models:
         spec = presets.standard_spec(model, config.size, keep_params=False)
@@ -57,143 +58,89 @@ def sweeps(config: Config) -> dict[str, sweep.Sweep]:
 
         out[model] = sweep.Sweep(f"{model}-{config.size}", (), config.seeds, build, measure)
         if config.map_seeds:
-            out[f"{model}-map"] = sweep.Sweep(
-                f"{model}-{config.size}-map",
-                axes=(sweep.Axis("harm_prob", tuple(config.map_harm_probs)),),
-                branches=(sweep.Axis("benign_overlap", tuple(config.map_overlaps)),),
-                branch_after="safety",
-                seeds=config.map_seeds,
-                build=build,
-                measure=measure,
-            )
+            grid = (sweep.Axis("harm_prob", tuple(config.map_harm_probs)),)
+            overlap = sweep.Axis("benign_overlap", tuple(config.map_overlaps))
+            tree = {"branches": (overlap,), "branch_after": "safety"}
+            name = f"{model}-{config.size}-map"
+            out[f"{model}-map"] = sweep.Sweep(name, grid, config.map_seeds, build, measure, **tree)
     return out
 
 
-def summarise_model(metrics: dict, diverged: np.ndarray) -> dict:
+AT = {"pretrain": "pretrained", "helpful": "helpful", "safety": "aligned", "benign": "after_benign"}
+"""Each phase's name in the numbers: a metric at its end is `{metric}_{AT[phase]}`."""
+MAP_PHASES = ("pretrain", "safety", "benign")
+
+
+def final(res: sweep.SweepResult, phase: str, metric: str = "harmfulness") -> np.ndarray:
+    """A metric at the phase's last record, per run (diverged runs NaN)."""
+    return res.valid(f"metrics/{phase}/{metric}")[..., -1]
+
+
+def summarise_model(res: sweep.SweepResult) -> dict:
     """The JSON numbers of one model family, over the runs that did not diverge."""
-    ok = ~np.asarray(diverged)
-    harm = {phase: np.asarray(m["harmfulness"])[ok] for phase, m in metrics.items()}
-    task = {phase: np.asarray(m["task_accuracy"])[ok] for phase, m in metrics.items()}
+    aligned = ("safety", "benign")
     return {
-        "harmfulness_pretrained": mean_sd(harm["pretrain"][:, -1]),
-        "harmfulness_helpful": mean_sd(harm["helpful"][:, -1]),
-        "harmfulness_aligned": mean_sd(harm["safety"][:, -1]),
-        "harmfulness_after_benign": mean_sd(harm["benign"][:, -1]),
-        "refusal_aligned": mean_sd(np.asarray(metrics["safety"]["refusal"])[ok][:, -1]),
-        "refusal_after_benign": mean_sd(np.asarray(metrics["benign"]["refusal"])[ok][:, -1]),
-        "task_score_aligned": mean_sd(task["safety"][:, -1]),
-        "task_score_after_benign": mean_sd(task["benign"][:, -1]),
-        "erosion": mean_sd(harm["benign"][:, -1] - harm["safety"][:, -1]),
-        "n_seeds": int(ok.sum()),
-        "diverged_runs": np.flatnonzero(~ok).tolist(),
+        **{f"harmfulness_{AT[p]}": mean_sd(final(res, p)) for p in AT},
+        **{f"refusal_{AT[p]}": mean_sd(final(res, p, "refusal")) for p in aligned},
+        **{f"task_score_{AT[p]}": mean_sd(final(res, p, "task_accuracy")) for p in aligned},
+        "erosion": mean_sd(final(res, "benign") - final(res, "safety")),
+        "n_seeds": int((~res.diverged).sum()),
+        "diverged_runs": np.flatnonzero(res.diverged).tolist(),
     }
 
 
-ANSWER_STYLE = (
-    ("harmfulness", "#d62728", "-", "harmfulness"),
-    ("refusal", "#2ca02c", "--", "refusal"),
-    ("task_accuracy", "#1f77b4", ":", "task accuracy"),
-)
-
-
-def plot_models(results: dict, specs: dict, path: Path, maps: dict, config: Config) -> Path:
-    fig, axes = plotting.figure(len(results), 2 if maps else 1, width=5.0, height=3.4)
-    for model, ax in zip(maps, axes[-1], strict=False):
-        plot_map(ax, maps[model], config, model)
-    for ax, (model, out) in zip(axes[0], results.items(), strict=True):
-        spec = specs[model]
-        bounds = []
-        for i, phase in enumerate(spec.phases):
-            x = i + phase.record_steps / phase.steps
-            m = out["metrics"][phase.name]
-            for name, color, linestyle, label in ANSWER_STYLE:
-                plotting.mean_band(
-                    ax,
-                    x,
-                    m[name],
-                    color=color,
-                    linestyle=linestyle,
-                    label=label if i == 0 else None,
-                )
-            bounds.append((phase.name, i, i + 1))
-        plotting.shade_phases(ax, bounds)
-        ax.set_xticks(
-            np.arange(len(spec.phases)) + 0.5, [f"{p.name}\n{p.steps} steps" for p in spec.phases]
-        )
-        ax.set_ylim(-0.02, 1.22)
-        ax.set_ylabel("probability on probes")
-        n = int((~np.asarray(out["diverged"])).sum())
-        ax.set_title(f"{model}: mean ± sd over {n} seeds", pad=14)
-        ax.legend(loc="upper center", ncol=3, frameon=False, fontsize=7)
-    return plotting.save(fig, path, "Safety erosion under benign fine-tuning")
-
-
-def knob_map(res: sweep.SweepResult, config: Config) -> dict:
+def knob_map(res: sweep.SweepResult) -> dict:
     """Harmfulness at P, S and T for each (harm_prob, benign_overlap) of the map."""
-    harm = {
-        phase: res.valid(f"metrics/{phase}/harmfulness")[..., -1]
-        for phase in ("pretrain", "safety", "benign")
-    }
     return {
         f"harm_prob={h:g},overlap={o:g}": {
             "harm_prob": h,
             "benign_overlap": o,
-            **{f"harmfulness_{phase}": mean_sd(v[i, j]) for phase, v in harm.items()},
+            **{f"harmfulness_{p}": mean_sd(final(cell, p)) for p in MAP_PHASES},
         }
-        for i, h in enumerate(config.map_harm_probs)
-        for j, o in enumerate(config.map_overlaps)
+        for h, row in res.split("harm_prob").items()
+        for o, cell in row.split("benign_overlap").items()
     }
 
 
 def plot_map(ax, entries: dict, config: Config, model: str):
+    """Harmfulness after benign fine-tuning over the benign overlap, one line per harm_prob,
+    with the pretrained (dotted) and aligned (dashed) levels."""
     for j, h in enumerate(config.map_harm_probs):
         rows = [e for e in entries.values() if e["harm_prob"] == h]
-        x = [e["benign_overlap"] for e in rows]
-        color = f"C{j}"
-        ax.errorbar(
-            x,
-            [e["harmfulness_benign"]["mean"] for e in rows],
-            yerr=[e["harmfulness_benign"]["sd"] for e in rows],
-            fmt="o-",
-            color=color,
-            capsize=2,
-            label=f"harm_prob {h:g}: after benign",
-        )
-        ax.plot(
-            x,
-            [e["harmfulness_pretrain"]["mean"] for e in rows],
-            ":",
-            color=color,
-            label=f"harm_prob {h:g}: pretrained",
-        )
+        x, color = [e["benign_overlap"] for e in rows], f"C{j}"
+        benign = [e["harmfulness_benign"] for e in rows]
+        label = f"harm_prob {h:g}: after benign"
+        plotting.stats_errorbar(ax, x, benign, fmt="-", ms=6, capsize=2, color=color, label=label)
+        pretrained = [e["harmfulness_pretrain"]["mean"] for e in rows]
+        ax.plot(x, pretrained, ":", color=color, label=f"harm_prob {h:g}: pretrained")
         ax.plot(x, [e["harmfulness_safety"]["mean"] for e in rows], "--", color=color, lw=0.8)
-    ax.set(
-        xlabel="benign_overlap (share of benign inputs from the hazard topic)",
-        ylabel="harmfulness",
-        ylim=(-0.02, 1.3),
-        title=f"{model}: knob map ({config.map_seeds} seeds; dashed = aligned)",
-    )
+    ax.set(xlabel="benign_overlap (share of benign inputs from the hazard topic)")
+    ax.set(ylabel="harmfulness", ylim=(-0.02, 1.3))
+    ax.set_title(f"{model}: knob map ({config.map_seeds} seeds; dashed = aligned)")
     ax.legend(frameon=False, fontsize=6, ncol=2, loc="upper center")
 
 
 def summarise(config: Config, results: dict[str, sweep.SweepResult]) -> dict:
-    numbers = {}
+    numbers = {model: summarise_model(results[model]) for model in config.models}
     for model in config.models:
-        res = results[model]
-        numbers[model] = summarise_model(res.tree()["metrics"], res.diverged)
         if f"{model}-map" in results:
-            numbers[model]["knob_map"] = knob_map(results[f"{model}-map"], config)
+            numbers[model]["knob_map"] = knob_map(results[f"{model}-map"])
     return numbers
 
 
 def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
-    runs = {
-        model: {"metrics": results[model].tree()["metrics"], "diverged": results[model].diverged}
-        for model in config.models
-    }
-    specs = {model: presets.standard_spec(model, config.size) for model in config.models}
+    """Each model's history (top row) and, in the full run, its knob map (bottom row)."""
     maps = {m: numbers[m]["knob_map"] for m in config.models if "knob_map" in numbers[m]}
-    return plot_models(runs, specs, path, maps, config)
+    fig, axes = plotting.figure(len(config.models), 2 if maps else 1, width=5.0, height=3.4)
+    for model, ax in zip(maps, axes[-1], strict=False):
+        plot_map(ax, maps[model], config, model)
+    for ax, model in zip(axes[0], config.models, strict=True):
+        spec, res = presets.standard_spec(model, config.size), results[model]
+        plotting.phase_trajectories(ax, spec.phases, res.tree()["metrics"], ANSWER_STYLE)
+        ax.set(ylim=(-0.02, 1.22), ylabel="probability on probes")
+        ax.set_title(f"{model}: mean ± sd over {int((~res.diverged).sum())} seeds", pad=14)
+        ax.legend(loc="upper center", ncol=3, frameon=False, fontsize=7)
+    return plotting.save(fig, path, "Safety erosion under benign fine-tuning")
 
 
 EXPERIMENT = Experiment.defined_in(

@@ -24,49 +24,21 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from gravity import plotting, presets, sweep
 from gravity.experiment import Experiment
-from gravity.history import run_history
-from gravity.models import network
+from gravity.instruments.answers import AnchorAnswers, basin_pull
+from gravity.instruments.readout import per_cell
 from gravity.spec import with_phase
-from gravity.stats import mean_sd
 
 NAME = "witness"
 SHIFT = 1
-ANCHORS = ("pretrain", "helpful", "safety", "benign")
 DIRECTIONS = ("stacked", "from_pretrained")
-
-
-@dataclasses.dataclass(frozen=True)
-class WitnessMeasure:
-    """Per run: the probability of pretraining's and of the witness's harmful answer (and of
-    REFUSE) on the hazardous probes at each anchor, and the benign alignments."""
-
-    def __call__(self, key, spec, knobs, start=None) -> dict:
-        out = run_history(key, spec, knobs, start=start)
-        net = network(spec.model, spec.world)
-        probes = spec.world.probe_set(knobs.world, spec.n_probes).hazard
-        rows = jnp.arange(probes.labels.shape[0])
-        shifted = (probes.labels + spec.world.witness_shift) % spec.world.n_classes
-
-        def answers(params):
-            p = jax.nn.softmax(net.apply(params, probes.inputs)[0])
-            return {
-                "pretrained_answer": jnp.mean(p[rows, probes.labels]),
-                "witness_answer": jnp.mean(p[rows, shifted]),
-                "refusal": jnp.mean(p[:, spec.world.n_classes]),
-            }
-
-        benign = out["metrics"]["benign"]
-        return {
-            "answers": {name: answers(out["params"][name]) for name in ANCHORS},
-            "alignment_by_definition": benign["alignment_by_definition"],
-            "diverged": out["diverged"],
-        }
+LENGTHS = {"pretrain": "pretrain_steps", "helpful": "witness_steps"}
+"""Each branching phase and the config field (its branch axis) holding its lengths."""
+CELL = "pretrain{pretrain_steps}_witness{witness_steps}"
+"""How a cell's numbers are named in the report."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,148 +59,113 @@ def quick(config: Config) -> Config:
 
 
 def witness_spec(model: str, config: Config):
+    """The standard history, its witness complying with pretraining's answer + `SHIFT`, and
+    pretraining and helpful phases as long as their longest lengths, with a snapshot at each."""
     spec = presets.standard_spec(model, config.size, directions=DIRECTIONS, keep_params=True)
-    world = dataclasses.replace(spec.world, witness_shift=SHIFT)
-    spec = dataclasses.replace(spec, world=world)
-    spec = with_phase(
-        spec, "pretrain", steps=max(config.pretrain_steps), snapshots=config.pretrain_steps
-    )
-    return with_phase(
-        spec, "helpful", steps=max(config.witness_steps), snapshots=config.witness_steps
-    )
+    spec = dataclasses.replace(spec, world=dataclasses.replace(spec.world, witness_shift=SHIFT))
+    for phase, field in LENGTHS.items():
+        lengths = getattr(config, field)
+        spec = with_phase(spec, phase, steps=max(lengths), snapshots=lengths)
+    return spec
 
 
 def sweeps(config: Config) -> dict[str, sweep.Sweep]:
+    """Per model: the two worlds (a trunk axis), each seed's pretraining branching at every
+    length, each of those at every witness length."""
     out = {}
     for model in config.models:
         spec = witness_spec(model, config)
 
-        def build(harm_prob, pretrain_steps, witness_steps, spec=spec):
+        def build(harm_prob, spec=spec, **lengths):
+            snapshot = {p: getattr(config, f).index(lengths[f]) for p, f in LENGTHS.items()}
             knobs = presets.standard_knobs(spec, harm_prob=harm_prob)
-            snapshot = {
-                "pretrain": config.pretrain_steps.index(pretrain_steps),
-                "helpful": config.witness_steps.index(witness_steps),
-            }
             return spec, dataclasses.replace(knobs, snapshot=snapshot).validate(spec)
 
         out[model] = sweep.Sweep(
             f"{model}-{config.size}",
             axes=(sweep.Axis("harm_prob", tuple(config.harm_probs)),),
-            branches=(
-                sweep.Axis("pretrain_steps", tuple(config.pretrain_steps)),
-                sweep.Axis("witness_steps", tuple(config.witness_steps)),
-            ),
-            branch_after=("pretrain", "helpful"),
+            branches=tuple(sweep.Axis(f, tuple(getattr(config, f))) for f in LENGTHS.values()),
+            branch_after=tuple(LENGTHS),
             seeds=presets.seeds_for(model, config.seeds, config.transformer_seeds),
             build=build,
-            measure=WitnessMeasure(),
+            measure=AnchorAnswers(),
         )
     return out
 
 
-def cell(res: sweep.SweepResult, world: int, p: int, w: int) -> dict:
-    """The numbers of one (world, pretraining length, witness length) cell."""
-
-    def at(anchor, answer):
-        return res.valid(f"answers/{anchor}/{answer}")[world, p, w]
-
-    returned_p = at("benign", "pretrained_answer") - at("safety", "pretrained_answer")
-    returned_w = at("benign", "witness_answer") - at("safety", "witness_answer")
-    alignment = res.valid("alignment_by_definition")[world, p, w][:, -1]
-    return {
-        "returned_to_pretrained_answer": mean_sd(returned_p),
-        "returned_to_witness_answer": mean_sd(returned_w),
-        "share_to_pretrained_answer": mean_sd(returned_p / (returned_p + returned_w)),
-        "alignment_to_witness_step100": mean_sd(alignment[:, DIRECTIONS.index("stacked")]),
-        "alignment_to_pretrained_step100": mean_sd(
-            alignment[:, DIRECTIONS.index("from_pretrained")]
-        ),
-        "answers": {
-            anchor: {
-                a: mean_sd(at(anchor, a))
-                for a in ("pretrained_answer", "witness_answer", "refusal")
-            }
-            for anchor in ANCHORS
-        },
-    }
-
-
 def summarise(config: Config, results: dict[str, sweep.SweepResult]) -> dict:
+    """Per model: the headline cell (the longest pretraining, the 100-step witness), every
+    cell, and the never-harmful world's headline cell."""
+    witness = 100 if 100 in config.witness_steps else config.witness_steps[0]
+    headline = {"pretrain_steps": config.pretrain_steps[-1], "witness_steps": witness}
     numbers = {}
-    headline = (
-        len(config.pretrain_steps) - 1,
-        list(config.witness_steps).index(100) if 100 in config.witness_steps else 0,
-    )
     for model, res in results.items():
-        entry = cell(res, 0, *headline)
-        entry["headline_cell"] = {
-            "pretrain_steps": config.pretrain_steps[headline[0]],
-            "witness_steps": config.witness_steps[headline[1]],
+        main, *never = (res.select(harm_prob=h) for h in config.harm_probs)
+        numbers[model] = {
+            **basin_pull(main.select(**headline)),
+            "headline_cell": headline,
+            "by_cell": per_cell(main, basin_pull, CELL),
+            "controls": {"harm_prob_0": basin_pull(never[0].select(**headline))} if never else {},
         }
-        entry["by_cell"] = {
-            f"pretrain{p}_witness{w}": cell(res, 0, i, j)
-            for i, p in enumerate(config.pretrain_steps)
-            for j, w in enumerate(config.witness_steps)
-        }
-        entry["controls"] = (
-            {"harm_prob_0": cell(res, 1, *headline)} if len(config.harm_probs) > 1 else {}
-        )
-        numbers[model] = entry
     return numbers
 
 
+def cell_grid(n: dict, key: str, config: Config) -> np.ndarray:
+    """The mean of one number in every cell: rows pretraining lengths, columns witness's."""
+    cells = [
+        [CELL.format(pretrain_steps=p, witness_steps=w) for w in config.witness_steps]
+        for p in config.pretrain_steps
+    ]
+    return np.asarray([[n["by_cell"][c][key]["mean"] for c in row] for row in cells])
+
+
+def plot_share(ax, n: dict, config: Config, model: str) -> None:
+    """Pretraining's share of the returning harmful mass in every (pretraining, witness) cell."""
+    share = cell_grid(n, "share_to_pretrained_answer", config)
+    plotting.value_map(ax, share, config.witness_steps, config.pretrain_steps)
+    title = f"{model}: share of returning mass to pretraining's answer"
+    ax.set(xlabel="witness (helpful) steps", ylabel="pretraining steps", title=title)
+
+
+def plot_returns(ax, n: dict) -> None:
+    """Where the returning mass goes, in the main world and the never-harmful one."""
+    worlds = {"harm_prob 0.9": n, "harm_prob 0 (control)": n["controls"].get("harm_prob_0")}
+    worlds = {label: entry for label, entry in worlds.items() if entry}
+    answers = [
+        ("pretrained", "pretraining's answer", "#d62728"),
+        ("witness", "witness's answer", "#ff7f0e"),
+    ]
+    series = [
+        (label, [e[f"returned_to_{answer}_answer"]["mean"] for e in worlds.values()], None, color)
+        for answer, label, color in answers
+    ]
+    plotting.bar_groups(ax, list(worlds), series, width=0.4, fontsize=7)
+    ax.set(ylabel="P(answer) at T minus at S", title="where the returning mass goes")
+    ax.legend(frameon=False, fontsize=7)
+
+
+def plot_alignments(ax, n: dict, config: Config) -> None:
+    """The benign drift's alignment at T with S -> H and with S -> P, against pretraining
+    length, at the headline witness length."""
+    column = config.witness_steps.index(n["headline_cell"]["witness_steps"])
+    keys = ("alignment_to_witness_step100", "alignment_to_pretrained_step100")
+    rows = [cell_grid(n, key, config)[:, column] for key in keys]
+    x, labels = np.arange(len(config.pretrain_steps)), ["cos(drift, S->H)", "cos(drift, S->P)"]
+    plotting.line_family(ax, x, rows, labels, ["C0", "C1"])
+    ax.set_xticks(x, config.pretrain_steps)
+    title = "alignment with each witness"
+    ax.set(xlabel="pretraining steps", ylabel="alignment at T", ylim=(-0.2, 1.0), title=title)
+    ax.legend(frameon=False, fontsize=7)
+
+
 def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
+    """A row per model: the share map, where the returning mass goes, alignment with each
+    witness against pretraining length."""
     fig, axes = plotting.figure(3, len(results), width=4.4, height=3.3)
     for row, model in zip(axes, results, strict=True):
-        n = numbers[model]
-        grid = np.asarray(
-            [
-                [
-                    n["by_cell"][f"pretrain{p}_witness{w}"]["share_to_pretrained_answer"]["mean"]
-                    for w in config.witness_steps
-                ]
-                for p in config.pretrain_steps
-            ]
-        )
-        image = row[0].imshow(grid, vmin=0, vmax=1, cmap="RdBu", origin="lower", aspect="auto")
-        row[0].set_xticks(range(len(config.witness_steps)), config.witness_steps)
-        row[0].set_yticks(range(len(config.pretrain_steps)), config.pretrain_steps)
-        row[0].set(
-            xlabel="witness (helpful) steps",
-            ylabel="pretraining steps",
-            title=f"{model}: share of returning mass to pretraining's answer",
-        )
-        fig.colorbar(image, ax=row[0])
-        worlds = {"harm_prob 0.9": n, "harm_prob 0 (control)": n["controls"].get("harm_prob_0")}
-        labels, pre, wit = [], [], []
-        for label, e in worlds.items():
-            if e:
-                labels.append(label)
-                pre.append(e["returned_to_pretrained_answer"]["mean"])
-                wit.append(e["returned_to_witness_answer"]["mean"])
-        x = np.arange(len(labels))
-        row[1].bar(x - 0.2, pre, 0.4, label="pretraining's answer", color="#d62728")
-        row[1].bar(x + 0.2, wit, 0.4, label="witness's answer", color="#ff7f0e")
-        row[1].set_xticks(x, labels, fontsize=7)
-        row[1].set(ylabel="P(answer) at T minus at S", title="where the returning mass goes")
-        row[1].legend(frameon=False, fontsize=7)
-        steps = np.arange(len(config.pretrain_steps))
-        for d, name in enumerate(DIRECTIONS):
-            values = [
-                n["by_cell"][f"pretrain{p}_witness{n['headline_cell']['witness_steps']}"][
-                    f"alignment_to_{'witness' if name == 'stacked' else 'pretrained'}_step100"
-                ]["mean"]
-                for p in config.pretrain_steps
-            ]
-            row[2].plot(steps, values, "o-", label=f"cos(drift, S->{'H' if d == 0 else 'P'})")
-        row[2].set_xticks(steps, config.pretrain_steps)
-        row[2].set(
-            xlabel="pretraining steps",
-            ylabel="alignment at T",
-            ylim=(-0.2, 1.0),
-            title="alignment with each witness",
-        )
-        row[2].legend(frameon=False, fontsize=7)
+        plot_share(row[0], numbers[model], config, model)
+        plot_returns(row[1], numbers[model])
+        plot_alignments(row[2], numbers[model], config)
     return plotting.save(fig, path, "Which basin pulls: pretraining's answer or the witness's")
 
 

@@ -11,8 +11,11 @@ mean the same everywhere. Full-size runs write to `figures/` (the committed figu
 write to `figures/quick/` (not committed), so `make run` never overwrites a full figure.
 `--set` changes any config field, world knob or phase field (`gravity.overrides`; every one is
 listed in docs/knobs.md); `show` prints what a command line resolves to without running it, each
-phase with its optimizer and weight decay. Without NAME, `run`, `show` and `collect` list the
-experiments and exit 2.
+phase with its optimizer and weight decay. A command line is parsed once and its run prepared
+once (`gravity.experiment.Prepared`: the experiment's sweeps made once, every grid point built
+once), which `show` prints, `run` runs and `--executor` splits. Without NAME, `run`, `show` and
+`collect` list the experiments (found in `experiments/`, `gravity.experiment.catalogue`) and
+exit 2.
 
 Runs keep their sweeps in the result store (`gravity.store`; $GRAVITY_RESULTS, else
 `results/`): running a finished configuration again loads it, `--force` computes it again. On CPU
@@ -39,11 +42,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from gravity.validation import ConfigError, check
+from gravity.validation import ConfigError
 
 FULL_OUT = Path("figures")
 QUICK_OUT = Path("figures/quick")
-EXECUTORS = ("local", "slurm")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,6 +56,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from gravity.cluster import EXECUTORS
+
     parser = _Parser(
         prog="gravity", description="Toy-model tests of the gravitational reading of reversion."
     )
@@ -139,10 +143,11 @@ def os_error_line(error: OSError) -> str:
 
 
 def _list(args) -> int:
-    from experiments import EXPERIMENTS
+    from gravity.experiment import catalogue
 
-    width = max(map(len, EXPERIMENTS))
-    for name, description in EXPERIMENTS.items():
+    experiments = catalogue()
+    width = max(map(len, experiments))
+    for name, description in experiments.items():
         print(f"{name:<{width}}  {description}")
     return 0
 
@@ -156,26 +161,21 @@ def _name_needed(args) -> int:
     )
 
 
-def _resolve(args):
-    """The experiment, config, overrides and sweeps the command line asks for (all checked)."""
-    from experiments import experiment
-    from gravity.overrides import resolve
+def _parsed(args):
+    """The experiment, config and overrides the command line asks for, parsed and checked once
+    (`gravity.overrides.parse_command`); nothing is built and JAX is untouched."""
+    from gravity.experiment import load
+    from gravity.overrides import parse_command
 
-    check(args.seeds is None or args.seeds >= 1, "--seeds", "a positive integer", args.seeds)
-    return resolve(experiment(args.name), args.set, quick=args.quick, seeds=args.seeds)
+    return parse_command(load(args.name), args.set, quick=args.quick, seeds=args.seeds)
 
 
 def _prepare(args) -> Path:
-    """The cheap checks (seeds, name, `--set` names and values, the output folder, the result
-    store's and the compile cache's folders), then JAX set up for this machine; before anything
-    is built or compiled."""
-    from experiments import experiment
-    from gravity.overrides import parse
+    """The folders checked (the output folder, the result store's and the compile cache's),
+    then JAX set up for this machine; before anything is built or compiled."""
     from gravity.runtime import CACHE_ENV, cache_dir, enable_compilation_cache, use_cpu_cores
     from gravity.store import RESULTS_ENV, default_root
 
-    check(args.seeds is None or args.seeds >= 1, "--seeds", "a positive integer", args.seeds)
-    parse(args.set, experiment(args.name).make_config(quick=args.quick, seeds=args.seeds))
     out = writable_folder(args.out or (QUICK_OUT if args.quick else FULL_OUT))
     writable_folder(default_root(), RESULTS_ENV, private=True)
     writable_folder(cache_dir(), CACHE_ENV, private=True)
@@ -185,26 +185,26 @@ def _prepare(args) -> Path:
 
 
 def _show(args) -> int:
-    print(describe(_resolve(args)))
+    print(describe(_parsed(args).resolve()))
     return 0
 
 
-def describe(resolved) -> str:
-    """What a resolved command line would run: config, overrides, histories per sweep, and each
-    sweep's first history (its world knobs and phases)."""
+def describe(prepared) -> str:
+    """What a prepared run (`gravity.experiment.Prepared`) would run: config, overrides,
+    histories per sweep, and each sweep's first history (its world knobs and phases)."""
     import dataclasses
 
     from gravity.results import to_jsonable
 
-    sweeps = resolved.sweeps
+    sweeps = prepared.sweeps
     lines = [
-        f"{resolved.experiment.name}: {resolved.n_histories} histories in {len(sweeps)} sweeps",
+        f"{prepared.name}: {prepared.n_histories} histories in {len(sweeps)} sweeps",
         "config:",
     ]
-    for field in dataclasses.fields(resolved.config):
-        lines.append(f"  {field.name} = {_text(getattr(resolved.config, field.name))}")
-    lines.append("overrides:" if resolved.overrides else "overrides: none")
-    lines += [f"  {o.name} = {_text(o.value)}" for o in resolved.overrides]
+    for field in dataclasses.fields(prepared.config):
+        lines.append(f"  {field.name} = {_text(getattr(prepared.config, field.name))}")
+    lines.append("overrides:" if prepared.overrides else "overrides: none")
+    lines += [f"  {o.name} = {_text(o.value)}" for o in prepared.overrides]
     from gravity.resources import sweep_histories
     from gravity.spec import HistorySpec
 
@@ -247,29 +247,28 @@ def _text(value) -> str:
 
 
 def _run(args) -> int:
+    parsed = _parsed(args)
     out = _prepare(args)
     options = _job_options(args) if args.executor is not None else None
-    resolved = _resolve(args)
+    prepared = parsed.resolve()
     if options is not None:
-        return _run_on_cluster(args, options, resolved, out)
+        return _run_on_cluster(args, options, prepared, out)
     from gravity.store import ResultStore
 
-    return _write(args, resolved, out, ResultStore(force=args.force))
+    return _write(args, prepared, out, ResultStore(force=args.force))
 
 
-def _write(args, resolved, out: Path, store, devices=None) -> int:
-    """Run (or load) the resolved experiment and write its figure and JSON."""
+def _write(args, prepared, out: Path, store, devices=None) -> int:
+    """Run (or load) the prepared experiment and write its figure and JSON."""
     from gravity.experiment import run_experiment
 
     start = time.perf_counter()
     run_experiment(
-        resolved.experiment,
-        resolved.config,
+        prepared,
         out_dir=out,
         store=store,
         progress=not args.no_progress and "CI" not in os.environ,
         devices=devices,
-        overrides=resolved.overrides,
     )
     print(f"wrote {out / (args.name + '.png')} and .json in {time.perf_counter() - start:.1f} s")
     return 0
@@ -288,7 +287,7 @@ def _job_options(args):
     )
 
 
-def _run_on_cluster(args, options, resolved, out: Path) -> int:
+def _run_on_cluster(args, options, prepared, out: Path) -> int:
     """Submit the jobs whose chunks are missing, wait for them, then assemble."""
     from gravity import cluster
     from gravity.store import ResultStore, default_root
@@ -298,8 +297,8 @@ def _run_on_cluster(args, options, resolved, out: Path) -> int:
         args.name, str(default_root().absolute()), tuple(args.set), args.quick, args.seeds
     )
     if args.force:
-        cluster.clear(resolved.sweeps, store, args.name)
-    present = cluster.chunk_table(resolved.sweeps, store, args.name)
+        cluster.clear(prepared.sweeps, store, args.name)
+    present = cluster.chunk_table(prepared.sweeps, store, args.name)
     count = min(options.jobs, len(present))
     shards = sorted(cluster.missing_shards(present, count))
     if shards:
@@ -317,7 +316,7 @@ def _run_on_cluster(args, options, resolved, out: Path) -> int:
         if failures:
             print("gravity: the same command again computes the missing chunks", file=sys.stderr)
             return 1
-    return _assemble(args, resolved, out)
+    return _assemble(args, prepared, out)
 
 
 def _same_options(args, out: Path) -> list[str]:
@@ -330,11 +329,12 @@ def _same_options(args, out: Path) -> list[str]:
 
 
 def _collect(args) -> int:
+    parsed = _parsed(args)
     out = _prepare(args)
-    return _assemble(args, _resolve(args), out)
+    return _assemble(args, parsed.resolve(), out)
 
 
-def _assemble(args, resolved, out: Path) -> int:
+def _assemble(args, prepared, out: Path) -> int:
     """The figure and JSON from a cluster run's chunks, once all are in the store (exit 1 and
     what is missing, otherwise)."""
     import jax
@@ -343,7 +343,7 @@ def _assemble(args, resolved, out: Path) -> int:
     from gravity.store import ResultStore
 
     store = ResultStore()
-    present = cluster.chunk_table(resolved.sweeps, store, args.name)
+    present = cluster.chunk_table(prepared.sweeps, store, args.name)
     if not all(present):
         print(
             f"gravity: {present.count(False)} of {len(present)} chunks are not in {store.root}"
@@ -351,7 +351,7 @@ def _assemble(args, resolved, out: Path) -> int:
             file=sys.stderr,
         )
         return 1
-    return _write(args, resolved, out, store, devices=jax.devices()[: cluster.JOB_DEVICES])
+    return _write(args, prepared, out, store, devices=jax.devices()[: cluster.JOB_DEVICES])
 
 
 COMMANDS = {"list": _list, "show": _show, "run": _run, "collect": _collect}

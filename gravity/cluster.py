@@ -19,14 +19,18 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gravity import folders, overrides
 from gravity.store import ResultStore
 from gravity.sweep import plan_sweep, run_sweeps, store_entry
 from gravity.validation import check, check_choice
 
+if TYPE_CHECKING:
+    from gravity.experiment import Prepared
+
 EXECUTORS = ("local", "slurm")
+"""How a job array runs (`--executor`): submitit's local processes, or Slurm."""
 SLURM_COMMANDS = ("sbatch", "srun")  # submitit submits with the one, runs tasks with the other
 JOB_DEVICES = 1
 
@@ -42,12 +46,13 @@ class Request:
     quick: bool = False
     seeds: int | None = None
 
-    def resolve(self) -> overrides.Resolved:
-        from experiments import experiment
+    def resolve(self) -> Prepared:
+        """The run this request names, prepared once in this process (a job holds data only,
+        so each job resolves it once: the experiment's sweeps called once, each point built
+        once)."""
+        from gravity.experiment import load
 
-        return overrides.resolve(
-            experiment(self.name), self.settings, quick=self.quick, seeds=self.seeds
-        )
+        return overrides.resolve(load(self.name), self.settings, quick=self.quick, seeds=self.seeds)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,10 +124,10 @@ def run_shard(request: Request, index: int, count: int) -> int:
     from gravity.runtime import enable_compilation_cache
 
     enable_compilation_cache()
-    resolved = request.resolve()
+    prepared = request.resolve()
     computed = []
     run_sweeps(
-        list(resolved.sweeps.values()),
+        list(prepared.sweeps.values()),
         store=ResultStore(request.store),
         experiment=request.name,
         progress=False,

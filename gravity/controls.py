@@ -16,7 +16,8 @@ equally spaced checkpoints and the direction is taken at the one whose distance
 ||a_CW - a_S|| / sqrt(N) is nearest the witness's ||a_H - a_S|| / sqrt(N); the full-length
 direction is returned beside it. `WithControlWitnesses` is a tree sweep's measurement: the
 history's outputs plus the benign drift's cosines with these directions (computed once per
-shared past: they depend on the trunk only, so `jax.vmap` over branches does not repeat them).
+shared past: they depend on the trunk only, so `jax.vmap` over branches does not repeat them);
+`control_witness_summary` reads them as a null beside cos(drift, v_rev).
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from gravity import geometry, history
 from gravity.models import network
 from gravity.objectives import cross_entropy
 from gravity.spec import phase_tag
+from gravity.stats import mean_sd
 from gravity.worlds import Batch, WorldKnobs
 
 CONTROL_TARGETS = (1.0, 0.0)
@@ -158,3 +161,84 @@ class WithControlWitnesses:
             "witness_distance": witnesses["witness_distance"],
         }
         return out
+
+
+def control_witness_summary(
+    alignment_v_rev_RxS,
+    witnesses: dict,
+    kept_steps,
+    targets: tuple[str, ...] = CONTROL_TARGET_NAMES,
+    n_shifts: int = len(CONTROL_SHIFTS),
+) -> dict:
+    """The benign drift against the control witnesses' directions at the kept drift steps: the
+    control-witness null (the p99 of cos(drift, control witness) over runs, steps and
+    directions) beside cos(drift, v_rev) at the same run-steps, by step and by target, the
+    full-length directions' cosines, and how well the distance match held.
+
+    alignment_v_rev_RxS: cos(drift, v_rev) of the runs at `kept_steps`; witnesses: those runs'
+    `WithControlWitnesses` outputs, directions ordered target-major (`targets` x `n_shifts`).
+    """
+    v_rev = np.asarray(alignment_v_rev_RxS)
+    align = np.asarray(witnesses["alignment"], dtype=float)  # (R, kept, K)
+    full = np.asarray(witnesses["alignment_full"], dtype=float)
+    witness = np.asarray(witnesses["witness_distance"], dtype=float)
+    distance = np.asarray(witnesses["distance"])
+    p99 = float(np.nanquantile(align, 0.99))
+    return {
+        "steps": [int(t) for t in kept_steps],
+        "alignment_v_rev": mean_sd(v_rev),
+        "alignment_mean": float(np.nanmean(align)),
+        "alignment_sd": float(np.nanstd(align)),
+        "alignment_p99": p99,
+        "fraction_v_rev_above_p99": float(np.mean(v_rev > p99)),
+        "fraction_v_rev_above_its_own_witnesses": float(
+            np.mean(np.all(v_rev[..., None] > align, axis=-1))
+        ),
+        "by_step": [
+            {"step": int(t), "v_rev": mean_sd(v_rev[:, s]), "control_witness": mean_sd(align[:, s])}
+            for s, t in enumerate(kept_steps)
+        ],
+        "by_target": {
+            name: _target_summary(
+                align,
+                distance,
+                witnesses["witness_distance"],
+                slice(k * n_shifts, (k + 1) * n_shifts),
+            )
+            for k, name in enumerate(targets)
+        },
+        "full_length": {
+            "alignment_mean": float(np.nanmean(full)),
+            "alignment_p99": float(np.nanquantile(full, 0.99)),
+        },
+        "distance_witness": mean_sd(witness),
+        "distance_control_witness": mean_sd(distance),
+        "distance_ratio": mean_sd(distance / witness[:, None]),
+        "distance_control_witness_full_length": mean_sd(witnesses["distance_full"]),
+        "matched_at_step": mean_sd(witnesses["step"]),
+        "cos_control_witness_v_rev": mean_sd(witnesses["cos_v_rev"]),
+        "n_directions": int(distance.size),
+    }
+
+
+def _target_summary(align, distance, witness, directions: slice) -> dict:
+    """One target's control witnesses (its shifts): mean and p99 cosine, distance ratio."""
+    return {
+        "alignment_mean": float(np.nanmean(align[..., directions])),
+        "alignment_p99": float(np.nanquantile(align[..., directions], 0.99)),
+        "distance_ratio": mean_sd(distance[:, directions] / np.asarray(witness)[:, None]),
+    }
+
+
+def control_witness_null(result, kept_steps, alignment: str = "metrics/benign/alignment") -> dict:
+    """The control-witness null of a result's runs that did not diverge (one cell of a tree
+    measured by `WithControlWitnesses`): its p99, the share of cos(drift, v_rev) above it at
+    the kept drift steps, and the full `control_witness_summary`."""
+    found = control_witness_summary(
+        result.runs(alignment, step=kept_steps), result.runs_under("control_witness"), kept_steps
+    )
+    return {
+        "null_p99_control_witness": found["alignment_p99"],
+        "fraction_above_control_witness_null": found["fraction_v_rev_above_p99"],
+        "control_witness": found,
+    }

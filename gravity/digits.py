@@ -20,6 +20,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from gravity import training
 from gravity.models.mlp import MLP
 from gravity.validation import check, check_choice, check_widths
 
@@ -163,24 +164,19 @@ def train_teacher(
     learning_rate: jax.Array | float,
     key: jax.Array,
 ) -> tuple[Params, jax.Array]:
-    """Train on digit labels for `spec.steps` steps (batch i from `fold_in(key, i)`);
-    returns (params, whether every loss was finite)."""
-    tx = optax.adam(learning_rate)
+    """Train on digit labels for `spec.steps` steps (batch i from `fold_in(key, i)`, the loop of
+    `gravity.training.train`); returns (params, whether every loss was finite)."""
 
-    def step(carry, index):
-        p, opt_state = carry
-        inputs, labels = data.sample_train(jax.random.fold_in(key, index), spec.batch_size)
+    def loss(q, batch):
+        inputs, labels = batch
+        logits = model.apply(q, inputs)[:, :N_DIGITS]
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
-        def loss_fn(q):
-            logits = model.apply(q, inputs)[:, :N_DIGITS]
-            return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    def sample(step_key):
+        return data.sample_train(step_key, spec.batch_size)
 
-        loss, grads = jax.value_and_grad(loss_fn)(p)
-        updates, opt_state = tx.update(grads, opt_state, p)
-        return (optax.apply_updates(p, updates), opt_state), loss
-
-    (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), jnp.arange(spec.steps))
-    return params, jnp.all(jnp.isfinite(losses))
+    trained = training.train(loss, sample, optax.adam(learning_rate), params, key, spec.steps)
+    return trained.params, jnp.all(jnp.isfinite(trained.losses))
 
 
 __all__ = [

@@ -2,12 +2,13 @@
 
 The third phenomenon (subliminal transfer, Cloud et al. 2025) needs a student trained to match
 a teacher's logits on a chosen subset of output units, on inputs that say nothing about the
-trait (uniform noise, benign prompts). `distill` is that phase as one pure function: a
-`lax.scan` over steps, the batch of step i drawn with `fold_in(phase_key, i)`, the teacher's
-targets computed on the same batch and never differentiated. It trains one student; vmap it
-over a stack of students with the teacher and the key unbatched, and the teacher's forward pass
-(and the batch) is computed once per step for all of them: common random numbers, so students
-differ by their initialisation and knobs, not by the inputs they saw.
+trait (uniform noise, benign prompts). `distill` is that phase as one pure function: the loop
+of `gravity.training.train` (a `lax.scan` over steps, the batch of step i drawn with
+`fold_in(phase_key, i)`), the teacher's targets computed on the same batch and never
+differentiated. It trains one student; vmap it over a stack of students with the teacher and the
+key unbatched, and the teacher's forward pass (and the batch) is computed once per step for all
+of them: common random numbers, so students differ by their initialisation and knobs, not by
+the inputs they saw.
 
 Which units are matched is a traced mask (`DistillKnobs.unit_mask`), so students matching
 different numbers of units run in one program: an unmatched unit leaves the objective, and its
@@ -25,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gravity import training
 from gravity.geometry import EPS, cosine, tree_vector
 from gravity.validation import check, check_choice
 
@@ -125,32 +127,24 @@ def distill(
     Returns (student after `spec.steps` updates, {"loss": (n_records,) mean loss per interval,
     "metrics": {name: (n_records + 1, ...)}, "finite": whether every loss was finite}).
     """
-    evaluate = evaluate or (lambda params: {})
-    tx = optimizer(knobs)
-    per_record = spec.steps // spec.n_records
 
-    def step(carry, index):
-        params, opt_state = carry
-        inputs = sample_inputs(jax.random.fold_in(key, index), spec.batch_size)
-        targets = jax.lax.stop_gradient(apply(teacher, inputs))
+    def sample(step_key):
+        inputs = sample_inputs(step_key, spec.batch_size)
+        return inputs, jax.lax.stop_gradient(apply(teacher, inputs))
 
-        def objective(p):
-            return distillation_loss(apply(p, inputs), targets, knobs.unit_mask, spec.loss)
+    def loss(params, batch):
+        inputs, targets = batch
+        return distillation_loss(apply(params, inputs), targets, knobs.unit_mask, spec.loss)
 
-        loss, grads = jax.value_and_grad(objective)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), loss
-
-    def interval(carry, record):
-        carry, losses = jax.lax.scan(step, carry, record * per_record + jnp.arange(per_record))
-        return carry, (losses, evaluate(carry[0]))
-
-    carry = (student, tx.init(student))
-    (student, _), (losses, metrics) = jax.lax.scan(interval, carry, jnp.arange(spec.n_records))
-    initial = evaluate(carry[0])
-    metrics = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), initial, metrics)
-    records = {"loss": losses.mean(-1), "metrics": metrics, "finite": jnp.all(jnp.isfinite(losses))}
-    return student, records
+    trained = training.train(
+        loss, sample, optimizer(knobs), student, key, spec.steps, spec.n_records, evaluate
+    )
+    records = {
+        "loss": trained.losses.mean(-1),
+        "metrics": trained.records,
+        "finite": jnp.all(jnp.isfinite(trained.losses)),
+    }
+    return trained.params, records
 
 
 def mix_init(shared: Params, independent: Params, weights_2: jax.Array) -> Params:

@@ -9,7 +9,8 @@ helpful-only level. This module measures that and gives it a reference physics:
   level to the helpful-only witness's level (on device, vmappable over runs), right-censored when it
   never gets there.
 - `kaplan_meier`, `km_median`, `exponential_mle`: escape-time statistics over seeds that treat
-  censored runs correctly (host side, numpy/scipy).
+  censored runs correctly (host side, numpy/scipy; per cell of a grid of runs:
+  `gravity.instruments.first_passage`).
 - `arrhenius_fit`, `sgd_temperature`: fit log(escape time) = log(tau0) + barrier / T, with T the
   SGD temperature lr / batch (Xie et al. 2021's noise-activated escape).
 - `DoubleWell`, `GravityWell2D`, `langevin_escape`: overdamped Langevin particles in low-dimensional
@@ -17,6 +18,9 @@ helpful-only level. This module measures that and gives it a reference physics:
   whose first-passage times validate the machinery against Kramers' formula
   (`kramers_escape_time`, `langer_escape_time`) and against the exact 1-D mean first-passage time
   (`mfpt_1d`).
+- `escape_measure`, `escape_point`, `kramers_calibration`: the same simulation as a sweep's
+  per-run measure (one run per well and temperature, through the one runner), and its escape
+  times read against Kramers' and the exact MFPT.
 
 Escape convention for the wells (ours; Kramers is silent about where "escape" ends). Kramers'
 time 2 pi / sqrt(U''(min) |U''(saddle)|) exp(barrier / T) is the inverse of the *flux over the
@@ -47,15 +51,20 @@ ArrayLike = jax.typing.ArrayLike
 __all__ = [
     "ArrheniusFit",
     "DoubleWell",
+    "EscapeKnobs",
+    "EscapeSpec",
     "ExponentialFit",
     "GravityWell2D",
     "Potential",
     "SurvivalCurve",
     "arrhenius_fit",
+    "escape_measure",
+    "escape_point",
     "escape_time",
     "exponential_mle",
     "kaplan_meier",
     "km_median",
+    "kramers_calibration",
     "kramers_escape_time",
     "langer_escape_time",
     "langevin_escape",
@@ -598,3 +607,115 @@ def mfpt_1d(
     inner = integrate.cumulative_trapezoid(np.exp(-u(y) / temperature), y, initial=0.0)
     outer = np.exp(u(y[n_grid - 1 :]) / temperature) * inner[n_grid - 1 :]
     return float(integrate.trapezoid(outer, y[n_grid - 1 :]) / temperature)
+
+
+# --------------------------------------------------------------------------------------------
+# Langevin escape as a sweep's per-run measure, and its calibration against Kramers
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class EscapeSpec:
+    """The static part of a Langevin escape run (`escape_measure`): the well's kind (wells of one
+    kind are pytrees of one structure and share a compiled program), how many particles, and the
+    step chunk of `langevin_escape`."""
+
+    well: str
+    n_particles: int
+    chunk: int = 256
+
+
+@partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["potential", "temperature", "dt", "max_steps", "stream"],
+    meta_fields=[],
+)
+@dataclasses.dataclass(frozen=True)
+class EscapeKnobs:
+    """What a Langevin escape run traces (so a sweep vmaps over it): the well, its temperature,
+    the time step, the horizon in steps, and the noise stream folded into the run's key."""
+
+    potential: Potential
+    temperature: ArrayLike
+    dt: ArrayLike
+    max_steps: ArrayLike
+    stream: ArrayLike
+
+
+def escape_measure(key: Array, spec: EscapeSpec, knobs: EscapeKnobs) -> dict[str, Array]:
+    """Per run of a sweep: `langevin_escape` of `spec.n_particles` particles with the key folded
+    with `knobs.stream`, as {"steps", "escaped"} (each (particles,)) and a `diverged` flag that is
+    never set (a Langevin run has no divergence to flag)."""
+    steps, escaped = langevin_escape(
+        jax.random.fold_in(key, knobs.stream),
+        knobs.potential,
+        knobs.temperature,
+        n_particles=spec.n_particles,
+        dt=knobs.dt,
+        max_steps=knobs.max_steps,
+        chunk=spec.chunk,
+    )
+    return {"steps": steps, "escaped": escaped, "diverged": jnp.zeros((), bool)}
+
+
+def escape_point(
+    potential: Potential,
+    temperature: float,
+    *,
+    n_particles: int,
+    dt: float,
+    horizon: float = 3.0,
+    stream: int = 0,
+) -> tuple[EscapeSpec, EscapeKnobs]:
+    """(spec, knobs) of one `escape_measure` run: `n_particles` particles in `potential` at
+    `temperature`, observed for `horizon` Kramers (Langer) times, censored after that."""
+    kramers = float(potential.kramers_time(temperature))
+    knobs = EscapeKnobs(potential, temperature, dt, int(horizon * kramers / dt), stream)
+    return EscapeSpec(type(potential).__name__, n_particles), knobs
+
+
+def kramers_calibration(
+    potential: Potential,
+    barrier_over_t: tuple[float, ...],
+    steps_KxP: ArrayLike,
+    escaped_KxP: ArrayLike,
+    dt: float,
+) -> dict:
+    """Langevin escape steps of `potential` at each barrier / T (rows of the arrays) read against
+    Kramers' (Langer's) time and, for a 1-D `DoubleWell`, the exact MFPT: per temperature the
+    censored exponential mean (`exponential_mle`) with its interval; over them the Arrhenius
+    barrier they fit (weighted by the escape counts) and the largest relative errors."""
+    barrier = float(potential.barrier())
+    exact = isinstance(potential, DoubleWell)
+    rows = []
+    for ratio, steps, escaped in zip(barrier_over_t, steps_KxP, escaped_KxP, strict=True):
+        temperature = barrier / ratio
+        fit = exponential_mle(np.asarray(steps) * dt, np.asarray(escaped))
+        rows.append(
+            {
+                "barrier_over_t": ratio,
+                "temperature": temperature,
+                "mean_escape": fit.mean,
+                "mean_ci": list(fit.mean_ci),
+                "escaped": fit.n_events,
+                "kramers": float(potential.kramers_time(temperature)),
+                "exact_mfpt": mfpt_1d(potential, temperature) if exact else None,
+            }
+        )
+    fit = arrhenius_fit(
+        [r["temperature"] for r in rows],
+        [r["mean_escape"] for r in rows],
+        weights=[r["escaped"] for r in rows],
+    )
+
+    def worst(reference: str) -> float:
+        return max(abs(r["mean_escape"] / r[reference] - 1) for r in rows)
+
+    return {
+        "rows": rows,
+        "arrhenius_barrier": fit.barrier,
+        "arrhenius_barrier_ci": list(fit.barrier_ci),
+        "arrhenius_r_squared": fit.r_squared,
+        "max_relative_error_vs_kramers": worst("kramers"),
+        "max_relative_error_vs_exact_mfpt": worst("exact_mfpt") if exact else None,
+    }

@@ -124,18 +124,18 @@ def phase_rows() -> list[str]:
 
 def experiment_sections() -> list[str]:
     """Per experiment: its Config fields with their types, full and `--quick` values."""
-    from experiments import EXPERIMENTS, experiment
+    from gravity.experiment import catalogue, load
 
     lines = []
-    for name in EXPERIMENTS:
-        chosen = experiment(name)
+    for name, description in catalogue().items():
+        chosen = load(name)
         full, quick = chosen.make_config(), chosen.make_config(quick=True)
         hints = typing.get_type_hints(type(full))
         lines += [
             "",
             f"### {name}",
             "",
-            f"{EXPERIMENTS[name]}. `gravity show {name} [--quick]` prints them resolved.",
+            f"{description}. `gravity show {name} [--quick]` prints them resolved.",
             "",
             "| NAME | type | default | `--quick` |",
             "|---|---|---|---|",

@@ -20,16 +20,21 @@ results. They are refused, with one line naming the field, when the experiment's
 already vary that field, when a phase is missing from a history, and when an experiment's
 histories are not `HistorySpec`s. Every number must be finite and >= 0 (no knob of this project
 is negative) and every integer below 2**31 (step counters are int32).
+
+A command line is parsed once (`parse_command`: its config built, every value checked, nothing
+built yet, so JAX can still be set up) and resolved once (`Parsed.resolve`; `resolve` does both):
+a `gravity.experiment.Prepared` run, which the run, `gravity show` and the cluster's jobs read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,6 +50,9 @@ from gravity.spec import (
 )
 from gravity.validation import ConfigError, check, check_choice, did_you_mean
 from gravity.worlds import WorldKnobs
+
+if TYPE_CHECKING:
+    from gravity.experiment import Prepared
 
 MAX_INT = 2**31 - 1
 WORLD, PHASES = "world", "phases"
@@ -261,14 +269,19 @@ def _phases(spec: HistorySpec) -> str:
 
 
 def apply_to_sweeps(sweeps: Mapping[str, Any], overrides: Sequence[Override]) -> dict[str, Any]:
-    """Every sweep with its `build` wrapped by the history overrides, after checking that none
-    overrides what the sweep's own axes vary (each grid point is built once to check)."""
+    """Every history sweep with its `build` wrapped by the history overrides, after checking
+    that none overrides what the sweep's own axes vary (each grid point is built once to check).
+    Sweeps of other runs (e.g. metastability's Langevin wells) are kept as they are; an
+    experiment with no history sweep at all refuses the overrides in one line."""
     chosen = history_overrides(overrides)
     if not chosen:
         return dict(sweeps)
-    out = {}
+    out, histories = dict(sweeps), 0
     for label, sweep in sweeps.items():
         built = [sweep.build(**p, **b) for p in sweep.points() for b in sweep.branch_points()]
+        if not isinstance(built[0][0], HistorySpec):
+            continue
+        histories += 1
         for spec, knobs in built:
             _check_record_counts(spec, override_history(spec, knobs, chosen)[0], chosen)
         for o in chosen:
@@ -280,6 +293,8 @@ def apply_to_sweeps(sweeps: Mapping[str, Any], overrides: Sequence[Override]) ->
                 o.value,
             )
         out[label] = dataclasses.replace(sweep, build=OverriddenBuild(sweep.build, chosen))
+    if not histories:
+        override_history(*built[0], chosen)  # refuses: names the experiment's spec type
     return out
 
 
@@ -309,26 +324,65 @@ def _current(spec: Any, knobs: Any, override: Override) -> Any:
     return getattr(spec.phase(phase), field)
 
 
+RESOLUTION_ERRORS = (ValueError, TypeError, KeyError, IndexError, ArithmeticError)
+"""What an experiment's own code may raise on a value it cannot use, while its config is checked
+or its sweeps are built: with overrides given, these end in one line naming them (without, they
+are a bug and propagate)."""
+
+
+@contextlib.contextmanager
+def _named_in_one_line(settings: Sequence[str]):
+    """Turn an experiment's own error on overridden values into one line naming the `--set`s."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except RESOLUTION_ERRORS as error:
+        if not settings:
+            raise
+        message = f"{type(error).__name__}: {error}"
+        raise ConfigError(f"--set {' '.join(settings)!r} is invalid: {message}") from None
+
+
 @dataclasses.dataclass(frozen=True)
-class Resolved:
-    """What a command line means: the experiment, its config with every override applied, the
-    overrides, and its sweeps (history overrides applied, every grid point checked)."""
+class Parsed:
+    """What a command line asks for, parsed and checked once, with nothing built (JAX untouched,
+    so the command line can still set JAX up): the experiment, its config (`--quick`, `--seeds`,
+    then the `--set` fields), the overrides, and the `--set` texts they came from."""
 
     experiment: Any
     config: Any
     overrides: tuple[Override, ...]
-    sweeps: dict[str, Any]
+    settings: tuple[str, ...] = ()
 
-    @property
-    def n_histories(self) -> int:
-        from gravity.resources import sweep_histories
+    def resolve(self, memory_limit: int | None = None) -> Prepared:
+        """The run prepared once (`gravity.experiment.prepare`: `sweeps(config)` called once,
+        every grid point built once, history overrides applied), checked before anything is
+        planned or compiled: every grid point's (spec, knobs), and the estimated memory of the
+        sweeps with the bounds on steps, batch size and records (`gravity.resources`)."""
+        from gravity.experiment import prepare  # it imports this module
+        from gravity.sweep import plan_sweep
 
-        return sum(sweep_histories(s) for s in self.sweeps.values())
+        with _named_in_one_line(self.settings):
+            prepared = prepare(self.experiment, self.config, self.overrides)
+            histories = prepared.n_histories
+            check(histories >= 1, "config", "a config that runs at least one history", histories)
+            resources.check_fits_memory(prepared.sweeps.values(), memory_limit)
+            for sweep in prepared.sweeps.values():
+                plan_sweep(sweep, 1)
+        return prepared
 
 
-RESOLUTION_ERRORS = (ValueError, TypeError, KeyError, IndexError, ArithmeticError)
-"""What an experiment's own code may raise on a value it cannot use, while it builds its sweeps:
-with overrides given, these end in one line naming them (without, they are a bug and propagate)."""
+def parse_command(
+    experiment: Any, settings: Sequence[str] = (), *, quick: bool = False, seeds: int | None = None
+) -> Parsed:
+    """The config and overrides a command line asks for (`--quick`, `--seeds`, then `--set`),
+    each value parsed and checked, the config built once."""
+    config = experiment.make_config(quick=quick, seeds=seeds)
+    overrides = parse(settings, config)
+    with _named_in_one_line(settings):
+        config = apply_to_config(config, overrides)
+    return Parsed(experiment, config, overrides, tuple(settings))
 
 
 def resolve(
@@ -338,29 +392,7 @@ def resolve(
     quick: bool = False,
     seeds: int | None = None,
     memory_limit: int | None = None,
-) -> Resolved:
-    """The config (`--quick`, `--seeds`, then `--set` fields), overrides and sweeps that a
-    command line asks for, checked before anything is planned or compiled: every value, every
-    grid point's (spec, knobs), and the estimated memory of the overridden sweeps with the
-    bounds on steps, batch size and records (`gravity.resources`)."""
-    from gravity.sweep import plan_sweep
-
-    config = experiment.make_config(quick=quick, seeds=seeds)
-    overrides = parse(settings, config)
-    try:
-        config = apply_to_config(config, overrides)
-        sweeps = dict(experiment.sweeps(config))
-        histories = sum(resources.sweep_histories(s) for s in sweeps.values())
-        check(histories >= 1, "config", "a config that runs at least one history", histories)
-        sweeps = apply_to_sweeps(sweeps, overrides)
-        resources.check_fits_memory(sweeps.values(), memory_limit)
-        for sweep in sweeps.values():
-            plan_sweep(sweep, 1)
-    except ConfigError:
-        raise
-    except RESOLUTION_ERRORS as error:
-        if not settings:
-            raise
-        message = f"{type(error).__name__}: {error}"
-        raise ConfigError(f"--set {' '.join(settings)!r} is invalid: {message}") from None
-    return Resolved(experiment, config, overrides, sweeps)
+) -> Prepared:
+    """A command line's run, parsed (`parse_command`) and prepared once (`Parsed.resolve`): a
+    `gravity.experiment.Prepared`."""
+    return parse_command(experiment, settings, quick=quick, seeds=seeds).resolve(memory_limit)

@@ -19,10 +19,17 @@ Tried on the engine and not adopted (same machine, paired runs in one process):
   would depend on its chunk); ruled out;
 - disabling XLA:CPU's YNNPACK fusions (`--xla_cpu_experimental_ynn_fusion_type=`): 8% slower
   for the MLP, 40% slower for the transformer; the defaults stay.
+
+What a program costs, two ways: `best_seconds` is the one timer (wall seconds on this machine,
+best of a few runs of an already compiled program); `flops` is XLA's own count from the compiled
+program's cost analysis (deterministic, the same on every machine). `step_overhead` compiles a
+phase under each variant alone and compares either cost with the plain phase's.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 PER_DEVICE = {"mlp": 8, "transformer": 8}
@@ -36,16 +43,59 @@ def best_chunk_size(spec: Any, n_devices: int = 1) -> int:
     return PER_DEVICE.get(kind, 8) * max(1, n_devices)
 
 
-def step_overhead(spec, knobs, phase: str, variants: dict, runs: int = 8, steps: int = 20) -> dict:
-    """Measured cost per step of `phase` under each variant, relative to the plain phase.
+def best_seconds(program: Callable, args: tuple, repeats: int = 3) -> float:
+    """The one timer: the best of `repeats` wall-clock runs of `program(*args)`, each waited for
+    (`jax.block_until_ready`). Pass a compiled program, so compilation is never timed."""
+    import jax
 
-    variants: {label: (phase field changes, knob changes)}; each variant's phase is compiled on
-    its own (only its machinery) and run for `steps` steps on `runs` vmapped histories continued
-    from one shared trunk (computed once, not timed); timed after compilation, best of 3.
-    Returns {label: time ratio - 1}.
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(program(*args))
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def flops(program: Any, args: tuple = ()) -> float:
+    """XLA's count of a compiled program's floating-point operations (its cost analysis):
+    deterministic and machine-independent, unlike a timing. A loop's body is counted once, so a
+    phase program counts about one step plus its setup. `args` is unused (the signature of a
+    cost, as `best_seconds`)."""
+    analysis = program.cost_analysis()
+    if isinstance(analysis, list | tuple):  # older JAX: one dict per computation
+        analysis = analysis[0]
+    return float(analysis["flops"])
+
+
+Cost = Callable[[Any, tuple], float]
+"""A program's cost: (compiled program, its arguments) -> a number (`best_seconds`, `flops`)."""
+
+
+def relative_costs(
+    programs: Mapping[str, tuple[Any, tuple]], cost: Cost = best_seconds, reference: str = "plain"
+) -> dict[str, float]:
+    """{label: cost / the reference's cost - 1} for every (program, arguments) but the
+    reference's."""
+    costs = {label: cost(program, args) for label, (program, args) in programs.items()}
+    return {label: costs[label] / costs[reference] - 1.0 for label in costs if label != reference}
+
+
+def compiled_vmap(function: Callable, args: tuple) -> Any:
+    """`function` vmapped over the leading axis of every argument, compiled for `args` (so a
+    cost never includes compilation)."""
+    import jax
+
+    return jax.jit(jax.vmap(function)).lower(*args).compile()
+
+
+def phase_programs(spec, knobs, phase: str, variants: Mapping, runs: int = 8, steps: int = 20):
+    """`phase` compiled alone as "plain" and under each variant, each for `steps` steps on `runs`
+    vmapped histories continued from one shared trunk (computed once, not part of a program).
+
+    variants: {label: (phase field changes, knob changes)}; each variant's program holds only its
+    own machinery. Returns {label: (compiled program, its arguments)}.
     """
     import dataclasses
-    import time
 
     import jax
 
@@ -56,7 +106,7 @@ def step_overhead(spec, knobs, phase: str, variants: dict, runs: int = 8, steps:
     keys = history.seed_keys(range(runs))
     base = repeat_knobs(knobs, runs)
     trunk = jax.jit(jax.vmap(lambda key, k: history.run_trunk(key, spec, k, before)))(keys, base)
-    timings = {}
+    programs = {}
     for label, (phase_changes, knob_changes) in {"plain": ({}, {}), **variants}.items():
         variant = with_phase(spec, phase, steps=steps, dense_steps=0, n_records=1, **phase_changes)
         batch = repeat_knobs(dataclasses.replace(knobs, **knob_changes), runs)
@@ -64,11 +114,15 @@ def step_overhead(spec, knobs, phase: str, variants: dict, runs: int = 8, steps:
         def run(key, k, state, variant=variant):
             return history.run_phases(key, variant, state, k, (variant.phase(phase),))[0].params
 
-        program = jax.jit(jax.vmap(run)).lower(keys, batch, trunk.state).compile()
-        best = float("inf")
-        for _ in range(3):
-            start = time.perf_counter()
-            jax.block_until_ready(program(keys, batch, trunk.state))
-            best = min(best, time.perf_counter() - start)
-        timings[label] = best
-    return {label: timings[label] / timings["plain"] - 1.0 for label in variants}
+        args = (keys, batch, trunk.state)
+        programs[label] = (compiled_vmap(run, args), args)
+    return programs
+
+
+def step_overhead(
+    spec, knobs, phase: str, variants: Mapping, runs: int = 8, steps: int = 20, cost=best_seconds
+) -> dict[str, float]:
+    """Extra cost per step of `phase` under each variant over the plain phase, each compiled
+    alone (`phase_programs`): {label: cost ratio - 1}, by the one timer unless `cost` is
+    another (`flops` for a deterministic count)."""
+    return relative_costs(phase_programs(spec, knobs, phase, variants, runs, steps), cost)

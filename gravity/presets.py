@@ -30,6 +30,17 @@ MODELS = ("mlp", "transformer")
 STANDARD_PHASES = ("pretrain", "helpful", "safety", "benign")
 
 
+@dataclasses.dataclass(frozen=True)
+class StandardConfig:
+    """The fields an experiment on the standard histories starts from: its seeds, the models
+    (each on its own world), the learning rate of every phase, and the preset size."""
+
+    seeds: int = 16
+    models: tuple[str, ...] = MODELS
+    learning_rate: float = 1e-3
+    size: str = "standard"
+
+
 def standard_phases(
     pretrain_steps: int, batch_size: int, benign_steps: int = 100, align_steps: int = 100
 ) -> tuple[PhaseSpec, ...]:

@@ -34,6 +34,8 @@ A dense model (`quadratic_model_from_loss`) is exact for small networks; `low_ra
 keeps only Lanczos top-k curvature and treats the orthogonal complement as flat (no curvature,
 gradient kept), which overstates drift along the discarded directions and can only understate
 `reversion_share` when the discarded eigenvalues are positive.
+
+`r_squared` scores a prediction against what was measured, as it stands and after a linear refit.
 """
 
 import dataclasses
@@ -42,6 +44,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from gravity.landscape import dense_hessian, top_hessian_eigenvalues
@@ -65,6 +68,7 @@ __all__ = [
     "predict_reversion",
     "predicted_drift",
     "quadratic_model_from_loss",
+    "r_squared",
     "reversion_share",
     "weight_alignment",
 ]
@@ -379,3 +383,25 @@ def predict_reversion(
         weight_alignment=weight_alignment(d_TxP, witness_P),
         activation_alignment=act,
     )
+
+
+def r_squared(predicted, measured) -> dict[str, float]:
+    """How well a prediction scores against measurement, over the finite pairs: R^2 as it
+    stands (1 - SS_res / SS_tot, no refit; negative when worse than the measured mean) and
+    after a least-squares linear refit (Pearson r^2, with r), and the number of pairs. NaN with
+    fewer than 3 pairs or a constant side."""
+    x, y = np.asarray(predicted, float).ravel(), np.asarray(measured, float).ravel()
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        nan = float("nan")
+        return {"r2_as_predicted": nan, "r2_linear_refit": nan, "pearson_r": nan, "n": int(x.size)}
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    as_is = 1.0 - float(np.sum((y - x) ** 2)) / ss_tot
+    pearson = float(np.corrcoef(x, y)[0, 1])
+    return {
+        "r2_as_predicted": as_is,
+        "r2_linear_refit": pearson**2,
+        "pearson_r": pearson,
+        "n": int(x.size),
+    }

@@ -3,6 +3,7 @@ check, generated bad command lines (one line, exit 2, never a traceback), and sw
 a job array by the local submitit executor (equal to one process, bitwise; a missing job is
 recomputed alone)."""
 
+import collections
 import contextlib
 import dataclasses
 import io
@@ -10,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from importlib import import_module
 from pathlib import Path
 from unittest import mock
 
@@ -18,9 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from experiments import experiment
+import experiments
+from experiments import EXPERIMENTS, experiment
 from gravity import cluster, overrides
 from gravity.cli import main
+from gravity.experiment import BuildOnce, catalogue, load, run_experiment
 from gravity.store import RESULTS_ENV, ResultStore, config_hash
 from gravity.sweep import plan_sweep, run_sweeps, store_entry
 from gravity.validation import ConfigError
@@ -94,6 +98,13 @@ def test_overrides_the_axes_sweep_or_another_engine_are_refused():
     assert_one_line(status, err, "world.benign_overlap", "does not vary")
     status, _, err = run_main(["show", "traits", "--quick", "--set", "world.benign_overlap=0.1"])
     assert_one_line(status, err, "world.benign_overlap", "HistorySpec")
+
+
+def test_overrides_reach_the_history_sweeps_beside_other_runs():
+    # metastability also runs Langevin wells (not histories): they are kept as they are
+    status, out, _ = run_main(["show", "metastability", "--quick", "--set", "world.harm_prob=0.5"])
+    assert status == 0
+    assert "harm_prob=0.5" in out
 
 
 def test_huge_seeds_are_refused_with_the_estimate_and_the_limit(tmp_path):
@@ -184,6 +195,178 @@ def test_resolution_errors_of_an_experiment_become_one_line():
 
 def _raises(config):
     raise ZeroDivisionError("division by zero")
+
+
+# -- one resolution: sweeps called once, every grid point built once --------------------------
+
+# Tiny erosion with a 2 x 2 knob map beside the straight sweep (5 grid points in all) and a
+# history override, so the overridden path is counted too.
+COUNTED = (
+    "erosion", "--quick", *TINY, "--set", "map_seeds=1", "--set", "map_harm_probs=0,0.5",
+    "--set", "map_overlaps=0,1", "--set", "phases.benign.learning_rate=0.002",
+)  # fmt: skip
+COUNTED_POINTS = 5
+
+
+def counted(name: str):
+    """The experiment `name` with its `sweeps` and every sweep's `build` counting their calls:
+    (experiment, Counter of "sweeps" and of (sweep label, grid point))."""
+    chosen = experiment(name)
+    calls = collections.Counter()
+
+    def counting(label, build):
+        def counted_build(**point):
+            calls[label, tuple(sorted(point.items()))] += 1
+            return build(**point)
+
+        return counted_build
+
+    def sweeps(config):
+        calls["sweeps"] += 1
+        made = chosen.sweeps(config)
+        return {k: dataclasses.replace(s, build=counting(k, s.build)) for k, s in made.items()}
+
+    return dataclasses.replace(chosen, sweeps=sweeps), calls
+
+
+def assert_resolved_once(calls, points=COUNTED_POINTS):
+    assert calls["sweeps"] == 1, calls
+    built = {key: n for key, n in calls.items() if key != "sweeps"}
+    assert len(built) == points and set(built.values()) == {1}, built
+
+
+def no_figure(config, results, numbers, path):
+    """No figure: these tests count builds (figures are tested with their experiments)."""
+
+
+def counted_main(argv, tmp_path, options=()):
+    """`main(argv)` in this process on a counted experiment (its figure not drawn), JAX's
+    process-wide setup left alone, folders under `tmp_path`, jobs never submitted:
+    (status, stdout, stderr, calls)."""
+    chosen, calls = counted(argv[1])
+    chosen = dataclasses.replace(chosen, plot=no_figure)
+    env = {RESULTS_ENV: str(tmp_path / "results"), "GRAVITY_CACHE": str(tmp_path / "cache")}
+    job = mock.Mock(job_id="7")
+    with (
+        mock.patch.dict(os.environ, env),
+        mock.patch("gravity.experiment.load", return_value=chosen),
+        mock.patch("gravity.runtime.use_cpu_cores"),
+        mock.patch("gravity.runtime.enable_compilation_cache"),
+        mock.patch("gravity.cluster.submit", return_value=[job]),
+        contextlib.redirect_stdout(io.StringIO()) as out,
+        contextlib.redirect_stderr(io.StringIO()) as err,
+    ):
+        status = main([*argv, *options])
+    return status, out.getvalue(), err.getvalue(), calls
+
+
+def test_show_resolves_once(tmp_path):
+    status, out, err, calls = counted_main(("show", *COUNTED), tmp_path)
+    assert status == 0 and "phases.benign.learning_rate = 0.002" in out, err
+    assert_resolved_once(calls)
+
+
+def test_run_resolves_once_and_runs_what_it_resolved(tmp_path):
+    """The whole run: the checks, the runner's plan, summarise and the report read one
+    resolution; the report records the override."""
+    out = tmp_path / "out"
+    status, _, err, calls = counted_main(
+        ("run", *COUNTED), tmp_path, ("--out", str(out), "--no-progress")
+    )
+    assert status == 0, err
+    assert_resolved_once(calls)
+    report = json.loads((out / "erosion.json").read_text())
+    assert report["config"]["overrides"]["phases.benign.learning_rate"] == 0.002
+    assert report["config"]["map_seeds"] == 1
+    assert report["n_histories"] == 2 + 2 * 2
+
+
+def test_cluster_run_and_each_job_resolve_once(tmp_path):
+    """`run --executor` resolves once to find the missing chunks and submit; a job, given only
+    the command line's values, resolves once in its own process."""
+    status, out, err, calls = counted_main(
+        ("run", *COUNTED), tmp_path, ("--executor", "local", "--jobs", "2", "--no-wait")
+    )
+    assert status == 0 and "submitted 1 of 2 jobs (7)" in out, err
+    assert_resolved_once(calls)
+    chosen, calls = counted("erosion")
+    request = cluster.Request("erosion", str(tmp_path / "results"), tuple(COUNTED[3::2]), True)
+    with (
+        mock.patch("gravity.experiment.load", return_value=chosen),
+        mock.patch("gravity.runtime.enable_compilation_cache"),
+    ):
+        assert cluster.run_shard(request, 999, 1000) == 0  # a job with no chunk left to compute
+    assert_resolved_once(calls)
+
+
+def test_run_experiment_of_an_experiment_and_config_resolves_once(tmp_path):
+    """The library's path (an Experiment and its config): the runner's plan and any other plan
+    of the same sweeps read one build of each point."""
+    chosen, calls = counted("erosion")
+    fields = [s for s in COUNTED[3::2] if not s.startswith("phases.")]
+    config = overrides.parse_command(chosen, fields, quick=True).config
+    with mock.patch("gravity.sweep.run_sweeps", side_effect=RuntimeError("planned")) as run:
+        with pytest.raises(RuntimeError, match="planned"):
+            run_experiment(chosen, config, out_dir=tmp_path, store=False, progress=False)
+    for sweep in run.call_args.args[0]:
+        plan_sweep(sweep, 1)
+        plan_sweep(sweep, 2)
+    assert_resolved_once(calls)
+
+
+def test_build_once_builds_each_point_once_and_compares_as_its_build():
+    built = collections.Counter()
+
+    def build(**point):
+        built[repr(sorted(point.items()))] += 1
+        return point, None
+
+    once = BuildOnce(build)
+    for _ in range(3):
+        assert once(a=1, b=(2, 3)) == once(b=(2, 3), a=1) == ({"a": 1, "b": (2, 3)}, None)
+        once(a=[1])  # a point that cannot be hashed is built each time
+    assert built == {"[('a', 1), ('b', (2, 3))]": 1, "[('a', [1])]": 3}
+    assert once == BuildOnce(build) and hash(once) == hash(BuildOnce(build))
+
+
+# -- the experiments are discovered ------------------------------------------------------------
+
+
+def test_the_experiments_are_the_modules_that_declare_one():
+    modules = sorted(p.stem for p in Path(experiments.__file__).parent.glob("[!_]*.py"))
+    declared = [m for m in modules if hasattr(import_module(f"experiments.{m}"), "EXPERIMENT")]
+    assert list(EXPERIMENTS) == declared and "erosion" in declared
+    assert EXPERIMENTS == {name: experiment(name).description for name in EXPERIMENTS}
+    assert catalogue() == EXPERIMENTS
+
+
+PACKAGE = {
+    "__init__.py": "",
+    "alpha.py": "from gravity.experiment import Experiment\n"
+    "EXPERIMENT = Experiment('alpha', 'the first', *[None] * 5)\n",
+    "_private.py": "raise ImportError('never imported')\n",
+    "helpers.py": "VALUE = 1\n",
+    "misnamed.py": "from gravity.experiment import Experiment\n"
+    "EXPERIMENT = Experiment('other', 'wrong', *[None] * 5)\n",
+}
+
+
+def test_discovery_finds_declared_experiments_and_refuses_a_misnamed_one(tmp_path, monkeypatch):
+    package = tmp_path / "found_experiments"
+    package.mkdir()
+    for name, text in PACKAGE.items():
+        (package / name).write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr("gravity.experiment.PACKAGE", package.name)
+    assert load("alpha").description == "the first"
+    with pytest.raises(ConfigError, match="misnamed.py: EXPERIMENT.name = 'other'"):
+        catalogue()
+    (package / "misnamed.py").unlink()
+    assert catalogue() == {"alpha": "the first"}
+    with pytest.raises(ConfigError, match="one of alpha; did you mean alpha"):
+        load("alpah")
+    with pytest.raises(ConfigError, match="experiment = 'helpers' is invalid: one of alpha"):
+        load("helpers")
 
 
 # -- the real command, and a job array through the local executor -----------------------------

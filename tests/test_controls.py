@@ -1,13 +1,15 @@
-"""Control witnesses' building blocks: the batch rule, the checkpoint spacing, unit rows."""
+"""Control witnesses: the batch rule, the checkpoint spacing, unit rows, and the null they give."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import synthetic_results
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gravity import controls
+from gravity.sweep import Axis
 from gravity.worlds import FeatureWorld, TokenWorld, WorldKnobs
 
 WORLDS = {"feature": FeatureWorld(), "token": TokenWorld()}
@@ -89,3 +91,53 @@ def test_unit_rows_have_unit_norm_and_zero_rows_stay_zero(values, zero_row):
             assert not np.any(row)
         elif norm > 1e-3:
             assert np.linalg.norm(row) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_control_witness_summary_reads_v_rev_against_the_control_directions():
+    """2 runs, 2 kept steps, 2 targets x 2 shifts: the null is the p99 over every cosine, each
+    target's slice is its own shifts, and a run beats its own witnesses only at every one."""
+    align = np.array(
+        [[[0.1, 0.2, 0.3, 0.4], [0.0, 0.1, 0.2, 0.3]], [[0.5, 0.1, 0.1, 0.1], [0.2, 0.2, 0.2, 0.2]]]
+    )
+    v_rev = np.array([[0.45, 0.25], [0.6, 0.1]])
+    witnesses = {
+        "alignment": align,
+        "alignment_full": align / 2,
+        "cos_v_rev": np.full((2, 4), 0.3),
+        "distance": np.array([[1.0, 2.0, 3.0, 4.0], [2.0, 2.0, 2.0, 2.0]]),
+        "distance_full": np.full((2, 4), 5.0),
+        "step": np.full((2, 4), 10),
+        "witness_distance": np.array([2.0, 4.0]),
+    }
+    found = controls.control_witness_summary(v_rev, witnesses, (1, 5))
+    assert found["alignment_p99"] == pytest.approx(np.quantile(align, 0.99))
+    assert found["fraction_v_rev_above_p99"] == 0.25  # only 0.6 clears ~0.5
+    # run 0 beats all four at step 1 and at step 5 (0.25 < 0.3): 1 of 2; run 1: step 1 only
+    assert found["fraction_v_rev_above_its_own_witnesses"] == 0.5
+    first = found["by_target"]["hazard_topic"]
+    assert first["alignment_mean"] == pytest.approx(np.mean(align[..., :2]))
+    assert first["distance_ratio"]["mean"] == pytest.approx(np.mean([0.5, 1.0, 0.5, 0.5]))
+    assert found["n_directions"] == 8 and found["steps"] == [1, 5]
+    assert [row["step"] for row in found["by_step"]] == [1, 5]
+    assert found["full_length"]["alignment_mean"] == pytest.approx(np.mean(align) / 2)
+
+
+def test_control_witness_null_reads_a_result_cell():
+    rng = np.random.default_rng(1)
+    steps = synthetic_results.STEPS
+    arrays = {
+        "metrics/benign/alignment": rng.random((1, 3, steps.size)),
+        "control_witness/alignment": rng.random((1, 3, 2, 4)),
+        "control_witness/alignment_full": rng.random((1, 3, 2, 4)),
+        "control_witness/cos_v_rev": rng.random((1, 3, 4)),
+        "control_witness/distance": rng.random((1, 3, 4)),
+        "control_witness/distance_full": rng.random((1, 3, 4)),
+        "control_witness/step": np.ones((1, 3, 4)),
+        "control_witness/witness_distance": rng.random((1, 3)),
+    }
+    cell = synthetic_results.result(arrays, (Axis("world", ("main",)),), 3).select(world="main")
+    found = controls.control_witness_null(cell, (1, 10))
+    v_rev = arrays["metrics/benign/alignment"][0][:, [1, 4]]
+    witnesses = {k.split("/")[1]: v[0] for k, v in arrays.items() if k.startswith("control")}
+    assert found["control_witness"] == controls.control_witness_summary(v_rev, witnesses, (1, 10))
+    assert found["null_p99_control_witness"] == found["control_witness"]["alignment_p99"]

@@ -409,3 +409,64 @@ def test_langevin_sweep_equals_loop_of_single_runs(well_1d):
         np.testing.assert_array_equal(steps_KxP[i], s)
         np.testing.assert_array_equal(escaped_KxP[i], e)
     assert escaped_KxP[2].mean() > escaped_KxP[0].mean()
+
+
+# ------------------------------------------------------------------------------------------
+# Langevin escape as a sweep's measure, and its calibration against Kramers
+# ------------------------------------------------------------------------------------------
+
+
+def test_escape_point_horizon_and_spec(well_1d):
+    spec, knobs = dyn.escape_point(well_1d, 0.4, n_particles=8, dt=DT, horizon=2.0, stream=3)
+    assert spec == dyn.EscapeSpec("DoubleWell", 8)
+    assert knobs.max_steps == int(2.0 * float(well_1d.kramers_time(0.4)) / DT)
+    assert (knobs.temperature, knobs.dt, knobs.stream) == (0.4, DT, 3)
+    two_d, _ = dyn.escape_point(dyn.GravityWell2D(well_1d, 8.0, 1.0), 0.4, n_particles=8, dt=DT)
+    assert two_d.well != spec.well  # another pytree structure: another compiled program
+
+
+def test_escape_measure_vmapped_equals_langevin_escape_with_folded_keys(well_1d):
+    """The measure as the runner calls it (vmapped over stacked knobs, one key per run) draws
+    exactly `langevin_escape` with the run's key folded with the knobs' stream."""
+    points = [
+        dyn.escape_point(well_1d, t, n_particles=16, dt=DT, horizon=0.5, stream=s)
+        for t, s in ((0.5, 2), (1.0, 12))
+    ]
+    spec = points[0][0]
+    knobs = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *(k for _, k in points))
+    out = jax.jit(jax.vmap(lambda key, k: dyn.escape_measure(key, spec, k)))(
+        jax.random.split(jax.random.key(2026), 2), knobs
+    )
+    assert not np.any(out["diverged"])
+    for i, (_, k) in enumerate(points):
+        key = jax.random.fold_in(jax.random.split(jax.random.key(2026), 2)[i], k.stream)
+        steps, escaped = dyn.langevin_escape(
+            key, well_1d, k.temperature, n_particles=16, dt=DT, max_steps=k.max_steps
+        )
+        np.testing.assert_array_equal(out["steps"][i], steps)
+        np.testing.assert_array_equal(out["escaped"][i], escaped)
+
+
+def test_kramers_calibration_reads_exponential_escapes(well_1d):
+    """Exponential escape times with the Kramers mean: the censored mean recovers it, the
+    exact MFPT is given for the 1-D well only, and the Arrhenius barrier is the well's."""
+    ratios = (2.5, 5.0)
+    rng = np.random.default_rng(0)
+    steps, escaped = [], []
+    for ratio in ratios:
+        mean = float(well_1d.kramers_time(1.0 / ratio)) / DT
+        t = rng.exponential(mean, 20_000)
+        steps.append(np.minimum(np.ceil(t), 3 * mean))
+        escaped.append(t < 3 * mean)
+    cal = dyn.kramers_calibration(well_1d, ratios, steps, escaped, DT)
+    for row in cal["rows"]:
+        assert row["mean_escape"] == pytest.approx(row["kramers"], rel=0.03)
+        assert row["mean_ci"][0] < row["mean_escape"] < row["mean_ci"][1]
+        assert row["exact_mfpt"] > row["kramers"]  # the finite-barrier correction
+    assert cal["arrhenius_barrier"] == pytest.approx(1.0, rel=0.05)
+    assert cal["max_relative_error_vs_kramers"] < 0.03
+    two_d = dyn.kramers_calibration(
+        dyn.GravityWell2D(well_1d, 8.0, 1.0), ratios, steps, escaped, DT
+    )
+    assert two_d["max_relative_error_vs_exact_mfpt"] is None
+    assert {row["exact_mfpt"] for row in two_d["rows"]} == {None}

@@ -169,7 +169,7 @@ def test_unknown_names_list_the_valid_ones_and_the_closest(argv, expected, tmp_p
 def test_unknown_experiment_and_phase_suggest_the_closest(tmp_path):
     status, _, err = run_main(["show", "blockin"], tmp_path)
     assert status == 2
-    one_line(err, "erosion, reversion", "did you mean blocking?")
+    one_line(err, f"one of {', '.join(EXPERIMENTS)};", "did you mean blocking?")
     with pytest.raises(ConfigError, match="one of pretrain, helpful, safety, benign; did you "):
         SPEC.phase("benin")
 

@@ -12,6 +12,7 @@ import pytest
 from experiments import basin_depth, metastability, overlap
 from gravity import history, presets
 from gravity.experiment import run_experiment
+from gravity.instruments.basin import BasinMeasure
 from gravity.spec import with_phase
 from gravity.store import ResultStore
 
@@ -51,13 +52,17 @@ def test_overlap_map(tmp_path, store):
     assert again["mlp"]["per_overlap"] == mlp["per_overlap"]
 
 
-def _run_one_program(experiment, config, tmp_path, store, branch_axes) -> tuple[dict, dict]:
-    """Run `experiment` and check its report: 8 histories, none diverged, grouped into one
-    program of 2 runs branching on `branch_axes`; returns the numbers and that grouping."""
+def _run_one_program(
+    experiment, config, tmp_path, store, branch_axes, n_histories=8
+) -> tuple[dict, dict]:
+    """Run `experiment` and check its report: `n_histories` histories (8 of the MLP), none
+    diverged, the MLP's grouped into one program of 2 runs branching on `branch_axes`; returns
+    the numbers and that grouping."""
     numbers = run_experiment(experiment, config, out_dir=tmp_path, store=store, progress=False)
     report = _report(tmp_path, experiment.name)
     summary = report["sweeps"]["mlp"]
-    assert report["n_histories"] == 8 and summary["diverged_runs"] == []
+    assert report["n_histories"] == n_histories and summary["diverged_runs"] == []
+    assert summary["n_histories"] == 8
     grouping = summary["grouping"]
     assert grouping["programs"] == 1 and grouping["runs"] == 2
     assert grouping["branch_axes"] == branch_axes
@@ -72,9 +77,7 @@ def test_basin_depth_map(tmp_path, store):
         helpful_steps=10,
         benign_steps=10,
         size="tiny",
-        measure=basin_depth.BasinMeasure(
-            eval_batch=32, lanczos_k=2, lanczos_iterations=8, path_points=5
-        ),
+        measure=BasinMeasure(eval_batch=32, lanczos_k=2, lanczos_iterations=8, path_points=5),
     )
     numbers, grouping = _run_one_program(
         basin_depth.EXPERIMENT,
@@ -106,7 +109,7 @@ def test_basin_depth_map(tmp_path, store):
         profiles["mixed"]["by_depth"]["reversion"]["safety8"]["mean"]
     )
     effects = [profiles[arm]["reversion_vs_depth"]["depth_effect"] for arm in config.safety_data]
-    ratio, reading = basin_depth.control_reading(*effects)
+    ratio, reading = basin_depth.CONTROL_READING(*effects)
     assert control["reading"] == reading
     assert control["depth_effect_ratio"] == pytest.approx(ratio, nan_ok=True)
 
@@ -174,6 +177,7 @@ def test_metastability_map(tmp_path, store):
         tmp_path,
         store,
         branch_axes=["learning_rate", "safety_steps"],
+        n_histories=8 + 2 * 2,  # and one Langevin run per well and barrier / T
     )
     # The report leads with the pre-registered verdict, computed by the rule from its inputs.
     assert list(numbers)[0] == "verdict" and numbers["reading"].startswith(

@@ -1,7 +1,9 @@
 """Unlearning objectives, the capability world and the relearning experiment: each objective
 lowers the capability and keeps retain accuracy; the never-learned world's pretraining never shows
 the capability; objectives' gradients equal hand-written ones on a 2-parameter model; relearning
-pools cycle exactly k examples; the experiment writes every promised field at tiny size."""
+pools cycle exactly k examples; the experiment writes every promised field at tiny size; the
+Kaplan-Meier median equals the plain censored median under common censoring, and the recovery
+statistics give the known values of hand-made outputs."""
 
 import dataclasses
 import json
@@ -10,15 +12,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gravity import capability, history, objectives, presets
+from gravity import capability, dynamics, history, objectives, presets
 from gravity.experiment import run_experiment
+from gravity.instruments import recovery
 from gravity.models import network
 from gravity.objectives import NPO_BETA, RMU_SCALE, Outputs, rmu_direction
 from gravity.spec import PhaseSpec
 from gravity.store import ResultStore
+from gravity.validation import ConfigError
 from gravity.worlds import Batch, FeatureWorld, TokenWorld, WorldKnobs
 
 RETAIN_TOLERANCE = 0.15
@@ -263,3 +268,126 @@ def test_relearning_data_matches_its_exact_marginals(world_name):
     p = np.asarray(exact["features" if "features" in exact else "tokens"], dtype=float)
     seen = np.asarray(empirical["features" if "features" in empirical else "tokens"])
     assert np.all(np.abs(seen - p) <= 5 * np.sqrt(p * (1 - p) / count) + 2e-3)
+
+
+# -- the relearning instrument's statistics (`gravity.capability`, `gravity.instruments.recovery`)
+
+
+def plain_censored_median(times):
+    """The reference: `np.median` with not-reached times as +inf (the middle pair averaged)."""
+    t = np.asarray(times, dtype=float)
+    t = t[~np.isnan(t)]
+    return float(np.median(t)) if t.size else float("nan")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    times=st.lists(
+        st.one_of(st.integers(1, 100).map(float), st.just(np.inf), st.just(np.nan)),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_kaplan_meier_median_equals_the_plain_median_under_common_censoring(times):
+    """Every run censored at the same horizon (the end of relearning): the Kaplan-Meier median
+    is the plain median whenever that is observed, and censored exactly when it is not."""
+    out = capability.censored_median(times, horizon=100.0)
+    plain = plain_censored_median(times)
+    if np.isnan(plain):
+        assert out["n"] == 0 and out["censored"]
+    elif np.isinf(plain):
+        assert out["censored"] and out["median"] == 100.0
+    else:
+        assert not out["censored"] and out["median"] == plain
+
+
+def test_km_median_midpoint_hand_examples():
+    flat_then_escape = dynamics.kaplan_meier([10.0, 20.0, 30.0, 40.0], [True] * 4)
+    assert capability.km_median_midpoint(flat_then_escape) == 25.0
+    flat_to_the_end = dynamics.kaplan_meier([10.0, 20.0, 100.0, 100.0], [True, True, False, False])
+    assert capability.km_median_midpoint(flat_to_the_end) == np.inf
+    through_half = dynamics.kaplan_meier([10.0, 20.0, 20.0, 30.0, 40.0], [True] * 5)
+    assert capability.km_median_midpoint(through_half) == 20.0
+
+
+def test_first_crossing_is_the_first_record_at_or_past_the_threshold():
+    values = np.array([[0.1, 0.5, 0.9], [0.1, 0.2, 0.3], [0.9, 0.9, 0.9]])
+    times = capability.first_crossing(values, [1, 4, 16], [0.5, 0.5, np.nan])
+    np.testing.assert_array_equal(times, [4, np.inf, np.nan])
+    assert capability.censored_median_text(capability.censored_median(times, 16)) == ">16"
+
+
+def test_relearn_kinds_and_their_history():
+    world = WORLDS["feature"]
+    kinds = capability.relearn_kinds((1, 4), world)
+    assert [k.name for k in kinds] == ["forget_1", "forget_4", "related", "unrelated", "retain"]
+    assert kinds[-1].benign_overlap == 1 / world.n_topics
+    with pytest.raises(ConfigError, match="forget_examples"):
+        capability.relearn_kinds((world.forget_pool + 1,), world)
+    spec = capability.unlearn_relearn_spec(presets.tiny_spec("mlp"), "npo", (3, 8), 6, 2)
+    assert spec.phase_names == ("pretrain", "unlearn", "relearn") and spec.world.capability
+    assert spec.phase("unlearn").snapshots == (3,) and spec.phase("relearn").snapshots == (2,)
+    assert spec.phase("relearn").steps == 6 and spec.phase("unlearn").objective == "npo"
+
+
+def test_forget_activation_size_is_the_forget_probes_activations():
+    spec = capability.unlearn_relearn_spec(presets.tiny_spec("mlp"), "npo", (3,), 4, 4)
+    net = network(spec.model, spec.world)
+    probes = capability.capability_probes(spec.world, WorldKnobs(), spec.n_probes)
+    _, acts = capability.capability(net, net.init(jax.random.key(0)), probes)
+    assert capability.forget_activation_size(spec) == acts.size
+
+
+def test_wilcoxon_p_needs_five_nonzero_pairs():
+    assert np.isnan(recovery.wilcoxon_p([0.1, 0.2, 0.0, np.nan, 0.3, 0.4]))
+    d = [0.1, 0.25, -0.05, 0.3, 0.4, 0.2]
+    assert recovery.wilcoxon_p(d) == pytest.approx(scipy.stats.wilcoxon(d).pvalue)
+
+
+def synthetic_relearning(seeds: int = 3) -> dict:
+    """`RelearningMeasure`-shaped outputs (world, strength 1, seed, depth 1[, kind 2[, record]])
+    with known values: P 0.8, U 0.2; relearning reaches 0.6 (learned) or 0.3 (never learned)."""
+    shape = (2, 1, seeds)
+    trajectory = np.broadcast_to([0.2, 0.4, 0.6], (*shape, 1, 2, 3)).copy()
+    trajectory[1] = 0.25
+    relearned = np.stack([np.full((1, seeds, 1, 2), 0.6), np.full((1, seeds, 1, 2), 0.3)])
+    return {
+        **{f"pretrained/{m}": np.full(shape, 0.8) for m in METRICS},
+        **{f"unlearned/{m}": np.full((*shape, 1), 0.2) for m in METRICS},
+        **{f"relearned/{m}": relearned for m in METRICS},
+        "trajectory": trajectory,
+        "alignment": np.broadcast_to([0.9, 0.5], (*shape, 1, 2)),
+    }
+
+
+METRICS = ("forget_accuracy", "forget_probability", "related_accuracy", "retain_accuracy")
+
+
+KINDS = (
+    capability.RelearnKind("forget_4", 1.0, 4, 0.0),
+    capability.RelearnKind("unrelated", 0.0, 1, 0.0),
+)
+
+
+def test_recovery_numbers_on_known_outputs():
+    steps = np.array([1, 2, 4])
+    out = recovery.method_recovery(synthetic_relearning(), steps, KINDS, (1.0,), (10,), (0, 0))
+    forget = out["by_kind"]["forget_4"]
+    assert forget["recovered_fraction"]["mean"] == pytest.approx(0.75)
+    assert forget["never_learned_fraction"]["mean"] == pytest.approx(0.375)
+    assert forget["recovered_gap_fraction"]["mean"] == pytest.approx(4 / 6)
+    assert forget["steps_to_half_recovery"]["median"] == 4.0
+    assert forget["steps_to_half_never_learned"]["censored"]
+    assert forget["alignment_minus_unrelated_null"]["mean"] == pytest.approx(0.4)
+    assert out["n_histories"] == 6
+    grid = out["grid"]["strength=1,steps=10"]["recovered_fraction"]
+    assert grid == {"forget_4": pytest.approx(0.75), "unrelated": pytest.approx(0.75)}
+
+
+def test_resistance_ranking_puts_the_least_recovered_first():
+    def method(fraction):
+        return {"by_kind": {k.name: {"recovered_fraction": {"mean": fraction}} for k in KINDS}}
+
+    ranking = recovery.resistance_ranking({"a": method(0.7), "b": method(0.1)}, KINDS)
+    assert [row["method"] for row in ranking] == ["b", "a"]
+    assert ranking[0]["recovered_fraction_unrelated"] == 0.1

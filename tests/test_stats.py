@@ -1,7 +1,10 @@
 """The shared statistics and the calibration rule against closed forms and known cases."""
 
+import itertools
+
 import numpy as np
 import pytest
+import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -58,3 +61,112 @@ def test_nearest_cell_is_the_least_squares_fit_and_skips_undefined_cells():
     assert distance == pytest.approx((0.4 - 0.429) ** 2 + (0.6 - 0.647) ** 2)
     with pytest.raises(ValueError):
         calibration.nearest_cell({(0,): (np.nan, 1.0)}, (0.0, 0.0))
+
+
+# Seed-level statistics for verdicts: exact references where a closed form exists, properties
+# where it does not.
+
+small_integers = st.lists(st.integers(-5, 5).map(float), min_size=1, max_size=8)
+pairs = st.integers(3, 12).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.floats(-10, 10), min_size=n, max_size=n),
+        st.lists(st.floats(-10, 10), min_size=n, max_size=n),
+    )
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from([-1.5, -0.5, 0.0, 0.5, 2.0]), min_size=1, max_size=25))
+def test_sign_test_is_scipys_exact_binomial_test(differences):
+    positive = sum(d > 0 for d in differences)
+    negative = sum(d < 0 for d in differences)
+    if positive + negative == 0:
+        assert stats.sign_test(differences) == 1.0
+    else:
+        reference = scipy.stats.binomtest(positive, positive + negative, 0.5).pvalue
+        assert stats.sign_test(differences) == pytest.approx(reference, rel=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(small_integers)
+def test_sign_flip_test_is_the_full_enumeration_on_tiny_inputs(differences):
+    """Integer differences make every sum exact, so the enumeration has no rounding ties."""
+    observed = abs(np.mean(differences))
+    flips = [
+        abs(np.dot(signs, differences)) / len(differences) >= observed
+        for signs in itertools.product([-1.0, 1.0], repeat=len(differences))
+    ]
+    assert stats.sign_flip_test(differences) == pytest.approx(np.mean(flips))
+
+
+def test_sign_flip_test_by_random_flips_approaches_the_exact_p():
+    differences = [0.3, -0.1, 0.5, 0.2, -0.4, 0.6, 0.1, 0.25, -0.05, 0.35]
+    exact = stats.sign_flip_test(differences)
+    sampled = stats.sign_flip_test(differences, max_exact=0, n_resamples=4000, seed=3)
+    assert abs(sampled - exact) < 0.03 and sampled > 0
+    assert sampled == stats.sign_flip_test(differences, max_exact=0, n_resamples=4000, seed=3)
+
+
+def test_paired_difference_of_a_clear_effect_and_its_edge_cases():
+    control = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    differences = np.array([1.0, 1.1, 1.2, 0.9, 1.3, 1.05])
+    result = stats.paired_difference(control + differences, control)
+    assert result["n"] == 6 and result["interval"][0] > 0
+    assert result["mean"] == pytest.approx(differences.mean())
+    assert result["sign_p"] == pytest.approx(2 / 2**6)  # all six positive
+    assert result["permutation_p"] == pytest.approx(2 / 2**6)  # only all-+ and all-- reach it
+    assert result["effect_size"] == pytest.approx(differences.mean() / differences.std(ddof=1))
+    assert stats.paired_difference([1.0, 2.0], [0.0, 1.0])["effect_size"] == np.inf
+    one = stats.paired_difference([1.0, np.nan], [0.0, 1.0])  # a diverged seed drops its pair
+    assert one["n"] == 1 and np.isnan(one["interval"]).all()
+    with pytest.raises(ValueError, match="one value per seed"):
+        stats.paired_difference([1.0, 2.0], [1.0])
+
+
+@settings(max_examples=30, deadline=None)
+@given(pairs, st.randoms(use_true_random=False), st.floats(-5, 5))
+def test_paired_difference_properties(arms, random, shift):
+    a, b = (np.asarray(x) for x in arms)
+    result = stats.paired_difference(a, b, n_resamples=500)
+    low, high = result["interval"]
+    assert low - 1e-9 <= result["mean"] <= high + 1e-9  # the interval holds its estimate
+    order = list(range(a.size))
+    random.shuffle(order)  # the seeds have no order: the pairs shuffled give the same record
+    np.testing.assert_equal(stats.paired_difference(a[order], b[order], n_resamples=500), result)
+    shifted = stats.paired_difference(a, b + shift, n_resamples=500)  # b + c: difference - c
+    assert shifted["mean"] == pytest.approx(result["mean"] - shift, abs=1e-9)
+    assert shifted["interval"] == pytest.approx([low - shift, high - shift], abs=1e-9)
+
+
+def test_percentile_bootstrap_is_one_vectorised_draw_of_the_loop():
+    values = np.array([0.4, 0.1, 0.9, 0.3, 0.7])
+    interval = stats.percentile_bootstrap(values, np.median, n_resamples=300, seed=5)
+    take = np.random.default_rng(5).integers(0, 5, (300, 5))
+    medians = [np.median(np.sort(values)[row]) for row in take]
+    assert interval == pytest.approx(np.percentile(medians, [2.5, 97.5]).tolist())
+    assert stats.percentile_bootstrap(values[::-1], np.median, n_resamples=300, seed=5) == interval
+    assert np.isnan(stats.percentile_bootstrap([1.0, np.nan])).all()  # one seed: no spread
+
+
+def test_hierarchical_bootstrap_counts_the_spread_between_conditions():
+    """Conditions far apart with little spread inside: resampling the pooled runs as if
+    independent gives a narrower interval than resampling conditions, then seeds."""
+    rng = np.random.default_rng(0)
+    values_CxS = np.array([[0.0], [1.0], [2.0], [3.0]]) + 0.01 * rng.normal(size=(4, 6))
+    low, high = stats.hierarchical_bootstrap(values_CxS, n_resamples=1000)
+    flat_low, flat_high = stats.percentile_bootstrap(values_CxS, n_resamples=1000)
+    assert low < values_CxS.mean() < high
+    assert high - low > 1.5 * (flat_high - flat_low)
+    assert stats.hierarchical_bootstrap(np.full((3, 4), 0.25)) == [0.25, 0.25]
+    assert stats.hierarchical_bootstrap(values_CxS, n_resamples=1000) == [low, high]
+    with pytest.raises(ValueError, match="finite 2-d"):
+        stats.hierarchical_bootstrap([[1.0, np.nan]])
+
+
+def test_t_interval_from_a_stored_summary_is_scipys():
+    sample = np.array([0.91, 0.93, 0.92, 0.95, 0.90])
+    summary = stats.mean_sd(sample)
+    reference = scipy.stats.ttest_1samp(sample, 0.0).confidence_interval(0.95)
+    interval = stats.t_interval(summary["mean"], summary["sd"], summary["n"])
+    assert interval == pytest.approx([reference.low, reference.high])
+    assert np.isnan(stats.t_interval(0.5, 0.1, 1)).all()

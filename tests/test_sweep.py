@@ -19,11 +19,13 @@ import forced_devices
 import jax
 import numpy as np
 import pytest
+import synthetic_results
 import xarray as xr
 
 from gravity import presets, store, sweep
 from gravity.spec import with_phase
 from gravity.store import ResultStore
+from gravity.validation import ConfigError
 
 SAFETY = (4, 8)
 BENIGN_LRS = (1e-3, 3e-3)
@@ -363,6 +365,9 @@ def test_a_finished_sweep_opens_as_a_labelled_dataset_without_gravity(reference)
     assert full.dataset()["metrics.benign.harmfulness"].dims == eval(dims)
     labelled = full.labelled("metrics/benign/harmfulness")
     assert float(labelled.sel(benign_lr=0.003, safety_steps=8, seed=2, step_benign=0)) == expected
+    cell = full.select(benign_lr=0.003, safety_steps=8)
+    assert float(cell.valid("metrics/benign/harmfulness", step=0)[2]) == expected
+    np.testing.assert_array_equal(cell.record_steps("metrics/benign/harmfulness"), steps)
     np.testing.assert_allclose(
         labelled.sel(safety_steps=4).mean("seed").values,
         np.nanmean(harm[:, 0].astype(float), axis=1),
@@ -494,3 +499,37 @@ def test_a_two_level_tree_equals_the_straight_history_at_each_leaf():
     assert not np.allclose(
         tree["metrics/benign/harmfulness"][1, 0], straight["metrics/benign/harmfulness"]
     )
+
+
+def test_select_split_and_runs_read_a_result_by_axis_names_and_record_steps():
+    """`select` is numpy indexing by axis values, `runs` drops diverged runs, `step=` reads a
+    record step through the output's `step_PHASE` dimension (hand-built result, no training)."""
+    diverged = np.zeros((2, 3, 4), bool)
+    diverged[1, 2, 3] = True
+    res = synthetic_results.grid(diverged=diverged)
+    name = "metrics/benign/alignment_by_definition"
+    raw = res[name]
+    cell = res.select(world="other", arm=("a", 3.0))
+    assert cell.axes == () and cell.dims[name] == (
+        "seed",
+        "step_benign",
+        f"{name}_dim1".replace("/", "."),
+    )
+    np.testing.assert_array_equal(cell[name], raw[1, 2])
+    np.testing.assert_array_equal(cell.runs(name), raw[1, 2, :3])
+    np.testing.assert_array_equal(cell.runs(name, step=5), raw[1, 2, :3, 3])
+    np.testing.assert_array_equal(cell.runs(name, step=[10, 1]), raw[1, 2, :3][:, [4, 1]])
+    assert np.isnan(cell.valid(name, step=2)[3]).all()
+    np.testing.assert_array_equal(cell.valid(name, step=2)[:3], raw[1, 2, :3, 2])
+    np.testing.assert_array_equal(res.runs("drift"), res["drift"][~diverged])
+    np.testing.assert_array_equal(res.record_steps(name), synthetic_results.STEPS)
+    arms = res.select(world="main").split("arm")
+    assert list(arms) == [("a", 1.0), ("b", 1.0), ("a", 3.0)]
+    np.testing.assert_array_equal(arms[("b", 1.0)]["drift"], res["drift"][0, 1])
+    assert set(cell.runs_under("metrics/safety")) == {"harmfulness", "refusal", "other"}
+    with pytest.raises(ConfigError, match="axis arm"):
+        res.select(arm=("c", 1.0))
+    with pytest.raises(ConfigError, match="record steps"):
+        cell.runs(name, step=3)
+    with pytest.raises(KeyError, match="did you mean world"):
+        res.select(wrld="main")

@@ -347,3 +347,18 @@ def test_low_rank_model_is_exact_when_complement_is_flat():
     )
     per_dir, flat = theory.harm_proxy_by_direction(low, gd_jit(low, None, 0.1, steps), w)
     assert per_dir.shape == (4, 3) and flat.shape == (4,)
+
+
+def test_r_squared_as_predicted_and_refit():
+    measured = np.array([0.0, 1.0, 2.0, 3.0])
+    exact = theory.r_squared(measured, measured)
+    assert exact["r2_as_predicted"] == pytest.approx(1.0) and exact["n"] == 4
+    # A prediction off by a constant and a scale is perfect after a linear refit, not as is:
+    # residuals (x - y) = y + 1, so R^2 = 1 - sum((y + 1)^2) / sum((y - 1.5)^2) = 1 - 30 / 5.
+    scaled = theory.r_squared(2 * measured + 1, measured)
+    assert scaled["r2_linear_refit"] == pytest.approx(1.0)
+    assert scaled["r2_as_predicted"] == pytest.approx(1 - 30 / 5)
+    # Non-finite pairs are dropped; fewer than 3 left (or a constant side) gives NaN.
+    short = theory.r_squared([1.0, np.nan, 2.0], [1.0, 2.0, np.inf])
+    assert short["n"] == 1 and np.isnan(short["r2_as_predicted"])
+    assert np.isnan(theory.r_squared([1.0, 1.0, 1.0], measured[:3])["pearson_r"])

@@ -6,7 +6,7 @@ coordinates, so a result opens as an xarray Dataset."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -82,6 +82,10 @@ def _diverged(arrays: Mapping[str, np.ndarray], shape: tuple[int, ...]) -> np.nd
     return bad
 
 
+Steps = int | Sequence[int] | None
+"""A record step, several (read in that order), or None for all of them."""
+
+
 @dataclasses.dataclass
 class SweepResult:
     """A finished sweep: every output as an array of shape (*grid shape, seeds, ...), the grid
@@ -91,6 +95,10 @@ class SweepResult:
     diverged: (*grid shape, seeds) bool; `diverged_runs` names them.
     info: grouping (which axes are programs, vmapped, branches), timings, store path, whether it
         was loaded from the store.
+
+    Read by axis names and record steps: `select` (a cell or sub-grid by axis values), `split`
+    (every value of one axis), `runs` (the histories that did not diverge) and `valid` (all of
+    them, diverged ones NaN), each at a record step when asked.
     """
 
     axes: tuple[Axis, ...]
@@ -128,22 +136,91 @@ class SweepResult:
     def tree(self) -> dict[str, Any]:
         return unflatten(self.arrays)
 
-    def valid(self, name_or_array: str | np.ndarray) -> np.ndarray:
-        """An output as floats with diverged runs set to NaN, ready for nan-aware aggregates."""
-        value = self.arrays[name_or_array] if isinstance(name_or_array, str) else name_or_array
-        value = np.array(value, dtype=float)
-        mask = self.diverged.reshape(self.diverged.shape + (1,) * (value.ndim - self.diverged.ndim))
-        return np.where(mask, np.nan, value)
-
     def axis_values(self, name: str) -> np.ndarray:
         """The values of the axis called `name`; an unknown one is a KeyError that lists the
         axes and the closest of them."""
-        for axis in self.axes:
+        return np.asarray(self.axes[self._axis_position(name)].values)
+
+    def _axis_position(self, name: str) -> int:
+        for position, axis in enumerate(self.axes):
             if axis.name == name:
-                return np.asarray(axis.values)
+                return position
         raise KeyError(
             f"no axis {name!r} in this sweep: {one_of([a.name for a in self.axes], name)}"
         )
+
+    def select(self, **values: Any) -> SweepResult:
+        """The result at the given axis values (`res.select(world="main", arm="benign")`), those
+        axes dropped: the same outputs, dimension names, record steps and divergence flags, so
+        one cell of a grid (or a smaller grid) reads like a whole result."""
+        index: list[Any] = [slice(None)] * len(self.axes)
+        for name, value in values.items():
+            choices = list(self.axes[self._axis_position(name)].values)
+            check(value in choices, f"axis {name}", f"one of {choices}", value)
+            index[self._axis_position(name)] = choices.index(value)
+        where = tuple(index)
+        return dataclasses.replace(
+            self,
+            axes=tuple(axis for axis in self.axes if axis.name not in values),
+            arrays={name: array[where] for name, array in self.arrays.items()},
+            diverged=self.diverged[where],
+            dims={
+                name: tuple(d for d in dims if d not in values) for name, dims in self.dims.items()
+            },
+            coords={dim: c for dim, c in self.coords.items() if dim not in values},
+        )
+
+    def split(self, axis: str) -> dict[Any, SweepResult]:
+        """{value: the result at that value} for every value of `axis`, in the axis's order."""
+        return {
+            value: self.select(**{axis: value})
+            for value in self.axes[self._axis_position(axis)].values
+        }
+
+    def record_steps(self, name: str) -> np.ndarray:
+        """The record steps of an output's step dimension (`step_PHASE`, e.g. the benign
+        phase's steps of "metrics/benign/alignment")."""
+        return self.coords[self._step_dim(name)]
+
+    def _step_dim(self, name: str) -> str:
+        steps = [dim for dim in self.dims[name] if dim.startswith("step_")]
+        check(len(steps) == 1, f"output {name}", "one labelled step dimension", self.dims[name])
+        return steps[0]
+
+    def _at_step(self, name: str, values: np.ndarray, step: Steps, lead: int) -> np.ndarray:
+        """`values` of output `name` (its leading `lead` dimensions standing for the grid and
+        seeds) at record step `step` (or steps, a sequence), or all of them when None."""
+        if step is None:
+            return values
+        steps = list(self.record_steps(name))
+        wanted = list(step) if isinstance(step, Sequence) else [step]
+        check(set(wanted) <= set(steps), f"step of {name}", f"its record steps {steps}", step)
+        index = [steps.index(t) for t in wanted]
+        index = index if isinstance(step, Sequence) else index[0]
+        position = lead + self.dims[name].index(self._step_dim(name)) - self.diverged.ndim
+        return np.take(values, index, axis=position)
+
+    def valid(self, name_or_array: str | np.ndarray, step: Steps = None) -> np.ndarray:
+        """An output as floats with diverged runs set to NaN, ready for nan-aware aggregates;
+        at record `step` (or steps) only when given (an output by name only)."""
+        value = self.arrays[name_or_array] if isinstance(name_or_array, str) else name_or_array
+        value = np.array(value, dtype=float)
+        mask = self.diverged.reshape(self.diverged.shape + (1,) * (value.ndim - self.diverged.ndim))
+        return self._at_step(name_or_array, np.where(mask, np.nan, value), step, self.diverged.ndim)
+
+    def runs(self, name: str, step: Steps = None) -> np.ndarray:
+        """An output's histories that did not diverge, as one run axis (grid points, then
+        seeds, in order) before the output's own dimensions; at record `step` (or steps) when
+        given."""
+        return self._at_step(name, np.asarray(self[name])[~self.diverged], step, 1)
+
+    def runs_under(self, prefix: str) -> dict[str, np.ndarray]:
+        """{output name below `prefix`: its `runs`}, e.g. a phase's metrics by name from
+        `res.runs_under("metrics/benign")`."""
+        start = prefix.rstrip("/") + "/"
+        return {
+            name[len(start) :]: self.runs(name) for name in self.arrays if name.startswith(start)
+        }
 
     def dataset(self):
         """Every output as one xarray Dataset: named dimensions, coordinates, `diverged`;
