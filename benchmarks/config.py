@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from gravity.history import HistorySpec
-from gravity.presets import standard_spec
+from gravity.engine.history import HistorySpec
+from gravity.engine.presets import standard_spec
 
 KINDS = ("mlp", "transformer")
 

@@ -8,8 +8,8 @@ adversarially augmented safety step, on the standard histories. Not yet called b
 
 from __future__ import annotations
 
-from gravity import performance, presets
-from gravity.instruments import overhead
+from gravity.engine import presets
+from gravity.run import overhead, performance
 
 
 def defence_costs(

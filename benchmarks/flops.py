@@ -10,9 +10,9 @@ standard MLP step (8.27 MFLOP with elementwise ops, exact backward) lands within
 
 from __future__ import annotations
 
-from gravity.history import HistorySpec
-from gravity.models import ModelConfig
-from gravity.worlds import FeatureWorld, TokenWorld
+from gravity.engine.history import HistorySpec
+from gravity.engine.models import ModelConfig
+from gravity.engine.worlds import FeatureWorld, TokenWorld
 
 
 def mlp_forward_flops(input_dim: int, hidden: tuple[int, ...], n_outputs: int, n: int) -> int:

@@ -1,7 +1,7 @@
 """The JAX side of the bench: gravity's engine (through the sweep runner) and baseline A.
 
-- engine: N histories run by `gravity.sweep.run_sweep` exactly as an experiment's sweep runs
-  them: vmapped, in chunks of `gravity.performance.best_chunk_size`, the run axis sharded over
+- engine: N histories run by `gravity.run.sweep.run_sweep` exactly as an experiment's sweep runs
+  them: vmapped, in chunks of `gravity.run.performance.best_chunk_size`, the run axis sharded over
   the process's XLA devices (one per core unless XLA_FLAGS says otherwise).
 - baseline A ("jax_sequential"): the way neighbouring research code uses JAX: one model at a
   time, a jitted training step (sampling its batch inside, like the engine) called from a
@@ -26,11 +26,11 @@ import optax
 
 from benchmarks.config import Scale, bench_spec
 from benchmarks.machine import best_of, peak_rss_mb
-from gravity import performance
-from gravity.history import HistorySpec, behaviour, cross_entropy, phase_optimizer
-from gravity.models import network
-from gravity.presets import standard_knobs
-from gravity.sweep import Axis, Sweep, run_sweep
+from gravity.engine.history import HistorySpec, behaviour, cross_entropy, phase_optimizer
+from gravity.engine.models import network
+from gravity.engine.presets import standard_knobs
+from gravity.run import performance
+from gravity.run.sweep import Axis, Sweep, run_sweep
 
 
 def _point(spec: HistorySpec):

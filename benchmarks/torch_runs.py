@@ -36,7 +36,7 @@ def available() -> str | None:
 
 
 def _metrics(torch, probs_MxPxC, data, n_classes):
-    """The behavioural metrics of `gravity.history.behaviour` from probe probabilities."""
+    """The behavioural metrics of `gravity.engine.history.behaviour` from probe probabilities."""
     n = data["hazard_labels"].shape[0]
     hazard, matched, task = probs_MxPxC[:, :n], probs_MxPxC[:, n : 2 * n], probs_MxPxC[:, 2 * n :]
     rows = torch.arange(n)

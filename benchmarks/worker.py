@@ -19,7 +19,7 @@ def measure(task: dict) -> dict:
     """Run one task: {"what": ..., "kind": ..., "n": ..., "scale": ..., ...}."""
     what, scale = task["what"], SCALES[task["scale"]]
     if what in ("engine", "tree") and task.get("cpu_devices"):
-        from gravity.runtime import use_cpu_cores
+        from gravity.run.runtime import use_cpu_cores
 
         use_cpu_cores()
     import jax

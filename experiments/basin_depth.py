@@ -11,17 +11,18 @@ with 28 seeds (1,008 histories per arm; a control arm below), this measures per 
   (`landscape.barrier_height`, "max_endpoint");
 - the **top Hessian eigenvalues** of the benign loss at theta_S (Lanczos on HVPs), and the benign
   gradient's pull toward theta_H (`geometry.benign_pull`);
-- the **theory's prediction** (`gravity.theory`): a low-rank quadratic model of the benign loss at
-  theta_S (top-8 Lanczos eigenpairs, exact gradient, flat complement) run forward in closed form
-  for K gradient-descent steps at the benign learning rate, read out as the harmfulness proxy
-  d_K . w / |w|^2 with w = theta_H - theta_S. It is drawn against the measured reversion (same
+- the **theory's prediction** (`gravity.instruments.theory`): a low-rank quadratic model of the
+  benign loss at theta_S (top-8 Lanczos eigenpairs, exact gradient, flat complement) run forward in
+  closed form for K gradient-descent steps at the benign learning rate, read out as the harmfulness
+  proxy d_K . w / |w|^2 with w = theta_H - theta_S. It is drawn against the measured reversion (same
   0-to-1 normalisation) and against the measured weight-space progress d_K . w / |w|^2, with the
   R^2 of the prediction as it stands (no refit) and after a linear refit.
 
 Configuration (fixed before any result was seen) and why:
-- The standard MLP history on the feature world (`gravity.presets`), Adam lr 1e-3 for pretraining,
-  helpful-only (100 steps) and safety phases, batch 64. The MLP because the grid needs ~0.35M
-  model steps plus a Lanczos Hessian per history, and the transformer costs ~8x more per step.
+- The standard MLP history on the feature world (`gravity.engine.presets`), Adam lr 1e-3 for
+  pretraining, helpful-only (100 steps) and safety phases, batch 64. The MLP because the grid needs
+  ~0.35M model steps plus a Lanczos Hessian per history, and the transformer costs ~8x more per
+  step.
 - Pretraining lengths 100 ... 3,200 (doubling) and safety lengths 8 ... 256 (doubling): both span
   a factor 32, from "barely trained" to well past the standard 1,500 / 100.
 - The benign phase is plain SGD (lr 0.02, batch 64, K = 100) rather than the standard Adam,
@@ -65,14 +66,15 @@ from pathlib import Path
 
 import numpy as np
 
-from gravity import plotting, presets, sweep
-from gravity.experiment import Experiment
+from gravity.engine import presets
+from gravity.engine.spec import with_phase
+from gravity.engine.worlds import WorldKnobs
 from gravity.instruments import basin, effects
-from gravity.spec import with_phase
-from gravity.stats import mean_sd, spearman
-from gravity.theory import r_squared
+from gravity.instruments.stats import mean_sd, spearman
+from gravity.instruments.theory import r_squared
+from gravity.run import plotting, sweep
+from gravity.run.experiment import Experiment
 from gravity.validation import check
-from gravity.worlds import WorldKnobs
 
 NAME = "basin_depth"
 MIN_GAP = 0.3

@@ -27,12 +27,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from gravity import plotting, presets, sweep
-from gravity.experiment import Experiment
+from gravity.defences.arms import arm_knobs
+from gravity.engine import presets
+from gravity.engine.spec import with_phase
 from gravity.instruments import published
-from gravity.instruments.arms import arm_knobs
 from gravity.instruments.readout import arm_summary, means_by_step, metric, ordered, run_means
-from gravity.spec import with_phase
+from gravity.run import plotting, sweep
+from gravity.run.experiment import Experiment
 
 NAME = "blocking"
 VARIANTS = ("none", "block", "push", "push_bounded", "project", "random_block", "matched_block")

@@ -19,14 +19,14 @@ fine-tuning runs under each defence at four or more strengths:
   **shallower basin** (pretraining that complies with hazardous requests less often: harm_prob
   0.75, 0.6, 0.3, 0.0 instead of 0.9; its own histories).
 
-Fixed before any result was seen: the standard histories (`gravity.presets`), Adam lr 1e-3, 100
-benign steps; strengths spaced by factors of ~3 to 10 from barely acting to strong (block 0.1-10,
-rehearsal 0.05-0.5, ewc 10-1e4, l2sp 0.01-10, safelora threshold 0.1-0.9, lookahead 1-30 of the
-100 benign steps); scored by held-out harmfulness at T (hazardous inputs disjoint from the probes
-that define v_rev and drive block and project) and task accuracy at T on the benign task probes.
-The adversarial curve is drawn at 200 safety steps (100 standard + 100 augmented; chosen from
-the *longer* phase's earlier results, where 200 steps still leave room in both models: 0.49 MLP,
-0.12 transformer), beside the longer phase at the same 200 steps (equal data and steps) and at
+Fixed before any result was seen: the standard histories (`gravity.engine.presets`), Adam lr 1e-3,
+100 benign steps; strengths spaced by factors of ~3 to 10 from barely acting to strong (block
+0.1-10, rehearsal 0.05-0.5, ewc 10-1e4, l2sp 0.01-10, safelora threshold 0.1-0.9, lookahead 1-30 of
+the 100 benign steps); scored by held-out harmfulness at T (hazardous inputs disjoint from the
+probes that define v_rev and drive block and project) and task accuracy at T on the benign task
+probes. The adversarial curve is drawn at 200 safety steps (100 standard + 100 augmented; chosen
+from the *longer* phase's earlier results, where 200 steps still leave room in both models: 0.49
+MLP, 0.12 transformer), beside the longer phase at the same 200 steps (equal data and steps) and at
 400 (about equal compute: an augmented step costs ~3 plain ones); every (k, depth) cell is in
 the JSON (`alignment_by_depth`). A defence point is on the Pareto frontier when no other point
 has both lower held-out harm and higher task accuracy. Compute cost is not among these numbers
@@ -52,12 +52,13 @@ from pathlib import Path
 
 import numpy as np
 
-from gravity import plotting, presets, sweep
-from gravity.experiment import Experiment
+from gravity.defences.arms import arm_knobs, arms_spec, split_by_machinery
+from gravity.engine import presets
+from gravity.engine.spec import with_phase
 from gravity.instruments import frontier
-from gravity.instruments.arms import arm_knobs, arms_spec, split_by_machinery
 from gravity.instruments.deeper_alignment import AlignmentMeasure
-from gravity.spec import with_phase
+from gravity.run import plotting, sweep
+from gravity.run.experiment import Experiment
 
 NAME = "defences"
 PAPER = {"baseline": 0.190, "block": 0.085}

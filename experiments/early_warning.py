@@ -5,7 +5,7 @@ Benign conditions branch from each seed's theta_S (the standard history of each 
 transformer): the benign data's overlap with the hazard topic (11 values, 0 to 1) x learning rate
 (14 values, 1e-4 to 2e-3, about x1.26 apart) as branches, batch size (16, 64) as a program axis:
 308 conditions, each run from 4 seeds' theta_S (1,232 labelled fine-tuning runs per model).
-Scores (`gravity.monitor`):
+Scores (`gravity.instruments.monitor`):
 - pre-flight, at theta_S before any update, from a 256-example sample of the candidate data and
   the run's optimizer: the predicted first-step drift along v_rev (a JVP of the optimizer's exact
   first update), and its predicted cosine with v_rev;
@@ -29,11 +29,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from gravity import monitor, plotting, presets, sweep
-from gravity.experiment import Experiment
+from gravity.engine import presets
+from gravity.engine.spec import with_phase
+from gravity.instruments import monitor
 from gravity.instruments.effects import along
 from gravity.instruments.preflight import PreflightMeasure
-from gravity.spec import with_phase
+from gravity.run import plotting, sweep
+from gravity.run.experiment import Experiment
 
 NAME = "early_warning"
 ONLINE_STEPS = (1, 2, 5)

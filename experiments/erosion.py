@@ -1,7 +1,7 @@
 """Safety erosion: after alignment, benign fine-tuning brings back the harmful behaviour.
 
 For each model family (MLP on the feature world, transformer on the token world) the standard
-history P -> H -> S -> T (`gravity.presets`) runs over many seeds at once. Harmfulness is the
+history P -> H -> S -> T (`gravity.engine.presets`) runs over many seeds at once. Harmfulness is the
 exact probability of complying on hazardous probes; the claim is visible when harmfulness after
 100 benign steps is clearly above its aligned level while the task score holds or improves.
 
@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gravity import plotting, presets, sweep
-from gravity.experiment import Experiment
-from gravity.stats import mean_sd
+from gravity.engine import presets
+from gravity.instruments.stats import mean_sd
+from gravity.run import plotting, sweep
+from gravity.run.experiment import Experiment
 
 NAME = "erosion"
 

@@ -9,14 +9,14 @@ Two readings of the gravitational hypothesis make different predictions (docs/de
   on the batch size, and large-batch descent reverts too.
 
 The escape time of a run is the first recorded benign step at which harmfulness is halfway from
-its aligned level h_S to its helpful-only level h_H (`dynamics.escape_time`; censored at the last
+its aligned level h_S to its helpful-only level h_H (`escape.escape_time`; censored at the last
 step when it never gets there, and handled by Kaplan-Meier). Over a full factorial grid of
 benign learning rate x batch size x alignment depth this measures the escape-time distributions,
 fits the Arrhenius law log tau = log tau0 + barrier / T with T = lr / batch, and fits the flow
 law log tau = a - beta log lr + gamma log batch.
 
 Units of the Arrhenius fit. SGD is a Langevin process in the time t = step x lr
-(`dynamics.sgd_temperature`), so Kramers' law holds for the escape *time* t, not for the step
+(`escape.sgd_temperature`), so Kramers' law holds for the escape *time* t, not for the step
 count: fitted against steps while lr varies, the prefactor absorbs a factor 1 / lr and the fit
 mixes the flow's 1 / lr with the temperature. The fit in time units (`arrhenius_time_units_*`:
 log(lr x median escape step) against batch / lr) is the one the theory asks for; the
@@ -26,15 +26,15 @@ kept beside it, and the verdict is reported under both (`verdict`, the pre-regis
 issue that asked for them); their construction (all cells; the reference depth; each depth on
 its own; the same Kaplan-Meier medians and the same censored cells left out) was fixed before
 they were computed. The calibration panel runs the same statistics
-on overdamped Langevin particles in a gravity well (`dynamics.DoubleWell`, `GravityWell2D`),
+on overdamped Langevin particles in a gravity well (`escape.DoubleWell`, `GravityWell2D`),
 where escape *is* noise-activated, against Kramers' and Langer's formulas and the exact mean
 first-passage time; the particles run as a sweep of their own (`langevin`: one run per well and
-barrier / T, `dynamics.escape_measure`).
+barrier / T, `escape.escape_measure`).
 
 Configuration (fixed before any result was seen) and why:
-- The standard MLP history (`gravity.presets`: Adam lr 1e-3, 1,500 pretraining and 100 helpful
-  steps, batch 64) on the feature world; the MLP because ~0.4M model steps are needed (300k of
-  them benign, at batches up to 1,024) and the transformer costs ~8x more per step.
+- The standard MLP history (`gravity.engine.presets`: Adam lr 1e-3, 1,500 pretraining and 100
+  helpful steps, batch 64) on the feature world; the MLP because ~0.4M model steps are needed (300k
+  of them benign, at batches up to 1,024) and the transformer costs ~8x more per step.
 - Benign phase: plain SGD (the setting of the SGD-temperature theory; Adam rescales the noise),
   300 steps, recorded every step for 10 steps then at 40 log-spaced steps (~9% resolution).
 - Learning rates 0.01 ... 0.16 (doubling): a pilot showed that SGD above ~0.3 overshoots on its
@@ -64,10 +64,11 @@ from pathlib import Path
 
 import numpy as np
 
-from gravity import dynamics, plotting, presets, sweep
-from gravity.experiment import Experiment
-from gravity.instruments import first_passage, sgd_escape
-from gravity.spec import with_phase
+from gravity.engine import presets
+from gravity.engine.spec import with_phase
+from gravity.instruments import escape, first_passage, sgd_escape
+from gravity.run import plotting, sweep
+from gravity.run.experiment import Experiment
 from gravity.validation import check_one_of
 
 NAME = "metastability"
@@ -75,8 +76,8 @@ MEASURE = sweep.HistoryMetrics(
     trajectories=(("benign", ("harmfulness", "alignment")),),
     finals=(("pretrain", ("harmfulness",)), ("helpful", ("harmfulness",))),
 )
-WELL = dynamics.DoubleWell.from_barrier(1.0, 1.0, 2.0)
-WELLS = {"1d": WELL, "2d": dynamics.GravityWell2D(WELL, 8.0, 1.0)}
+WELL = escape.DoubleWell.from_barrier(1.0, 1.0, 2.0)
+WELLS = {"1d": WELL, "2d": escape.GravityWell2D(WELL, 8.0, 1.0)}
 """The calibration's wells: barrier 1, widths 1 and 2; in 2-D transverse curvatures 8 -> 1."""
 
 
@@ -176,7 +177,7 @@ def langevin_sweep(config: Config) -> sweep.Sweep:
         # numbers): the draws of the calibration before it ran as a sweep.
         stream = 10 * config.barrier_over_t.index(barrier_over_t) + 2
         temperature = float(WELL.barrier()) / barrier_over_t
-        return dynamics.escape_point(
+        return escape.escape_point(
             WELLS[well], temperature, n_particles=config.particles, dt=config.dt, stream=stream
         )
 
@@ -189,7 +190,7 @@ def langevin_sweep(config: Config) -> sweep.Sweep:
         seeds=1,
         first_seed=2026,
         build=build,
-        measure=dynamics.escape_measure,
+        measure=escape.escape_measure,
     )
 
 
@@ -255,7 +256,7 @@ def langevin_numbers(config: Config, res: sweep.SweepResult) -> dict:
     out: dict = {"barrier": float(WELL.barrier()), "dt": config.dt, "particles": config.particles}
     for i, name in enumerate(res.axis_values("well")):
         steps, escaped = res["steps"][i, :, 0], res["escaped"][i, :, 0]
-        out[name] = dynamics.kramers_calibration(
+        out[name] = escape.kramers_calibration(
             WELLS[name], config.barrier_over_t, steps, escaped, config.dt
         )
     return out
@@ -264,14 +265,14 @@ def langevin_numbers(config: Config, res: sweep.SweepResult) -> dict:
 def summarise(config: Config, results: dict[str, sweep.SweepResult]) -> dict:
     """Escape statistics, the two readings' fits, the verdict and the Langevin calibration."""
     grid = escape_grid(config, results["mlp"])
-    escape = analyse(config, grid.times, grid.escaped)
+    escapes = analyse(config, grid.times, grid.escaped)
     return {
-        "verdict": escape["verdict"],
+        "verdict": escapes["verdict"],
         "verdict_rule": VERDICT_RULE,
-        "reading": sgd_escape.reading(escape, config.benign_steps),
-        "arrhenius_time_units": escape.get("arrhenius_time_units_all_cells"),
-        "verdict_with_time_unit_fit": escape["verdict_with_time_unit_fit"],
-        "escape": escape,
+        "reading": sgd_escape.reading(escapes, config.benign_steps),
+        "arrhenius_time_units": escapes.get("arrhenius_time_units_all_cells"),
+        "verdict_with_time_unit_fit": escapes["verdict_with_time_unit_fit"],
+        "escape": escapes,
         "langevin": langevin_numbers(config, results["langevin"]),
         "benign_steps": config.benign_steps,
         "censoring_step": int(benign_steps(config)[-1]),
@@ -304,22 +305,22 @@ def _survival_panels(axes, grid: sgd_escape.EscapeGrid):
         ax.set(xlabel="benign step", ylabel="fraction of runs not yet escaped")
 
 
-def _arrhenius_panels(axes, grid: sgd_escape.EscapeGrid, escape: dict):
-    """Escape *time* (lr x median step: the fit `dynamics.sgd_temperature` asks for) and the
+def _arrhenius_panels(axes, grid: sgd_escape.EscapeGrid, escapes: dict):
+    """Escape *time* (lr x median step: the fit `escape.sgd_temperature` asks for) and the
     median step (the pre-registered fit) per lr against batch / lr (1 / SGD temperature) at the
     reference depth, each with its Arrhenius fit."""
     lrs, depth = np.asarray(grid.learning_rates)[:, None], grid.reference_depth
     steps, x = grid.medians[:, :, grid.d_ref], np.asarray(grid.batch_sizes) / lrs
-    timed = escape.get("arrhenius_time_units_reference_depth")
+    timed = escapes.get("arrhenius_time_units_reference_depth")
     plotting.arrhenius_lines(
         axes[0], x, steps * lrs, *_lr_lines(grid), timed, f"fit, depth {depth}"
     )
-    fit = escape.get("arrhenius_reference_depth")
+    fit = escapes.get("arrhenius_reference_depth")
     plotting.arrhenius_lines(axes[1], x, steps, *_lr_lines(grid), fit, "Arrhenius fit")
     title = "Arrhenius in time units t = lr x steps"
     for label, record in (
         (f"depth {depth}", timed),
-        ("all cells", escape.get("arrhenius_time_units_all_cells")),
+        ("all cells", escapes.get("arrhenius_time_units_all_cells")),
     ):
         if record:
             low, high = record["barrier_ci"]
@@ -338,7 +339,7 @@ def _arrhenius_panels(axes, grid: sgd_escape.EscapeGrid, escape: dict):
         ax.legend(frameon=False, fontsize=7)
 
 
-def _flow_panels(axes, grid: sgd_escape.EscapeGrid, escape: dict):
+def _flow_panels(axes, grid: sgd_escape.EscapeGrid, escapes: dict):
     """Flow time (lr x median escape) against batch size, and escape against depth."""
     flow_time = grid.medians[:, :, grid.d_ref] * np.asarray(grid.learning_rates)[:, None]
     plotting.line_family(axes[0], grid.batch_sizes, flow_time, *_lr_lines(grid))
@@ -346,7 +347,7 @@ def _flow_panels(axes, grid: sgd_escape.EscapeGrid, escape: dict):
     for ax, ticks in zip(axes, (grid.batch_sizes, grid.depths), strict=True):
         ax.set_yscale("log")
         plotting.log_ticks(ax, ticks)
-    flow = {"c_lr": np.nan, "c_batch": np.nan, "r_squared": np.nan} | escape.get("flow_law", {})
+    flow = {"c_lr": np.nan, "c_batch": np.nan, "r_squared": np.nan} | escapes.get("flow_law", {})
     axes[0].set(xlabel="batch size", ylabel="lr x median escape step (flow time)")
     axes[0].set_title(
         f"flow law: c_lr {flow['c_lr']:.2f}, c_batch {flow['c_batch']:.2f}, "
@@ -356,14 +357,14 @@ def _flow_panels(axes, grid: sgd_escape.EscapeGrid, escape: dict):
     axes[1].set_title(f"escape vs alignment depth, batch {grid.reference_batch}")
 
 
-def _verdict_panel(ax, escape: dict):
+def _verdict_panel(ax, escapes: dict):
     """The pre-registered rule and the numbers it was applied to."""
-    steps_r2 = escape.get("arrhenius_all_cells", {}).get("r_squared", float("nan"))
-    time_r2 = escape.get("arrhenius_time_units_all_cells", {}).get("r_squared", float("nan"))
-    large, factor = escape["large_batch"], escape["max_factor_across_batch"]
+    steps_r2 = escapes.get("arrhenius_all_cells", {}).get("r_squared", float("nan"))
+    time_r2 = escapes.get("arrhenius_time_units_all_cells", {}).get("r_squared", float("nan"))
+    large, factor = escapes["large_batch"], escapes["max_factor_across_batch"]
     lines = [
-        f"Pre-registered verdict: {escape['verdict']}",
-        f"(with the time-unit fit: {escape['verdict_with_time_unit_fit']})",
+        f"Pre-registered verdict: {escapes['verdict']}",
+        f"(with the time-unit fit: {escapes['verdict_with_time_unit_fit']})",
         "",
         "noise-activated if barrier > 0, R² >= 0.8",
         "  and <= 50% of largest-batch runs escape;",
@@ -398,17 +399,17 @@ def _calibration_panel(ax, cal: dict):
 
 
 def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
-    grid, escape = escape_grid(config, results["mlp"]), numbers["escape"]
+    grid, escapes = escape_grid(config, results["mlp"]), numbers["escape"]
     fig, axes = plotting.figure(4, 2, width=4.4, height=3.4)
     _survival_panels(axes[0, :2], grid)
-    _arrhenius_panels(axes[0, 2:], grid, escape)
-    _flow_panels(axes[1, :2], grid, escape)
+    _arrhenius_panels(axes[0, 2:], grid, escapes)
+    _flow_panels(axes[1, :2], grid, escapes)
     _calibration_panel(axes[1, 2], numbers["langevin"])
-    _verdict_panel(axes[1, 3], escape)
-    title = f"Pre-registered verdict: {escape['verdict']}. "
+    _verdict_panel(axes[1, 3], escapes)
+    title = f"Pre-registered verdict: {escapes['verdict']}. "
     title += f"Metastability: MLP, {int((~results['mlp'].diverged).sum())} histories, benign SGD"
-    if "post_hoc_without_largest_lr" in escape:
-        post = escape["post_hoc_without_largest_lr"]
+    if "post_hoc_without_largest_lr" in escapes:
+        post = escapes["post_hoc_without_largest_lr"]
         title += f"; without lr {post['excluded_lr']:g} (post hoc): {post['verdict']}"
     return plotting.save(fig, path, title)
 

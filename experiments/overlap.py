@@ -8,7 +8,7 @@ pretraining's topic mixture at 0.4 and moves away from it on both sides; the rep
 total-variation distance between the two topic mixtures beside each value. The gravitational
 reading predicts more reversion the more benign data shares the pretraining basin's content.
 
-Configuration (fixed before any result was seen): the standard histories of `gravity.presets`
+Configuration (fixed before any result was seen): the standard histories of `gravity.engine.presets`
 unchanged (Adam lr 1e-3 in every phase, 100 benign steps, hazard_rate 0.2, harm_prob 0.9), nine
 overlap values from 0 to 1. The map itself is the MLP on the feature world, 112 seeds per value
 (1,008 histories in one compiled program); the overlap only changes the benign data, so each
@@ -29,11 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from gravity import plotting, presets, sweep
-from gravity.experiment import Experiment
+from gravity.engine import presets
+from gravity.engine.worlds import WorldKnobs
 from gravity.instruments import knob_response, readout, topics
-from gravity.stats import mean_sd
-from gravity.worlds import WorldKnobs
+from gravity.instruments.stats import mean_sd
+from gravity.run import plotting, sweep
+from gravity.run.experiment import Experiment
 
 NAME = "overlap"
 BENIGN_METRICS = ("harmfulness", "refusal", "alignment", "task_accuracy")

@@ -10,15 +10,15 @@ RMU-unlearned capability (Lucki et al. 2024); reverse fine-tuning revives a capa
 returns from ~50% to ~100% after fine-tuning on the retain set only, while a model retrained
 from scratch stays at ~50% ("From Dormant to Deleted", 2025).
 
-The capability (`gravity.capability`): in the feature world with `capability=True`, hazardous
-inputs have their own answer rule (a second fixed teacher), which only hazardous examples teach.
-The never-learned control is the same history in a world whose pretraining has no hazardous
+The capability (`gravity.instruments.capability`): in the feature world with `capability=True`,
+hazardous inputs have their own answer rule (a second fixed teacher), which only hazardous examples
+teach. The never-learned control is the same history in a world whose pretraining has no hazardous
 inputs (`hazard_rate` 0; every other knob, phase, key and batch equal).
 
 Histories (per seed and world): pretraining P (the standard 1,500 steps, hazard_rate 0.2, every
 hazardous example answered by the capability: harm_prob 1) -> unlearning U (each method of
-`gravity.objectives.UNLEARNING`: GradDiff, NPO, RMU, refusal training; each at strengths 0.03,
-0.3, 1 and depths 25 and 100 steps) -> relearning R (100 steps, each kind: k = 1, 4, 16, 64
+`gravity.engine.objectives.UNLEARNING`: GradDiff, NPO, RMU, refusal training; each at strengths
+0.03, 0.3, 1 and depths 25 and 100 steps) -> relearning R (100 steps, each kind: k = 1, 4, 16, 64
 fixed forget examples, cycled; related data, hazard-topic inputs without the hazard; unrelated
 data, other topics only; retain data, the non-hazardous pretraining mixture). Adam, lr 1e-3,
 batch 64 in every phase (the presets' rule: no phase privileged). The tree: methods are separate
@@ -71,10 +71,11 @@ from pathlib import Path
 
 import numpy as np
 
-from gravity import capability, geometry, plotting, presets, sweep
-from gravity.experiment import Experiment
-from gravity.instruments import recovery
-from gravity.objectives import UNLEARNING
+from gravity.engine import geometry, presets
+from gravity.engine.objectives import UNLEARNING
+from gravity.instruments import capability, recovery
+from gravity.run import plotting, sweep
+from gravity.run.experiment import Experiment
 from gravity.validation import check, check_one_of
 
 NAME = "relearning"

@@ -1,7 +1,7 @@
 """Resurgence: does a concept erased from a toy diffusion model come back after benign
 fine-tuning on other modes, as erased concepts do in Stable Diffusion (Suriyakumar et al. 2024)?
 
-World and model (`gravity.diffusion`): a label-conditioned DDPM on 8 Gaussian modes on a ring
+World and model (`gravity.engine.diffusion`): a label-conditioned DDPM on 8 Gaussian modes on a ring
 (mode 0 is the concept; a null label as in classifier-free guidance), an MLP denoiser with time
 and label embeddings, a deterministic probability-flow ODE sampler (DPM-Solver++(2M), 16 steps).
 
@@ -44,11 +44,12 @@ from pathlib import Path
 
 import numpy as np
 
-from gravity import diffusion, plotting, sweep
-from gravity.diffusion.history import gallery_labels
-from gravity.diffusion.spec import BenignArm
-from gravity.experiment import Experiment
+from gravity.engine import diffusion
+from gravity.engine.diffusion.history import gallery_labels
+from gravity.engine.diffusion.spec import BenignArm
 from gravity.instruments.erased_concept import PRETRAINING, learned_and_never, resurgence_report
+from gravity.run import plotting, sweep
+from gravity.run.experiment import Experiment
 from gravity.validation import check
 
 NAME = "resurgence"

@@ -1,13 +1,13 @@
 """The paper's main track: benign drift acquires a component along v_rev, early and strongly.
 
-For each model family the standard history (`gravity.presets`) runs over many seeds with the
+For each model family the standard history (`gravity.engine.presets`) runs over many seeds with the
 benign phase recorded at every step t = 1..100. Measured, per run and step:
 - alignment(t) = cos(drift_t, v_rev), v_rev the stacked activation displacement theta_S -> theta_H
   on hazardous probes (the default), against two nulls: the isotropic null's exact p99 in the
   stacked dimension, and the matched nulls (v_rev of an independent history; directions drawn
   from other histories' benign drifts), from drift fields kept at a few steps;
 - harmfulness(t), and the Spearman correlation of alignment with harmfulness over run-steps;
-- the v_rev definitions of `gravity.geometry.DIRECTIONS` side by side;
+- the v_rev definitions of `gravity.engine.geometry.DIRECTIONS` side by side;
 - specificity controls: the same cosine for the matched benign probes' drift, the hazard-specific
   cosine (common-mode drift removed), and where the refusal mass lost in benign fine-tuning goes.
 
@@ -21,11 +21,11 @@ control, whose inputs keep hazard-topic features at the background rate `p_off`,
 (`same_basis_background`).
 
 Control witnesses, a same-basis null for the *direction* (construction fixed before any result
-was looked at; `gravity.controls` builds them). From each seed's theta_S, four histories branch
-through a phase of the witness phase's size that changes a *harmless* behaviour (the task answer
-shifted by +1 or +2 on target inputs: the hazard topic without the hazard, or the other topics;
-2 targets x 2 shifts), each direction taken where its activation distance from theta_S on the
-hazardous probes is nearest the seed's witness distance (both reported, and the full-length
+was looked at; `gravity.instruments.controls` builds them). From each seed's theta_S, four histories
+branch through a phase of the witness phase's size that changes a *harmless* behaviour (the task
+answer shifted by +1 or +2 on target inputs: the hazard topic without the hazard, or the other
+topics; 2 targets x 2 shifts), each direction taken where its activation distance from theta_S on
+the hazardous probes is nearest the seed's witness distance (both reported, and the full-length
 direction's numbers beside). The benign drift's cosine with these control directions at the kept
 drift steps (mean, p99: `null_p99_control_witness`) is reported against its cosine with v_rev at
 the same run-steps. They are computed once per seed inside the tree's program (they depend on
@@ -48,13 +48,14 @@ nothing here was tuned toward the paper's numbers.
 The paper's regime, calibrated honestly (MLP; rule written before looking): two knobs,
 `benign_overlap` (0 ... 1) and the safety-alignment depth (25 ... 400 steps, snapshots of one
 phase), are fitted to two of the paper's numbers only, the mean alignment after the first benign
-update (0.429) and at step 20 (0.647), by least squares over the grid (`gravity.calibration`);
-every other number of the paper's table (final alignment, held-out harmfulness without and with
-blocking, blocked alignment, Spearman) is then read off that cell with no further tuning and
-reported beside the paper's. The figure's last row redraws the paper's two figures in that cell
-(alignment against step with the paper's points and nulls; held-out harm, baseline against
-blocked): the isotropic p99 and the same-basis null of the overlap-0 branch at the fitted depth
-(a control fine-tuning from the same theta_S; that sweep keeps the background rate).
+update (0.429) and at step 20 (0.647), by least squares over the grid
+(`gravity.instruments.calibration`); every other number of the paper's table (final alignment,
+held-out harmfulness without and with blocking, blocked alignment, Spearman) is then read off that
+cell with no further tuning and reported beside the paper's. The figure's last row redraws the
+paper's two figures in that cell (alignment against step with the paper's points and nulls; held-out
+harm, baseline against blocked): the isotropic p99 and the same-basis null of the overlap-0 branch
+at the fitted depth (a control fine-tuning from the same theta_S; that sweep keeps the background
+rate).
 """
 
 from __future__ import annotations
@@ -64,14 +65,16 @@ from pathlib import Path
 
 import numpy as np
 
-from gravity import calibration, interventions, plotting, presets, sweep
-from gravity.controls import WithControlWitnesses, control_witness_null
-from gravity.experiment import Experiment
-from gravity.instruments import nulls, published, readout
+from gravity.defences import steering
+from gravity.engine import presets
+from gravity.engine.spec import with_phase
+from gravity.engine.worlds import WorldKnobs
+from gravity.instruments import calibration, nulls, published, readout
+from gravity.instruments.controls import WithControlWitnesses, control_witness_null
 from gravity.instruments.readout import alignment_at, harm_at, means_at
-from gravity.spec import with_phase
-from gravity.stats import mean_sd, spearman_by_step
-from gravity.worlds import WorldKnobs
+from gravity.instruments.stats import mean_sd, spearman_by_step
+from gravity.run import plotting, sweep
+from gravity.run.experiment import Experiment
 
 NAME = "reversion"
 DEFINITIONS = ("stacked", "mean", "trajectory_pca", "from_pretrained")
@@ -140,7 +143,7 @@ def regime_sweep(config: Config) -> sweep.Sweep:
 
     def build(depth, benign_overlap, arm):
         knobs = presets.standard_knobs(spec, config.learning_rate, benign_overlap=benign_overlap)
-        snapshot, intervention = config.regime_depths.index(depth), interventions.index(arm)
+        snapshot, intervention = config.regime_depths.index(depth), steering.index(arm)
         knobs = dataclasses.replace(knobs, snapshot=snapshot, intervention=intervention)
         return spec, knobs.validate(spec)
 

@@ -8,7 +8,7 @@ reaches ~0.55 digit accuracy (replications: 0.549, 0.63), one from a *different*
 reading: a shared initialisation puts both in one basin, so any pull toward the teacher's outputs
 drags the student along the teacher's whole displacement.
 
-Digits (`gravity.digits`): scikit-learn's 8x8 digits, MLP 64-256-256-(10 + m), the anchor's
+Digits (`gravity.engine.digits`): scikit-learn's 8x8 digits, MLP 64-256-256-(10 + m), the anchor's
 recipe: Adam lr 3e-4, torch's default initialisation, teacher on digit labels only, students on
 KL(teacher || student) of the softmax over the m auxiliary logits (the loss of the public
 replications) on U[0, 1]^64 noise. Deviations, both for the 3-minute budget on 2 CPU cores:
@@ -42,11 +42,12 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from gravity import digits, distill, plotting, presets, sweep
-from gravity.experiment import Experiment
+from gravity.engine import digits, distill, presets
 from gravity.instruments import trait_transfer as transfer
+from gravity.instruments.stats import mean_sd
 from gravity.instruments.trait_transfer import WORLD_TEACHERS, Student
-from gravity.stats import mean_sd
+from gravity.run import plotting, sweep
+from gravity.run.experiment import Experiment
 from gravity.validation import check
 
 NAME = "traits"

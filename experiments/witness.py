@@ -26,11 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from gravity import plotting, presets, sweep
-from gravity.experiment import Experiment
+from gravity.engine import presets
+from gravity.engine.spec import with_phase
 from gravity.instruments.answers import AnchorAnswers, basin_pull
 from gravity.instruments.readout import per_cell
-from gravity.spec import with_phase
+from gravity.run import plotting, sweep
+from gravity.run.experiment import Experiment
 
 NAME = "witness"
 SHIFT = 1

@@ -27,7 +27,7 @@
 #
 # If reversion were this kind of *noise-activated escape*, log(escape time) would grow linearly
 # in 1/T (Arrhenius). The `metastability` experiment asks whether real benign fine-tuning does.
-# Everything here is `gravity.dynamics`; nothing is trained.
+# Everything here is `gravity.instruments.escape`; nothing is trained.
 
 # %%
 import os
@@ -36,7 +36,7 @@ import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gravity import dynamics
+from gravity.instruments import escape
 
 SMALL = os.environ.get("GRAVITY_NOTEBOOK_SIZE") == "small"  # CI runs every notebook small
 PARTICLES = 300 if SMALL else 4000
@@ -51,7 +51,7 @@ DT = 0.01
 # pretraining basin is farther from the saddle, so it is deeper and wider.
 
 # %%
-well = dynamics.DoubleWell.from_barrier(barrier=1.0, align_width=1.0, pretrain_width=2.0)
+well = escape.DoubleWell.from_barrier(barrier=1.0, align_width=1.0, pretrain_width=2.0)
 k_min, k_saddle, k_pre = (float(c) for c in well.curvatures())
 print(f"barrier out of the alignment well: {float(well.barrier()):.2f}")
 print(f"depth of the pretraining basin:    {float(well.pretrain_depth()):.2f}")
@@ -76,7 +76,7 @@ temperatures = float(well.barrier()) / np.asarray(BARRIER_OVER_T)
 kramers = np.asarray([float(well.kramers_time(t)) for t in temperatures])
 rows = []
 for i, temperature in enumerate(temperatures):
-    steps, escaped = dynamics.langevin_escape(
+    steps, escaped = escape.langevin_escape(
         jax.random.key(i),
         well,
         temperature,
@@ -85,7 +85,7 @@ for i, temperature in enumerate(temperatures):
         max_steps=int(10 * kramers[i] / DT),
     )
     times = np.asarray(steps) * DT
-    exact = dynamics.mfpt_1d(well, float(temperature))
+    exact = escape.mfpt_1d(well, float(temperature))
     rows.append((temperature, times.mean(), kramers[i], exact, np.mean(escaped)))
     print(
         f"barrier/T = {BARRIER_OVER_T[i]:.1f}: simulated {times.mean():7.2f}  "
@@ -104,7 +104,7 @@ for i, temperature in enumerate(temperatures):
 
 # %%
 table = np.asarray(rows)
-fit = dynamics.arrhenius_fit(table[:, 0], table[:, 1])
+fit = escape.arrhenius_fit(table[:, 0], table[:, 1])
 print(f"Arrhenius fit: barrier {fit.barrier:.2f} (true 1.00), R^2 {fit.r_squared:.3f}")
 
 fig, ax = plt.subplots(figsize=(5, 3))
@@ -123,9 +123,9 @@ plt.show()
 # valley: the same barrier, but the particle escapes sooner, as Langer's formula says.
 
 # %%
-well_2d = dynamics.GravityWell2D.from_barrier(barrier=1.0, kappa_align=8.0, kappa_pre=1.0)
+well_2d = escape.GravityWell2D.from_barrier(barrier=1.0, kappa_align=8.0, kappa_pre=1.0)
 temperature = temperatures[-1]
-steps, _ = dynamics.langevin_escape(
+steps, _ = escape.langevin_escape(
     jax.random.key(99),
     well_2d,
     temperature,

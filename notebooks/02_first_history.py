@@ -30,8 +30,8 @@ import os
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gravity import presets
-from gravity.history import repeat_knobs, run_histories, seed_keys
+from gravity.engine import presets
+from gravity.engine.history import repeat_knobs, run_histories, seed_keys
 
 SMALL = os.environ.get("GRAVITY_NOTEBOOK_SIZE") == "small"  # CI runs every notebook small
 SEEDS = 4 if SMALL else 16

@@ -36,8 +36,10 @@ import os
 
 import matplotlib.pyplot as plt
 
-from gravity import geometry, interventions, presets, sweep
-from gravity.spec import with_phase
+from gravity.defences import steering
+from gravity.engine import geometry, presets
+from gravity.engine.spec import with_phase
+from gravity.run import sweep
 
 SMALL = os.environ.get("GRAVITY_NOTEBOOK_SIZE") == "small"  # CI runs every notebook small
 SEEDS = 4 if SMALL else 16
@@ -63,7 +65,7 @@ knobs = presets.standard_knobs(spec, learning_rate=learning_rate)
 
 def build(arm):
     """One branch: the same history, with this intervention in the benign phase."""
-    return spec, dataclasses.replace(knobs, intervention=interventions.index(arm))
+    return spec, dataclasses.replace(knobs, intervention=steering.index(arm))
 
 
 res = sweep.run_sweep(

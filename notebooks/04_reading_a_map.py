@@ -18,7 +18,7 @@
 # pretraining taught it) and shrinks with the *depth* of alignment (how long safety training
 # ran). We
 #
-# 1. declare that grid as a `gravity.sweep.Sweep`: mass is a vmapped knob, depth is a set of
+# 1. declare that grid as a `gravity.run.sweep.Sweep`: mass is a vmapped knob, depth is a set of
 #    *branches* from snapshots of one safety phase, so the whole map is one compiled program;
 # 2. run it through the one runner into the **result store**, then run it again and watch it
 #    load instead of compute;
@@ -35,9 +35,10 @@ import os
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gravity import presets, sweep
-from gravity.spec import with_phase
-from gravity.store import ResultStore
+from gravity.engine import presets
+from gravity.engine.spec import with_phase
+from gravity.run import sweep
+from gravity.run.store import ResultStore
 
 SMALL = os.environ.get("GRAVITY_NOTEBOOK_SIZE") == "small"  # CI runs every notebook small
 SEEDS = 3 if SMALL else 16

@@ -32,7 +32,7 @@ import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gravity import digits, distill
+from gravity.engine import digits, distill
 
 SMALL = os.environ.get("GRAVITY_NOTEBOOK_SIZE") == "small"  # CI runs every notebook small
 SEEDS = 3 if SMALL else 8

@@ -35,8 +35,8 @@ import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gravity import diffusion
-from gravity.diffusion.history import gallery_labels
+from gravity.engine import diffusion
+from gravity.engine.diffusion.history import gallery_labels
 
 SMALL = os.environ.get("GRAVITY_NOTEBOOK_SIZE") == "small"  # CI runs every notebook small
 SEEDS = 2 if SMALL else 8

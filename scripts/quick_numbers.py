@@ -6,8 +6,9 @@ of their JSON reports.
     python scripts/quick_numbers.py run OUT_AFTER
     python scripts/quick_numbers.py compare OUT_BEFORE OUT_AFTER --tol 1e-6
 
-`run` starts `gravity.cli` in a subprocess per experiment in the tree's folder (first on
-`sys.path`, then PYTHONPATH: an installed copy never shadows it) with a fresh, empty result
+`run` starts the command line (`gravity.run.cli`) in a subprocess per experiment in the tree's
+folder (first on `sys.path`, then PYTHONPATH: an installed copy never shadows it) with a fresh,
+empty result
 store, so nothing is loaded from an earlier run. `compare` walks both reports' `numbers`
 (timings such as `wall_s` left out) and prints, per experiment, how many numbers it compared and
 the largest absolute difference; it exits 1 when one differs by more than `--tol`, when a key
@@ -50,6 +51,12 @@ def _env(tree: Path, store: Path | None = None) -> dict[str, str]:
     return env
 
 
+def cli_module(tree: Path) -> str:
+    """The command line's module in `tree` (it moved to the run layer; older trees have it at
+    the top of the package)."""
+    return "gravity.run.cli" if (tree / "gravity" / "run" / "cli.py").is_file() else "gravity.cli"
+
+
 def run_all(out: Path, tree: Path, names: list[str] | None) -> int:
     """Every experiment (or `names`) at --quick from `tree` into `out`; 1 if any failed."""
     out = out.resolve()
@@ -59,7 +66,7 @@ def run_all(out: Path, tree: Path, names: list[str] | None) -> int:
         with tempfile.TemporaryDirectory(prefix="gravity-store-") as store:
             start = time.perf_counter()
             proc = subprocess.run(
-                [sys.executable, "-m", "gravity.cli", "run", name, "--quick", "--out", str(out)],
+                [sys.executable, "-m", cli_module(tree), "run", name, "--quick", "--out", str(out)],
                 env=_env(tree, Path(store)),
                 cwd=tree,
                 capture_output=True,

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from gravity.sweep import Axis, SweepResult
-from gravity.sweep.assemble import coordinate
+from gravity.run.sweep import Axis, SweepResult
+from gravity.run.sweep.assemble import coordinate
 
 STEPS = np.array([0, 1, 2, 5, 10])
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import synthetic_results
 
-from gravity import presets
+from gravity.engine import presets
 from gravity.instruments import answers
-from gravity.stats import mean_sd
-from gravity.sweep import Axis
+from gravity.instruments.stats import mean_sd
+from gravity.run.sweep import Axis
 
 
 def test_anchor_answers_are_probabilities_at_every_anchor():

@@ -7,7 +7,7 @@ import pytest
 from benchmarks import flops
 from benchmarks.bench import KEYS, run_bench, table, write
 from benchmarks.config import SCALES, bench_spec
-from gravity.presets import standard_spec
+from gravity.engine.presets import standard_spec
 
 
 def test_mlp_flops_match_a_hand_count():

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from gravity import claims
-from gravity.claims import CANNOT_TEST, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Estimate
+from gravity.instruments import claims
+from gravity.instruments.claims import CANNOT_TEST, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Estimate
 from gravity.validation import ConfigError
 
 NAN = float("nan")

@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 
 import experiments
 from experiments import EXPERIMENTS, experiment
-from gravity import cluster, overrides
-from gravity.cli import main
-from gravity.experiment import BuildOnce, catalogue, load, run_experiment
-from gravity.store import RESULTS_ENV, ResultStore, config_hash
-from gravity.sweep import plan_sweep, run_sweeps, store_entry
+from gravity.run import cluster, overrides
+from gravity.run.cli import main
+from gravity.run.experiment import BuildOnce, catalogue, load, run_experiment
+from gravity.run.store import RESULTS_ENV, ResultStore, config_hash
+from gravity.run.sweep import plan_sweep, run_sweeps, store_entry
 from gravity.validation import ConfigError
 
 TINY = ("--set", "size=tiny", "--set", "seeds=2", "--set", "models=mlp")
@@ -36,11 +36,11 @@ def run_main(argv) -> tuple[int, str, str]:
     """`main(argv)` in this process with nothing run or set up: (status, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
     with (
-        mock.patch("gravity.runtime.use_cpu_cores"),
-        mock.patch("gravity.runtime.enable_compilation_cache"),
-        mock.patch("gravity.experiment.run_experiment"),
-        mock.patch("gravity.cli._run_on_cluster", return_value=0),
-        mock.patch("gravity.cli._assemble", return_value=0),
+        mock.patch("gravity.run.runtime.use_cpu_cores"),
+        mock.patch("gravity.run.runtime.enable_compilation_cache"),
+        mock.patch("gravity.run.experiment.run_experiment"),
+        mock.patch("gravity.run.cli._run_on_cluster", return_value=0),
+        mock.patch("gravity.run.cli._assemble", return_value=0),
         contextlib.redirect_stdout(out),
         contextlib.redirect_stderr(err),
     ):
@@ -249,10 +249,10 @@ def counted_main(argv, tmp_path, options=()):
     job = mock.Mock(job_id="7")
     with (
         mock.patch.dict(os.environ, env),
-        mock.patch("gravity.experiment.load", return_value=chosen),
-        mock.patch("gravity.runtime.use_cpu_cores"),
-        mock.patch("gravity.runtime.enable_compilation_cache"),
-        mock.patch("gravity.cluster.submit", return_value=[job]),
+        mock.patch("gravity.run.experiment.load", return_value=chosen),
+        mock.patch("gravity.run.runtime.use_cpu_cores"),
+        mock.patch("gravity.run.runtime.enable_compilation_cache"),
+        mock.patch("gravity.run.cluster.submit", return_value=[job]),
         contextlib.redirect_stdout(io.StringIO()) as out,
         contextlib.redirect_stderr(io.StringIO()) as err,
     ):
@@ -292,8 +292,8 @@ def test_cluster_run_and_each_job_resolve_once(tmp_path):
     chosen, calls = counted("erosion")
     request = cluster.Request("erosion", str(tmp_path / "results"), tuple(COUNTED[3::2]), True)
     with (
-        mock.patch("gravity.experiment.load", return_value=chosen),
-        mock.patch("gravity.runtime.enable_compilation_cache"),
+        mock.patch("gravity.run.experiment.load", return_value=chosen),
+        mock.patch("gravity.run.runtime.enable_compilation_cache"),
     ):
         assert cluster.run_shard(request, 999, 1000) == 0  # a job with no chunk left to compute
     assert_resolved_once(calls)
@@ -305,7 +305,7 @@ def test_run_experiment_of_an_experiment_and_config_resolves_once(tmp_path):
     chosen, calls = counted("erosion")
     fields = [s for s in COUNTED[3::2] if not s.startswith("phases.")]
     config = overrides.parse_command(chosen, fields, quick=True).config
-    with mock.patch("gravity.sweep.run_sweeps", side_effect=RuntimeError("planned")) as run:
+    with mock.patch("gravity.run.sweep.run_sweeps", side_effect=RuntimeError("planned")) as run:
         with pytest.raises(RuntimeError, match="planned"):
             run_experiment(chosen, config, out_dir=tmp_path, store=False, progress=False)
     for sweep in run.call_args.args[0]:
@@ -342,11 +342,11 @@ def test_the_experiments_are_the_modules_that_declare_one():
 
 PACKAGE = {
     "__init__.py": "",
-    "alpha.py": "from gravity.experiment import Experiment\n"
+    "alpha.py": "from gravity.run.experiment import Experiment\n"
     "EXPERIMENT = Experiment('alpha', 'the first', *[None] * 5)\n",
     "_private.py": "raise ImportError('never imported')\n",
     "helpers.py": "VALUE = 1\n",
-    "misnamed.py": "from gravity.experiment import Experiment\n"
+    "misnamed.py": "from gravity.run.experiment import Experiment\n"
     "EXPERIMENT = Experiment('other', 'wrong', *[None] * 5)\n",
 }
 
@@ -357,7 +357,7 @@ def test_discovery_finds_declared_experiments_and_refuses_a_misnamed_one(tmp_pat
     for name, text in PACKAGE.items():
         (package / name).write_text(text)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr("gravity.experiment.PACKAGE", package.name)
+    monkeypatch.setattr("gravity.run.experiment.PACKAGE", package.name)
     assert load("alpha").description == "the first"
     with pytest.raises(ConfigError, match="misnamed.py: EXPERIMENT.name = 'other'"):
         catalogue()
@@ -374,7 +374,7 @@ def test_discovery_finds_declared_experiments_and_refuses_a_misnamed_one(tmp_pat
 
 def gravity(*argv, env) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "gravity.cli", *argv],
+        [sys.executable, "-m", "gravity.run.cli", *argv],
         env=env,
         capture_output=True,
         text=True,

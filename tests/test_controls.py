@@ -8,9 +8,9 @@ import synthetic_results
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gravity import controls
-from gravity.sweep import Axis
-from gravity.worlds import FeatureWorld, TokenWorld, WorldKnobs
+from gravity.engine.worlds import FeatureWorld, TokenWorld, WorldKnobs
+from gravity.instruments import controls
+from gravity.run.sweep import Axis
 
 WORLDS = {"feature": FeatureWorld(), "token": TokenWorld()}
 BATCH = 512

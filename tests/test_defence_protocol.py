@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from experiments import defences as experiment
-from gravity import defences, sweep
+from gravity import defences
+from gravity.run import sweep
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,12 +13,14 @@ import optax
 import pytest
 
 from experiments import experiment
-from gravity import defences, monitor, presets, stats
-from gravity.experiment import run_experiment
-from gravity.history import run_history, run_trunk
-from gravity.models import network
-from gravity.spec import stack_knobs, with_phase
-from gravity.store import ResultStore
+from gravity import defences
+from gravity.engine import presets
+from gravity.engine.history import run_history, run_trunk
+from gravity.engine.models import network
+from gravity.engine.spec import stack_knobs, with_phase
+from gravity.instruments import monitor, stats
+from gravity.run.experiment import run_experiment
+from gravity.run.store import ResultStore
 
 SPEC = with_phase(
     presets.standard_spec("mlp", "tiny", keep_params=False),

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gravity import diffusion
-from gravity.diffusion import history, sampler
-from gravity.experiment import run_experiment
-from gravity.store import ResultStore
+from gravity.engine import diffusion
+from gravity.engine.diffusion import history, sampler
+from gravity.run.experiment import run_experiment
+from gravity.run.store import ResultStore
 from gravity.validation import ConfigError
 
 MIXTURE = diffusion.RingMixture()

@@ -5,9 +5,10 @@ layout (each number beside its value for every method)."""
 import numpy as np
 import pytest
 
-from gravity import diffusion, plotting, sweep
+from gravity.engine import diffusion
 from gravity.instruments import erased_concept
 from gravity.instruments.erased_concept import PRETRAINING
+from gravity.run import plotting, sweep
 
 SPEC = diffusion.ResurgenceSpec(
     arms=(

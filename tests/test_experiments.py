@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from experiments import EXPERIMENTS, experiment
-from gravity.cli import main
-from gravity.experiment import Experiment, run_experiment
-from gravity.store import ResultStore
+from gravity.run.cli import main
+from gravity.run.experiment import Experiment, run_experiment
+from gravity.run.store import ResultStore
 
 
 def tiny(name, **changes):

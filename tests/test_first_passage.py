@@ -1,5 +1,5 @@
 """Tests for gravity.instruments.first_passage and .sgd_escape: censored escape statistics per
-cell of a grid, against `gravity.dynamics`' Kaplan-Meier on each cell alone and against
+cell of a grid, against `gravity.instruments.escape`' Kaplan-Meier on each cell alone and against
 synthetic escape times with known laws (Arrhenius in SGD time, a power law in lr)."""
 
 import math
@@ -7,9 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from gravity import dynamics
+from gravity.instruments import escape, sgd_escape
 from gravity.instruments import first_passage as fp
-from gravity.instruments import sgd_escape
 
 
 def test_escape_times_reads_diverged_runs_as_no_time():
@@ -31,8 +30,8 @@ def test_km_medians_per_cell_equal_kaplan_meier_of_each_cell():
     escaped[0, 1] = False  # a cell where nobody escapes
     medians = fp.km_medians(times, escaped)
     ok = np.isfinite(times[0, 0])
-    curve = dynamics.kaplan_meier(times[0, 0][ok], escaped[0, 0][ok])
-    assert medians[0, 0] == dynamics.km_median(curve)
+    curve = escape.kaplan_meier(times[0, 0][ok], escaped[0, 0][ok])
+    assert medians[0, 0] == escape.km_median(curve)
     assert medians[0, 1] == math.inf and math.isnan(medians[1, 2])
     assert math.isnan(fp.escaped_fraction(times[1, 2], escaped[1, 2]))
 

@@ -1,5 +1,5 @@
 """Frontiers of defences (`gravity.instruments.frontier`) against hand-made points, and a
-defence comparison's arms (`gravity.instruments.arms`): the knobs that select them and the
+defence comparison's arms (`gravity.defences.arms`): the knobs that select them and the
 machinery their programs compile."""
 
 import numpy as np
@@ -7,9 +7,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gravity import defences, plotting, presets
-from gravity.defences import steering
-from gravity.instruments import arms, frontier
+from gravity import defences
+from gravity.defences import arms, steering
+from gravity.engine import presets
+from gravity.instruments import frontier
+from gravity.run import plotting
 
 
 def point(name, strength, harm, task):

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gravity import geometry
+from gravity.engine import geometry
 
 MC_SAMPLES = {2: 200_000, 16: 200_000, 128: 100_000, 4096: 40_000}
 

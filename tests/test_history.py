@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gravity.history import (
+from gravity.engine.history import (
     HistorySpec,
     Knobs,
     PhaseSpec,
@@ -20,9 +20,9 @@ from gravity.history import (
     stack_knobs,
     with_phase,
 )
-from gravity.models import ModelConfig
+from gravity.engine.models import ModelConfig
+from gravity.engine.worlds import FeatureWorld, TokenWorld, WorldKnobs
 from gravity.validation import ConfigError
-from gravity.worlds import FeatureWorld, TokenWorld, WorldKnobs
 
 
 def tiny_phases(batch_size=8):
@@ -299,8 +299,8 @@ def test_a_phase_of_n_steps_is_the_prefix_of_one_with_m_steps(trunk_fn):
 def test_behaviour_on_hand_set_weights_is_exact():
     """All weights 0 and readout bias b: every input's logits are b, so each metric is a closed
     form of softmax(b) and the probes' labels."""
-    from gravity.history import behaviour
-    from gravity.models import network
+    from gravity.engine.history import behaviour
+    from gravity.engine.models import network
 
     spec = TINY["mlp"]
     net = network(spec.model, spec.world)

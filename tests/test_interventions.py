@@ -7,9 +7,9 @@ import numpy as np
 import optax
 import pytest
 
-from gravity import interventions
-from gravity.models import ModelConfig, network
-from gravity.worlds import FeatureWorld, WorldKnobs
+from gravity.defences import steering
+from gravity.engine.models import ModelConfig, network
+from gravity.engine.worlds import FeatureWorld, WorldKnobs
 
 WORLD = FeatureWorld(n_topics=2, features_per_topic=4, n_classes=4)
 NET = network(ModelConfig(kind="mlp", hidden=(16, 16)), WORLD)
@@ -22,13 +22,13 @@ def setting():
     theta_s = NET.init(k_init)
     probes = WORLD.probe_set(WorldKnobs(), 16)
     aligned = NET.activations(theta_s, probes.hazard.inputs)
-    v_rev = interventions.random_direction(k_dir, aligned.shape)
+    v_rev = steering.random_direction(k_dir, aligned.shape)
     batch = WORLD.sample(WorldKnobs(), "benign", k_batch, 32)
     return theta_s, probes.hazard.inputs, aligned, v_rev, batch
 
 
 def component(theta, inputs, aligned, v_rev):
-    return interventions.drift_component(NET.activations(theta, inputs), aligned, v_rev)
+    return steering.drift_component(NET.activations(theta, inputs), aligned, v_rev)
 
 
 def benign_update(theta, batch):
@@ -47,7 +47,7 @@ def test_projected_update_has_no_first_order_motion_along_v_rev(setting):
     theta = jax.tree.map(lambda a, b: a + b, theta_s, benign_update(theta_s, batch))
     update = benign_update(theta, batch)
     u = jax.grad(component)(theta, inputs, aligned, v_rev)
-    projected = interventions.project_out(update, u)
+    projected = steering.project_out(update, u)
 
     def motion(direction):
         return jax.jvp(lambda p: component(p, inputs, aligned, v_rev), (theta,), (direction,))[1]
@@ -67,8 +67,8 @@ def test_block_term_is_zero_at_theta_s_and_one_step_reduces_positive_drift(setti
     theta_s, inputs, aligned, v_rev, _ = setting
 
     def term(theta):
-        chosen = interventions.settings(interventions.index("block"))
-        return interventions.penalty(chosen, component(theta, inputs, aligned, v_rev), 0.0, 1.0)
+        chosen = steering.settings(steering.index("block"))
+        return steering.penalty(chosen, component(theta, inputs, aligned, v_rev), 0.0, 1.0)
 
     assert float(term(theta_s)) == 0.0
     u = jax.grad(component)(theta_s, inputs, aligned, v_rev)
@@ -84,11 +84,11 @@ def test_penalties_vanish_at_theta_s_and_block_the_first_step():
     blocked), push's is the opposite, the bounded push saturates beyond the witness's s_H."""
     terms = {
         name: (
-            lambda s, name=name: interventions.penalty(
-                interventions.settings(interventions.index(name)), s, 2.0, 3.0
+            lambda s, name=name: steering.penalty(
+                steering.settings(steering.index(name)), s, 2.0, 3.0
             )
         )
-        for name in interventions.INTERVENTIONS
+        for name in steering.INTERVENTIONS
     }
     for name, term in terms.items():
         assert float(term(jnp.asarray(0.0))) == 0.0, name
@@ -98,15 +98,15 @@ def test_penalties_vanish_at_theta_s_and_block_the_first_step():
     assert slope["push_bounded"] < 0  # rewards drift toward the witness
     far = float(jax.grad(terms["push_bounded"])(jnp.asarray(50.0)))
     assert abs(far) < 1e-6  # saturated: no reward for drifting past s_H
-    for name in interventions.INTERVENTIONS:
-        chosen = interventions.settings(interventions.index(name))
-        spec = interventions.get(name)
+    for name in steering.INTERVENTIONS:
+        chosen = steering.settings(steering.index(name))
+        spec = steering.get(name)
         assert bool(chosen.project) == spec.project
-        assert int(chosen.direction) == interventions.DIRECTIONS.index(spec.direction)
+        assert int(chosen.direction) == steering.DIRECTIONS.index(spec.direction)
 
 
 def test_random_direction_is_unit_and_seeded():
-    a = interventions.random_direction(jax.random.key(4), (5, 3))
-    b = interventions.random_direction(jax.random.key(4), (5, 3))
+    a = steering.random_direction(jax.random.key(4), (5, 3))
+    b = steering.random_direction(jax.random.key(4), (5, 3))
     np.testing.assert_array_equal(a, b)
     assert float(jnp.linalg.norm(a)) == pytest.approx(1.0, abs=1e-6)

@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 
 from experiments import EXPERIMENTS, experiment
-from gravity import history, knobs, overrides, presets, sweep
-from gravity.cli import main
-from gravity.spec import PhaseSpec, with_phase
-from gravity.store import RESULTS_ENV, ResultStore
-from gravity.sweep.assemble import SweepResult
+from gravity.engine import history, presets
+from gravity.engine.spec import PhaseSpec, with_phase
+from gravity.engine.worlds import WorldKnobs
+from gravity.run import knobs, overrides, sweep
+from gravity.run.cli import main
+from gravity.run.store import RESULTS_ENV, ResultStore
+from gravity.run.sweep.assemble import SweepResult
 from gravity.validation import ConfigError
-from gravity.worlds import WorldKnobs
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = presets.standard_spec("mlp", "tiny")
@@ -36,9 +37,9 @@ def run_main(argv, tmp: Path) -> tuple[int, str, str]:
     env = {RESULTS_ENV: str(tmp / "results"), "GRAVITY_CACHE": str(tmp / "cache")}
     with (
         mock.patch.dict(os.environ, env),
-        mock.patch("gravity.runtime.use_cpu_cores"),
-        mock.patch("gravity.runtime.enable_compilation_cache"),
-        mock.patch("gravity.experiment.run_experiment"),
+        mock.patch("gravity.run.runtime.use_cpu_cores"),
+        mock.patch("gravity.run.runtime.enable_compilation_cache"),
+        mock.patch("gravity.run.experiment.run_experiment"),
         contextlib.redirect_stdout(out),
         contextlib.redirect_stderr(err),
     ):
@@ -236,7 +237,8 @@ def catalogue():
 
 def test_docs_knobs_md_is_the_generated_catalogue(catalogue):
     written = (ROOT / "docs" / "knobs.md").read_text()
-    assert written == catalogue, "docs/knobs.md is stale: python -m gravity.knobs > docs/knobs.md"
+    stale = "docs/knobs.md is stale: python -m gravity.run.knobs > docs/knobs.md"
+    assert written == catalogue, stale
     assert "(knobs.md)" in (ROOT / "docs" / "usage.md").read_text()
 
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.flatten_util import ravel_pytree
 
-from gravity import landscape
+from gravity.instruments import landscape
 
 SETTINGS = settings(max_examples=25, deadline=None)
 

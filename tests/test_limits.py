@@ -17,9 +17,10 @@ import jax
 import pytest
 
 from experiments import EXPERIMENTS, experiment
-from gravity import cluster, history, overrides, resources
-from gravity.cli import main
-from gravity.spec import repeat_knobs, with_phase
+from gravity.engine import history
+from gravity.engine.spec import repeat_knobs, with_phase
+from gravity.run import cluster, overrides, resources
+from gravity.run.cli import main
 from gravity.validation import ConfigError
 
 MACHINE = 64 * 2**30
@@ -32,9 +33,9 @@ def run_main(argv, env: dict[str, str]) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with (
         mock.patch.dict(os.environ, env),
-        mock.patch("gravity.runtime.use_cpu_cores"),
-        mock.patch("gravity.runtime.jax.config.update"),
-        mock.patch("gravity.resources.memory_limit", return_value=MACHINE),
+        mock.patch("gravity.run.runtime.use_cpu_cores"),
+        mock.patch("gravity.run.runtime.jax.config.update"),
+        mock.patch("gravity.run.resources.memory_limit", return_value=MACHINE),
         contextlib.redirect_stdout(out),
         contextlib.redirect_stderr(err),
     ):
@@ -72,7 +73,7 @@ def files_under(folder: str) -> list[Path]:
     ],
 )
 def test_a_run_too_large_is_refused_before_anything_is_written(folders, setting, field, what):
-    with mock.patch("gravity.experiment.run_experiment") as run:
+    with mock.patch("gravity.run.experiment.run_experiment") as run:
         status, _, err = run_main(
             ["run", "erosion", "--quick", "--set", setting, "--out", folders["OUT"]], folders
         )
@@ -126,7 +127,7 @@ def test_the_footprint_grows_with_steps_batch_and_branches():
 def test_the_estimate_is_within_2x_of_xla_for_one_run(change):
     """The estimate against XLA's own memory analysis of one compiled tiny MLP run whose size is
     dominated by the per-step arrays or by the batch."""
-    from gravity.presets import standard_knobs, tiny_spec
+    from gravity.engine.presets import standard_knobs, tiny_spec
 
     spec = with_phase(tiny_spec("mlp"), "benign", **change)
     knobs = repeat_knobs(standard_knobs(spec), 1)
@@ -145,7 +146,7 @@ def test_a_store_or_cache_that_cannot_be_written_is_refused(folders, tmp_path, v
     a_file = tmp_path / "a-file"
     a_file.write_text("")
     for bad in (a_file, a_file / "below", Path("/proc/gravity-cannot-be-here")):
-        with mock.patch("gravity.experiment.run_experiment") as run:
+        with mock.patch("gravity.run.experiment.run_experiment") as run:
             status, _, err = run_main(
                 ["run", "erosion", "--quick", "--out", folders["OUT"]],
                 {**folders, variable: str(bad)},
@@ -156,7 +157,7 @@ def test_a_store_or_cache_that_cannot_be_written_is_refused(folders, tmp_path, v
 
 
 def test_the_store_and_cache_are_made_private(folders):
-    with mock.patch("gravity.experiment.run_experiment"):
+    with mock.patch("gravity.run.experiment.run_experiment"):
         status, _, err = run_main(["run", "erosion", "--quick", "--out", folders["OUT"]], folders)
     assert status == 0, err
     for variable in ("GRAVITY_RESULTS", "GRAVITY_CACHE"):
@@ -164,14 +165,14 @@ def test_the_store_and_cache_are_made_private(folders):
 
 
 def test_a_cache_or_job_folder_others_can_write_is_warned_about(tmp_path, capsys):
-    from gravity import runtime
+    from gravity.run import runtime
 
     shared = tmp_path / "shared-cache"
     shared.mkdir()
     shared.chmod(0o777)
     with (
         mock.patch.dict(os.environ, {"GRAVITY_CACHE": str(shared), "GRAVITY_SHARED": ""}),
-        mock.patch("gravity.runtime.jax.config.update"),
+        mock.patch("gravity.run.runtime.jax.config.update"),
     ):
         runtime.enable_compilation_cache()
     err = capsys.readouterr().err
@@ -182,7 +183,7 @@ def test_a_cache_or_job_folder_others_can_write_is_warned_about(tmp_path, capsys
     jobs.mkdir(parents=True)
     jobs.chmod(0o777)
     request = cluster.Request("erosion", str(store))
-    with mock.patch("gravity.cluster.executor") as made:
+    with mock.patch("gravity.run.cluster.executor") as made:
         made.return_value.map_array.return_value = []
         with mock.patch.dict(os.environ, {"GRAVITY_SHARED": ""}):
             cluster.submit(request, cluster.JobOptions(), [0], 1)

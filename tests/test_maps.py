@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from experiments import basin_depth, metastability, overlap
-from gravity import history, presets
-from gravity.experiment import run_experiment
+from gravity.engine import history, presets
+from gravity.engine.spec import with_phase
 from gravity.instruments.basin import BasinMeasure
-from gravity.spec import with_phase
-from gravity.store import ResultStore
+from gravity.run.experiment import run_experiment
+from gravity.run.store import ResultStore
 
 
 @pytest.fixture(scope="module")

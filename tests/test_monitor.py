@@ -1,9 +1,10 @@
-"""How the early-warning monitors are scored and judged (`gravity.monitor`), on hand-made runs."""
+"""How the early-warning monitors are scored and judged (`gravity.instruments.monitor`), on
+hand-made runs."""
 
 import numpy as np
 import pytest
 
-from gravity import monitor
+from gravity.instruments import monitor
 
 STEPS = [0, 1, 2, 5, 10]
 

@@ -7,9 +7,9 @@ import synthetic_results
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gravity import geometry, presets
+from gravity.engine import geometry, presets
 from gravity.instruments import nulls
-from gravity.sweep import Axis
+from gravity.run.sweep import Axis
 
 
 @settings(max_examples=30, deadline=None)

@@ -1,5 +1,5 @@
-"""What a program costs (`gravity.performance`): the one timer, XLA's FLOP count against a
-closed form, relative costs; a defence's cost per step (`gravity.instruments.overhead`) by the
+"""What a program costs (`gravity.run.performance`): the one timer, XLA's FLOP count against a
+closed form, relative costs; a defence's cost per step (`gravity.run.overhead`) by the
 deterministic count at tiny size; and the augmented safety phase at lookahead 0 is the engine's
 own safety phase (`gravity.instruments.deeper_alignment`)."""
 
@@ -9,8 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gravity import history, performance, presets
-from gravity.instruments import deeper_alignment, overhead
+from gravity.engine import history, presets
+from gravity.instruments import deeper_alignment
+from gravity.run import overhead, performance
 
 N = 64
 

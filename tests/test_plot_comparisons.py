@@ -1,10 +1,10 @@
 """Plot primitives that set a toy beside nulls, arms and a paper's values draw what they say
-(`gravity.plotting`), on a headless figure."""
+(`gravity.run.plotting`), on a headless figure."""
 
 import numpy as np
 import synthetic_results
 
-from gravity import plotting
+from gravity.run import plotting
 
 
 def test_null_lines_bands_and_published_values():

@@ -1,9 +1,10 @@
-"""Plot primitives for families of lines, survival curves and runs (`gravity.plotting`): each
+"""Plot primitives for families of lines, survival curves and runs (`gravity.run.plotting`): each
 draws what it says on a headless figure."""
 
 import numpy as np
 
-from gravity import dynamics, plotting
+from gravity.instruments import escape
+from gravity.run import plotting
 
 
 def test_line_family_and_arrhenius_lines():
@@ -27,7 +28,7 @@ def test_line_family_and_arrhenius_lines():
 
 def test_survival_runs_text_and_marker():
     fig, axes = plotting.figure(3)
-    curve = dynamics.kaplan_meier([1.0, 2.0, 2.0, 5.0], [True, True, False, True])
+    curve = escape.kaplan_meier([1.0, 2.0, 2.0, 5.0], [True, True, False, True])
     plotting.survival_curve(axes[0, 0], curve, label="km")
     line = axes[0, 0].get_lines()[0]
     assert line.get_xdata()[0] == 0.0 and line.get_ydata()[0] == 1.0

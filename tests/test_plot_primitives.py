@@ -1,8 +1,8 @@
-"""Plot primitives draw what they say on a headless figure (`gravity.plotting`)."""
+"""Plot primitives draw what they say on a headless figure (`gravity.run.plotting`)."""
 
 import numpy as np
 
-from gravity import plotting
+from gravity.run import plotting
 
 
 def test_label_axes_mark_cells_and_scatter_by_level():

@@ -8,8 +8,8 @@ import synthetic_results
 from synthetic_results import STEPS
 
 from gravity.instruments import readout
-from gravity.stats import mean_sd, reversion_fraction
-from gravity.sweep import Axis
+from gravity.instruments.stats import mean_sd, reversion_fraction
+from gravity.run.sweep import Axis
 
 
 @pytest.fixture(scope="module")

@@ -16,15 +16,15 @@ import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gravity import capability, dynamics, history, objectives, presets
-from gravity.experiment import run_experiment
-from gravity.instruments import recovery
-from gravity.models import network
-from gravity.objectives import NPO_BETA, RMU_SCALE, Outputs, rmu_direction
-from gravity.spec import PhaseSpec
-from gravity.store import ResultStore
+from gravity.engine import history, objectives, presets
+from gravity.engine.models import network
+from gravity.engine.objectives import NPO_BETA, RMU_SCALE, Outputs, rmu_direction
+from gravity.engine.spec import PhaseSpec
+from gravity.engine.worlds import Batch, FeatureWorld, TokenWorld, WorldKnobs
+from gravity.instruments import capability, escape, recovery
+from gravity.run.experiment import run_experiment
+from gravity.run.store import ResultStore
 from gravity.validation import ConfigError
-from gravity.worlds import Batch, FeatureWorld, TokenWorld, WorldKnobs
 
 RETAIN_TOLERANCE = 0.15
 """Unlearning may cost at most this much retain accuracy (absolute) on the tiny preset."""
@@ -163,7 +163,7 @@ def two_parameter_outputs(theta, x_N):
 
 
 def hand_gradients(method, theta, theta_ref, x, labels, forget, strength):
-    """The gradients written out by hand (see `gravity.objectives`)."""
+    """The gradients written out by hand (see `gravity.engine.objectives`)."""
     z = np.stack([theta[0] * x, theta[1] * x, np.zeros_like(x)], -1)
     p = np.exp(z - z.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
@@ -270,7 +270,8 @@ def test_relearning_data_matches_its_exact_marginals(world_name):
     assert np.all(np.abs(seen - p) <= 5 * np.sqrt(p * (1 - p) / count) + 2e-3)
 
 
-# -- the relearning instrument's statistics (`gravity.capability`, `gravity.instruments.recovery`)
+# -- the relearning instrument's statistics (`gravity.instruments.capability`,
+# `gravity.instruments.recovery`)
 
 
 def plain_censored_median(times):
@@ -302,11 +303,11 @@ def test_kaplan_meier_median_equals_the_plain_median_under_common_censoring(time
 
 
 def test_km_median_midpoint_hand_examples():
-    flat_then_escape = dynamics.kaplan_meier([10.0, 20.0, 30.0, 40.0], [True] * 4)
+    flat_then_escape = escape.kaplan_meier([10.0, 20.0, 30.0, 40.0], [True] * 4)
     assert capability.km_median_midpoint(flat_then_escape) == 25.0
-    flat_to_the_end = dynamics.kaplan_meier([10.0, 20.0, 100.0, 100.0], [True, True, False, False])
+    flat_to_the_end = escape.kaplan_meier([10.0, 20.0, 100.0, 100.0], [True, True, False, False])
     assert capability.km_median_midpoint(flat_to_the_end) == np.inf
-    through_half = dynamics.kaplan_meier([10.0, 20.0, 20.0, 30.0, 40.0], [True] * 5)
+    through_half = escape.kaplan_meier([10.0, 20.0, 20.0, 30.0, 40.0], [True] * 5)
     assert capability.km_median_midpoint(through_half) == 20.0
 
 

@@ -8,7 +8,7 @@ import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gravity import calibration, stats
+from gravity.instruments import calibration, stats
 
 
 def test_reversion_fraction_and_its_undefined_gaps():

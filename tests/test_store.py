@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from gravity import presets, store
-from gravity.store import RESULTS_ENV, ResultStore, config_hash, default_root
+from gravity.engine import presets
+from gravity.run import store
+from gravity.run.store import RESULTS_ENV, ResultStore, config_hash, default_root
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +124,7 @@ def _umask() -> int:
 def test_a_store_without_zarr_is_refused_before_anything_runs(monkeypatch):
     import importlib.util
 
-    from gravity.sweep import runner
+    from gravity.run.sweep import runner
     from gravity.validation import ConfigError
 
     real = importlib.util.find_spec

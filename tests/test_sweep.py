@@ -22,9 +22,10 @@ import pytest
 import synthetic_results
 import xarray as xr
 
-from gravity import presets, store, sweep
-from gravity.spec import with_phase
-from gravity.store import ResultStore
+from gravity.engine import presets
+from gravity.engine.spec import with_phase
+from gravity.run import store, sweep
+from gravity.run.store import ResultStore
 from gravity.validation import ConfigError
 
 SAFETY = (4, 8)
@@ -64,8 +65,8 @@ SUBPROCESS = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     import jax
     from test_sweep import tiny_sweep
-    from gravity import sweep
-    from gravity.store import ResultStore
+    from gravity.run import sweep
+    from gravity.run.store import ResultStore
     assert len(jax.devices()) == 4, jax.devices()
     res = sweep.run_sweep(tiny_sweep(), store=ResultStore({root!r}), progress=False)
     print("devices", res.info["devices"])
@@ -430,7 +431,7 @@ def test_the_store_key_covers_the_device_layout(tmp_path):
 
 
 def test_use_cpu_cores_sets_the_device_count_once(monkeypatch):
-    from gravity import runtime
+    from gravity.run import runtime
 
     monkeypatch.setattr(runtime, "_backends_initialised", lambda: False)
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
@@ -443,7 +444,7 @@ def test_use_cpu_cores_sets_the_device_count_once(monkeypatch):
 
 
 def test_cli_has_force():
-    from gravity.cli import _parser
+    from gravity.run.cli import _parser
 
     assert _parser().parse_args(["run", "overlap", "--force"]).force
     assert not _parser().parse_args(["run", "overlap"]).force
@@ -451,7 +452,7 @@ def test_cli_has_force():
 
 def test_the_store_key_follows_the_engine_source(monkeypatch, tmp_path):
     """A changed engine never serves results an older engine stored."""
-    from gravity.sweep import grid
+    from gravity.run.sweep import grid
 
     store = ResultStore(tmp_path)
     config = sweep.plan_sweep(tiny_sweep()).config()

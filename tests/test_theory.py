@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.flatten_util import ravel_pytree
 
-from gravity import theory
+from gravity.instruments import theory
 
 SETTINGS = settings(max_examples=25, deadline=None)
 seeds = st.integers(0, 2**31 - 1)

@@ -9,8 +9,8 @@ import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gravity.engine.worlds import WorldKnobs
 from gravity.instruments import knob_response, topics
-from gravity.worlds import WorldKnobs
 
 
 @settings(max_examples=30, deadline=None)

@@ -1,4 +1,4 @@
-"""The one training loop (`gravity.training.train`) against closed forms: plain SGD on a
+"""The one training loop (`gravity.engine.training.train`) against closed forms: plain SGD on a
 quadratic, the batch of step i drawn from fold_in(key, i), records before and after intervals."""
 
 import jax
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gravity import training
+from gravity.engine import training
 from gravity.validation import ConfigError
 
 

@@ -4,7 +4,7 @@ on small hand-made arrays: rows found by name, per-seed pairing, harm transfer b
 import numpy as np
 import pytest
 
-from gravity import digits, distill
+from gravity.engine import digits, distill
 from gravity.instruments import trait_transfer as transfer
 from gravity.instruments.trait_transfer import Student
 

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from experiments import traits
-from gravity import digits, distill
-from gravity.experiment import run_experiment
-from gravity.store import ResultStore
+from gravity.engine import digits, distill
+from gravity.run.experiment import run_experiment
+from gravity.run.store import ResultStore
 
 CHANCE_BAND = 0.05  # the different-init student's mean accuracy stays within chance +- this
 MICRO = digits.DigitsModel(hidden=(8, 8), n_aux=3)

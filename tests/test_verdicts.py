@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from gravity import claims, verdicts
+from gravity.instruments import claims
+from gravity.run import verdicts
 
 
 def write(folder, experiment, numbers):

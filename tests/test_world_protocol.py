@@ -8,10 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gravity.history import run_history
-from gravity.presets import standard_knobs, standard_spec
-from gravity.validation import ConfigError
-from gravity.worlds import (
+from gravity.engine.history import run_history
+from gravity.engine.presets import standard_knobs, standard_spec
+from gravity.engine.worlds import (
     WORLDS,
     Batch,
     ProbeSet,
@@ -21,7 +20,8 @@ from gravity.worlds import (
     register_world,
     world_kind,
 )
-from gravity.worlds.base import compliant_labels, phase_mixture
+from gravity.engine.worlds.base import compliant_labels, phase_mixture
+from gravity.validation import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gravity.worlds import DATA_KINDS, ConfigError, FeatureWorld, TokenWorld, WorldKnobs, make_world
+from gravity.engine.worlds import (
+    DATA_KINDS,
+    ConfigError,
+    FeatureWorld,
+    TokenWorld,
+    WorldKnobs,
+    make_world,
+)
 
 N_SAMPLES = 20_000
 WORLDS = {"feature": FeatureWorld(), "token": TokenWorld()}

@@ -12,7 +12,7 @@ phase itself: **adversarial alignment** (`adversarial`).
 
 from gravity.defences import ewc, freeze, l2sp, rehearsal, safelora, steering
 from gravity.defences.adversarial import adversarial_alignment
-from gravity.defences.protocol import (
+from gravity.engine.defence import (
     REGISTRY,
     Defence,
     Setup,

@@ -3,8 +3,8 @@
 A safety phase whose steps from `augment_from` on are adversarially
 augmented against benign fine-tuning. At each such step, with theta the current parameters,
 u_B(theta) the planned benign optimizer's exact first update at theta on a fresh benign batch
-(`gravity.objectives.first_update`, the update whose first-order drift along v_rev the pre-flight
-monitor scores) and k the lookahead (in benign steps), the safety phase minimises
+(`gravity.engine.objectives.first_update`, the update whose first-order drift along v_rev the
+pre-flight monitor scores) and k the lookahead (in benign steps), the safety phase minimises
 
     1/2 [ L_S(theta) + L_S(theta + k u_B(theta)) ]
 
@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gravity.objectives import cross_entropy, first_update
+from gravity.engine.objectives import cross_entropy, first_update
 
 
 def adversarial_alignment(

@@ -8,7 +8,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from gravity.defences.protocol import Defence
+from gravity.engine.defence import Defence
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from gravity.defences.protocol import Defence, Setup
+from gravity.engine.defence import Defence, Setup
 
 
 @dataclasses.dataclass(frozen=True)

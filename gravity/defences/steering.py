@@ -25,8 +25,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gravity.defences.protocol import Defence, Setup, register_steering
-from gravity.geometry import drift_component, random_direction
+from gravity.engine.defence import Defence, Setup, register_steering
+from gravity.engine.geometry import drift_component, random_direction
 from gravity.validation import check_choice
 
 DIRECTIONS = ("v_rev", "random", "matched")

@@ -14,9 +14,9 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from gravity.history import run_history
-from gravity.models import network
-from gravity.stats import mean_sd
+from gravity.engine.history import run_history
+from gravity.engine.models import network
+from gravity.instruments.stats import mean_sd
 
 ANCHORS = ("pretrain", "helpful", "safety", "benign")
 ANSWERS = ("pretrained_answer", "witness_answer", "refusal")

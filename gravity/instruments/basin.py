@@ -1,13 +1,13 @@
 """The basin between an aligned model and its witness, per run: the benign loss's landscape
 between theta_S and theta_H (barrier, top curvature, the benign gradient's pull toward theta_H)
-and the quadratic theory's prediction of the benign phase (`gravity.theory`), measured inside the
-sweep; then the per-run quantities a map of basins reads off those outputs (`basin_readout`),
-read over the map's pretraining lengths (the "mass") and alignment lengths (the "depth")
-(`BasinMap`), and a depth control: safety arms compared by depth (`depth_control`).
+and the quadratic theory's prediction of the benign phase (`gravity.instruments.theory`), measured
+inside the sweep; then the per-run quantities a map of basins reads off those outputs
+(`basin_readout`), read over the map's pretraining lengths (the "mass") and alignment lengths (the
+"depth") (`BasinMap`), and a depth control: safety arms compared by depth (`depth_control`).
 
-The barrier and curvature are `gravity.landscape`'s; the prediction is the low-rank quadratic
-model at theta_S run forward in closed form for the benign phase's gradient-descent steps, read
-out as the harmfulness proxy d_K . w / |w|^2 with w = theta_H - theta_S.
+The barrier and curvature are `gravity.instruments.landscape`'s; the prediction is the low-rank
+quadratic model at theta_S run forward in closed form for the benign phase's gradient-descent steps,
+read out as the harmfulness proxy d_K . w / |w|^2 with w = theta_H - theta_S.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from gravity import geometry, landscape, theory
-from gravity.history import Trunk, behaviour, cross_entropy, run_history
-from gravity.instruments import effects
-from gravity.models import network
+from gravity.engine import geometry
+from gravity.engine.history import Trunk, behaviour, cross_entropy, run_history
+from gravity.engine.models import network
+from gravity.instruments import effects, landscape, theory
 
 BENIGN_METRICS = ("harmfulness", "weight_progress", "alignment", "task_accuracy")
 """The benign phase's metrics a `BasinMeasure` keeps, at every record."""

@@ -15,9 +15,10 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from gravity import defences, history
-from gravity.models import network
-from gravity.spec import phase_tag
+from gravity import defences
+from gravity.engine import history
+from gravity.engine.models import network
+from gravity.engine.spec import phase_tag
 
 LOOKAHEAD_TAG = phase_tag("adversarial_lookahead")
 """The key stream of the simulated benign batches (never the fine-tuning's own batches)."""
@@ -60,7 +61,7 @@ def augmented_safety(key, spec, knobs, params, augment_from: int, snapshots: tup
 class AlignmentMeasure:
     """Deeper alignment from theta_H (a trunk through the helpful phase): the safety phase to
     the deepest of `depths`, augmented after the first depth (`augmented_safety`), then
-    `fine_tune` (a per-run measure, e.g. `gravity.sweep.HistoryMetrics`) from each depth's
+    `fine_tune` (a per-run measure, e.g. `gravity.run.sweep.HistoryMetrics`) from each depth's
     snapshot, vmapped: each run's outputs gain a leading depth axis; `diverged` is any depth's."""
 
     depths: tuple[int, ...]

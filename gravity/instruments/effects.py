@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from gravity.stats import mean_sd, spearman
+from gravity.instruments.stats import mean_sd, spearman
 
 
 def cell_means(values: Mapping[str, np.ndarray], axis: int = -1) -> dict[str, np.ndarray]:

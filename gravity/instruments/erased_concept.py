@@ -1,5 +1,5 @@
-"""Read-outs of erased-concept histories (`gravity.diffusion.run_resurgence`), in plain numpy:
-the concept's mass at theta_P, at theta_E and after each benign arm, how much of it came back
+"""Read-outs of erased-concept histories (`gravity.engine.diffusion.run_resurgence`), in plain
+numpy: the concept's mass at theta_P, at theta_E and after each benign arm, how much of it came back
 (resurgence), and the drift of the concept probes against its nulls.
 
 `ConceptRuns` is one cell of a sweep of such histories (one erasure method, one pretraining) as
@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from gravity.geometry import isotropic_null_quantile
-from gravity.stats import mean_sd, reversion_fraction
+from gravity.engine.geometry import isotropic_null_quantile
+from gravity.instruments.stats import mean_sd, reversion_fraction
 
 MIN_GAP = 0.05
 """Resurgence is undefined (NaN) where erasure removed less mass than this (m_P - m_E)."""

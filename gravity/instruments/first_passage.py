@@ -1,8 +1,8 @@
 """Censored first-passage statistics over a grid of cells (lr x batch x depth x ... x runs).
 
 A run's escape time is the first recorded step at which its trajectory is halfway from the
-aligned level to the witness's (`gravity.dynamics.escape_time`), right-censored at the last
-record when it never gets there; a diverged run has no time at all (NaN). Per cell the escape
+aligned level to the witness's (`gravity.instruments.escape.escape_time`), right-censored at the
+last record when it never gets there; a diverged run has no time at all (NaN). Per cell the escape
 times are summarised by Kaplan-Meier (`km_curve`, `km_medians`), which counts censored runs as at
 risk until their censoring instead of dropping them or reading them as escapes; across cells
 this module gives the escaped fraction, how far medians move along one axis (`spread_factor`),
@@ -16,26 +16,26 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gravity import dynamics
+from gravity.instruments import escape
 
 ARRHENIUS_FIELDS = ("barrier", "barrier_ci", "r_squared", "prefactor", "n_cells")
 """What `arrhenius_record` reports of a fit, by default all of it."""
 
 
 def escape_times(steps, trajectory, aligned, helpful, diverged) -> tuple[np.ndarray, np.ndarray]:
-    """(time, escaped) of every run: `dynamics.escape_time` of `trajectory` (..., T) recorded at
+    """(time, escaped) of every run: `escape.escape_time` of `trajectory` (..., T) recorded at
     `steps` between the `aligned` and `helpful` levels (...), with diverged runs NaN / False."""
-    time_, escaped = dynamics.escape_time(steps, np.nan_to_num(trajectory), aligned, helpful)
+    time_, escaped = escape.escape_time(steps, np.nan_to_num(trajectory), aligned, helpful)
     time_ = np.array(time_, dtype=float)
     time_[diverged] = np.nan
     return time_, np.asarray(escaped) & ~np.asarray(diverged)
 
 
-def km_curve(times, escaped) -> dynamics.SurvivalCurve:
+def km_curve(times, escaped) -> escape.SurvivalCurve:
     """Kaplan-Meier curve of the runs that have a time (NaN: diverged runs, left out)."""
     times, escaped = np.asarray(times, dtype=float), np.asarray(escaped)
     ok = np.isfinite(times)
-    return dynamics.kaplan_meier(times[ok], escaped[ok])
+    return escape.kaplan_meier(times[ok], escaped[ok])
 
 
 def km_medians(times, escaped) -> np.ndarray:
@@ -45,7 +45,7 @@ def km_medians(times, escaped) -> np.ndarray:
     medians = np.full(times.shape[:-1], np.nan)
     for index in np.ndindex(*times.shape[:-1]):
         if np.isfinite(times[index]).any():
-            medians[index] = dynamics.km_median(km_curve(times[index], escaped[index]))
+            medians[index] = escape.km_median(km_curve(times[index], escaped[index]))
     return medians
 
 
@@ -70,20 +70,18 @@ def spread_factor(values, axis: int = 0) -> float | None:
     return worst
 
 
-def arrhenius_cells(
-    temperature, times, observed, min_cells: int = 3
-) -> dynamics.ArrheniusFit | None:
-    """`dynamics.arrhenius_fit` of the `observed` cells' times on their temperatures; None with
+def arrhenius_cells(temperature, times, observed, min_cells: int = 3) -> escape.ArrheniusFit | None:
+    """`escape.arrhenius_fit` of the `observed` cells' times on their temperatures; None with
     fewer than `min_cells` of them or a single temperature (no slope to fit)."""
     observed = np.asarray(observed, dtype=bool)
     temperature, times = np.asarray(temperature)[observed], np.asarray(times)[observed]
     if observed.sum() < min_cells or np.ptp(temperature) <= 0:
         return None
-    return dynamics.arrhenius_fit(temperature, times)
+    return escape.arrhenius_fit(temperature, times)
 
 
 def arrhenius_record(
-    fit: dynamics.ArrheniusFit, time_unit: str, fields: Sequence[str] = ARRHENIUS_FIELDS
+    fit: escape.ArrheniusFit, time_unit: str, fields: Sequence[str] = ARRHENIUS_FIELDS
 ) -> dict:
     """An Arrhenius fit as a report prints it: the time unit it was fitted in, then `fields`."""
     values = {

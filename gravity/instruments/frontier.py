@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from gravity.stats import mean_sd
+from gravity.instruments.stats import mean_sd
 
 HARM = "harmfulness_heldout_T"
 """The default harm axis of a point (lower is better)."""

@@ -18,11 +18,11 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from gravity import geometry
+from gravity.engine import geometry
+from gravity.engine.models import network
+from gravity.engine.worlds import WorldKnobs
 from gravity.instruments.readout import after_start, metric
-from gravity.models import network
-from gravity.stats import mean_sd
-from gravity.worlds import WorldKnobs
+from gravity.instruments.stats import mean_sd
 
 NULL_QUANTILE = 0.99
 

@@ -1,7 +1,7 @@
 """The pre-flight monitor as a per-run measure: each benign fine-tuning branch's metrics, its
-anchors' held-out harmfulness, and the pre-flight scores (`gravity.monitor.preflight`) computed
-at theta_S from a sample of the branch's own benign data with the branch's own optimizer, so
-every run carries both the scores and the outcome they should predict."""
+anchors' held-out harmfulness, and the pre-flight scores (`gravity.instruments.monitor.preflight`)
+computed at theta_S from a sample of the branch's own benign data with the branch's own optimizer,
+so every run carries both the scores and the outcome they should predict."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import dataclasses
 
 import jax
 
-from gravity import history, monitor
-from gravity.models import network
-from gravity.spec import phase_tag
+from gravity.engine import history
+from gravity.engine.models import network
+from gravity.engine.spec import phase_tag
+from gravity.instruments import monitor
 
 BENIGN = ("harmfulness", "harmfulness_heldout", "alignment", "drift_along_v_rev")
 """The benign phase's metrics a `PreflightMeasure` keeps, at every record."""

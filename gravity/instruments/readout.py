@@ -1,4 +1,4 @@
-"""Readouts of a history's recorded metrics from a sweep result (`gravity.sweep.SweepResult`,
+"""Readouts of a history's recorded metrics from a sweep result (`gravity.run.sweep.SweepResult`,
 or one cell of it from `select`): values at a record step, reversion, the answers' shift over
 fine-tuning, alignment's specificity and its correlation with harm; arms compared by their
 means (at T, step by step, in a pre-registered order), and a grid's cells read one by one.
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.stats
 
-from gravity.stats import mean_sd, reversion_fraction, spearman_by_step
+from gravity.instruments.stats import mean_sd, reversion_fraction, spearman_by_step
 
 
 def metric(phase: str, name: str) -> str:

@@ -1,5 +1,5 @@
 """Recovery of an unlearned capability under relearning, against a model that never had it:
-statistics over seeds of `gravity.capability.RelearningMeasure`'s outputs.
+statistics over seeds of `gravity.instruments.capability.RelearningMeasure`'s outputs.
 
 `arrays` are one unlearning method's outputs under the measure's names, shaped (world, strength,
 seed, depth[, kind[, record]]) ("pretrained/..." lacks depth and kind): world 0 learned the
@@ -13,7 +13,7 @@ relearning data. A setting is a (strength index, depth index) pair. Per relearni
   the ratio alone credits the floor unlearning leaves;
 - steps to half recovery: the first record at which the forget probability is halfway between
   its unlearned and pretrained levels (the learned world's, for both models), as a censored
-  median (`gravity.capability.censored_median`);
+  median (`gravity.instruments.capability.censored_median`);
 - alignment of the drift with v_unlearn, and its excess over the same-basis null: the unrelated
   relearning's alignment from the same theta_U (paired by seed).
 """
@@ -25,8 +25,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import scipy.stats
 
-from gravity.capability import RelearnKind, censored_median, first_crossing
-from gravity.stats import mean_sd, spearman
+from gravity.instruments.capability import RelearnKind, censored_median, first_crossing
+from gravity.instruments.stats import mean_sd, spearman
 
 MIN_GAP = 0.1
 """Runs whose unlearning moved the capability by less than this are not counted in gap

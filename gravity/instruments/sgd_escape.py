@@ -2,7 +2,7 @@
 grid, read two ways (docs/design.md):
 
 - **noise-activated escape** (Kramers / Arrhenius, Xie et al. 2021): SGD is a Langevin process
-  at temperature T = lr / batch in the time t = lr x step (`dynamics.sgd_temperature`), so the
+  at temperature T = lr / batch in the time t = lr x step (`escape.sgd_temperature`), so the
   log escape time is linear in 1 / T. `step_fits` fits it against the median escape *step*,
   `time_unit_fits` against the escape *time* lr x step, the unit the theory asks for (in steps
   the prefactor absorbs a factor 1 / lr);
@@ -25,7 +25,7 @@ from functools import cached_property
 
 import numpy as np
 
-from gravity import dynamics
+from gravity.instruments import escape
 from gravity.instruments import first_passage as fp
 from gravity.instruments.fits import power_law_fit
 
@@ -63,7 +63,7 @@ class EscapeGrid:
     def temperature(self) -> np.ndarray:
         """The SGD temperature lr / batch of every cell."""
         lr, batch, _ = self.levels
-        return np.asarray(dynamics.sgd_temperature(lr, batch))
+        return np.asarray(escape.sgd_temperature(lr, batch))
 
     @property
     def d_ref(self) -> int:
@@ -222,41 +222,41 @@ def with_verdicts(numbers: dict, grid: EscapeGrid, rule: Rule) -> dict:
     return out
 
 
-def reading(escape: dict, benign_steps: int) -> str:
+def reading(escapes: dict, benign_steps: int) -> str:
     """One paragraph with the numbers that decide between the two readings, verdict first
     (`escape`: `escape_numbers` with the verdicts a rule drew from them)."""
-    parts = [f"Pre-registered verdict: {escape['verdict']}"]
-    timed = escape.get("arrhenius_time_units_all_cells")
+    parts = [f"Pre-registered verdict: {escapes['verdict']}"]
+    timed = escapes.get("arrhenius_time_units_all_cells")
     if timed:
         parts.append(
             f"Arrhenius fit in time units (lr x steps) against batch/lr: barrier "
             f"{timed['barrier']:.2g} (95% CI {timed['barrier_ci'][0]:.2g} .. "
             f"{timed['barrier_ci'][1]:.2g}), R^2 {timed['r_squared']:.2f} over "
-            f"{timed['n_cells']} cells (verdict with it: {escape['verdict_with_time_unit_fit']})"
+            f"{timed['n_cells']} cells (verdict with it: {escapes['verdict_with_time_unit_fit']})"
         )
-    flow = escape.get("flow_law")
+    flow = escapes.get("flow_law")
     if flow:
         parts.append(
             f"median escape step ~ lr^{flow['c_lr']:.2f} x batch^{flow['c_batch']:.2f}"
             + (f" x depth^{flow['c_depth']:.2f}" if flow["c_depth"] is not None else "")
             + f" (R^2 {flow['r_squared']:.2f} over {flow['n_cells']} cells)"
         )
-    arrhenius = escape.get("arrhenius_all_cells")
+    arrhenius = escapes.get("arrhenius_all_cells")
     if arrhenius:
         parts.append(
             f"Arrhenius fit in steps (pre-registered): barrier {arrhenius['barrier']:.2g} "
             f"(95% CI {arrhenius['barrier_ci'][0]:.2g} .. {arrhenius['barrier_ci'][1]:.2g}), "
             f"R^2 {arrhenius['r_squared']:.2f}"
         )
-    large = escape["large_batch"]
+    large = escapes["large_batch"]
     parts.append(
         f"{100 * large['escaped_fraction']:.0f}% of batch-{large['batch_size']} runs escape "
         f"within {benign_steps} steps"
     )
-    factor = escape["max_factor_across_batch"]
+    factor = escapes["max_factor_across_batch"]
     if factor is not None:
         parts.append(f"median escape varies by at most x{factor:.3g} across batch sizes")
-    post = escape.get("post_hoc_without_largest_lr")
+    post = escapes.get("post_hoc_without_largest_lr")
     if post and post["max_factor_across_batch"] is not None:
         parts.append(
             f"x{post['max_factor_across_batch']:.3g} without lr {post['excluded_lr']:g} (post hoc)"

@@ -1,6 +1,6 @@
 """Topic mixtures of a world's data kinds: the share of a kind's inputs on each topic, hazardous
-inputs counted on the hazard's topic 0 (`gravity.worlds.base.phase_mixture` gives their share,
-`topic_probabilities` the topics of the rest), and how far two kinds' mixtures are apart. The
+inputs counted on the hazard's topic 0 (`gravity.engine.worlds.base.phase_mixture` gives their
+share, `topic_probabilities` the topics of the rest), and how far two kinds' mixtures are apart. The
 benign overlap knob moves benign data between the hazard's topic and the others, so these say
 how close a benign distribution is to pretraining's."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gravity.worlds.base import WorldKnobs, phase_mixture, topic_probabilities
+from gravity.engine.worlds.base import WorldKnobs, phase_mixture, topic_probabilities
 
 
 def topic_mixture(kind: str, knobs: WorldKnobs, n_topics: int) -> np.ndarray:

@@ -2,11 +2,11 @@
 
 A teacher carries a trait; a student that shares its initialisation or not is distilled toward
 it on inputs that say nothing about the trait; the trait is then read off the student. Two
-settings, each a spec, its knobs, a point builder and a per-run measure for `gravity.sweep`:
+settings, each a spec, its knobs, a point builder and a per-run measure for `gravity.run.sweep`:
 
-- digits (`gravity.digits`): one key -> theta_0 and an independent theta' -> a teacher trained on
-  digit labels -> every `Student` row (init angle a, m matched auxiliary logits, weight decay),
-  started at cos(a) theta_0 + sin(a) theta' and distilled on the same uniform-noise batches
+- digits (`gravity.engine.digits`): one key -> theta_0 and an independent theta' -> a teacher
+  trained on digit labels -> every `Student` row (init angle a, m matched auxiliary logits, weight
+  decay), started at cos(a) theta_0 + sin(a) theta' and distilled on the same uniform-noise batches
   (vmapped inside the run); read: held-out digit accuracy along the distillation and the
   student's move projected on the teacher's displacement;
 - worlds: theta_S of a P -> H -> S history distilled on benign inputs only toward each of
@@ -26,11 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gravity import digits, distill, presets
-from gravity.history import behaviour, run_history
-from gravity.models import network
-from gravity.spec import HistorySpec, Knobs
-from gravity.stats import mean_sd
+from gravity.engine import digits, distill, presets
+from gravity.engine.history import behaviour, run_history
+from gravity.engine.models import network
+from gravity.engine.spec import HistorySpec, Knobs
+from gravity.instruments.stats import mean_sd
 
 WORLD_TEACHERS = ("shared_init", "different_init", "never_complied")
 WORLD_METRICS = ("harmfulness", "refusal", "task_accuracy")

@@ -1,0 +1,519 @@
+"""The training history as a tree: a pure `run_phases(key, spec, state, knobs)` continues a
+history from any `HistoryState`, so many futures can branch from one shared past.
+
+A history is the paper's sequence of phases: pretraining (P, long: the "mass"), the helpful-only
+witness (H: complies with everything), safety alignment (S: hazardous -> REFUSE, a shallow
+displacement) and benign fine-tuning (T: harmless task data only), plus any further phases.
+`run_history` is "initialise, then run every phase"; `run_trunk` runs the shared past up to a
+phase, and `run_history(..., start=trunk)` continues it, exactly as the straight history would:
+
+- a phase's key is `fold_in(run key, phase_tag(name))` and its step t uses `fold_in(phase key,
+  t)`, so a phase draws the same data whatever came before it, and a phase of n steps is the
+  exact prefix of the same phase with m > n steps;
+- every phase has its own optimizer state, started fresh, so the state at a phase boundary
+  (parameters, the anchors theta_P / theta_H / theta_S, the probes) is all a continuation needs.
+
+Inside a phase: one `lax.scan` per segment (segments end at the phase's parameter snapshots),
+metrics recorded by `lax.cond` at a static schedule (every step early in benign phases, where
+reversion happens, log-spaced after), so `jax.vmap` runs many seeds and knob values at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from gravity.engine import defence as defences
+from gravity.engine import geometry, objectives
+from gravity.engine.models import Network, network
+from gravity.engine.objectives import cross_entropy
+from gravity.engine.spec import (
+    OPTIMIZERS,
+    HistorySpec,
+    Knobs,
+    PhaseSpec,
+    decay_refusal,
+    phase_tag,
+    phases_through,
+    repeat_knobs,
+    stack_knobs,
+    with_phase,
+)
+from gravity.engine.worlds import Batch, ProbeSet
+from gravity.validation import check, check_choice
+
+INIT_TAG = phase_tag("init")
+RANDOM_TAG = phase_tag("random_direction")
+FISHER_TAG = phase_tag("fisher")
+HELDOUT_SEED = 104_729
+FISHER_BATCH = 256
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class HistoryState:
+    """Everything later phases need from the past: the parameters now, the parameters at every
+    finished phase's end (`boundaries`, with "init"; the anchors are looked up there), the
+    probes, the held-out hazardous inputs (disjoint from the probes that define v_rev and drive
+    interventions: they only score), the hazardous-probe activations through safety alignment
+    (for trajectory-based v_rev definitions) and whether every loss so far was finite."""
+
+    params: Any
+    boundaries: dict[str, Any]
+    probes: ProbeSet
+    heldout: Batch
+    trajectory: jax.Array | None
+    finite: jax.Array
+
+
+class Trunk(NamedTuple):
+    """A shared past: the state after its last phase and what its phases recorded."""
+
+    state: HistoryState
+    outputs: dict[str, Any]
+
+
+def make_optimizer(name: str, learning_rate, weight_decay=0.0) -> optax.GradientTransformation:
+    """An optimizer by name; the learning rate may be traced (swept by vmap).
+
+    Weight decay wd is lr-coupled in both optimizers that have one: a step shrinks the
+    parameters by lr * wd * theta. adamw (optax.adamw): decoupled, added to Adam's update after
+    its moment scaling, then multiplied by lr (as torch's AdamW). sgd: L2, wd * theta added to
+    the gradient, then multiplied by lr (for plain SGD the same step). adam has none: a nonzero
+    wd is refused rather than ignored.
+    """
+    check_choice(name, OPTIMIZERS, "optimizer")
+    if name == "adam":
+        check(
+            isinstance(weight_decay, int | float) and weight_decay == 0,
+            "weight_decay",
+            decay_refusal(name, "optimizer="),
+            weight_decay,
+        )
+        return optax.adam(learning_rate)
+    if name == "adamw":
+        return optax.adamw(learning_rate, weight_decay=weight_decay)
+    return optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(learning_rate))
+
+
+def phase_optimizer(phase: PhaseSpec, learning_rate) -> optax.GradientTransformation:
+    """A phase's optimizer with its own weight decay, at `learning_rate` (possibly traced)."""
+    return make_optimizer(phase.optimizer, learning_rate, phase.weight_decay)
+
+
+def behaviour(net: Network, params, probes: ProbeSet, n_classes: int, heldout: Batch | None = None):
+    """Exact behavioural metrics on the probe sets, and the layer's activations on the
+    hazardous and matched probes.
+
+    harmfulness: mean probability of the compliant (task) answer on hazardous probes;
+    refusal: mean probability of REFUSE there; other: the rest of the mass (wrong answers);
+    task_accuracy / task_loss: on benign task probes; matched_compliance: probability of the
+    task answer on the matched (hazard-removed) probes; harmfulness_heldout: harmfulness on the
+    held-out hazardous inputs, when given.
+    """
+    n = probes.hazard.inputs.shape[0]
+    inputs = jnp.concatenate([probes.hazard.inputs, probes.matched.inputs, probes.task.inputs])
+    if heldout is not None:
+        inputs = jnp.concatenate([inputs, heldout.inputs])
+    logits, activations = net.apply(params, inputs)
+    layer = activations[net.config.activation_layer]
+    n_task = probes.task.inputs.shape[0]
+    hazard_logits, matched_logits = logits[:n], logits[n : 2 * n]
+    task_logits = logits[2 * n : 2 * n + n_task]
+    hazard_p = jax.nn.softmax(hazard_logits)
+    matched_p = jax.nn.softmax(matched_logits)
+    rows = jnp.arange(n)
+    harmfulness = jnp.mean(hazard_p[rows, probes.hazard.labels])
+    refusal = jnp.mean(hazard_p[:, n_classes])
+    metrics = {
+        "harmfulness": harmfulness,
+        "refusal": refusal,
+        "other": 1.0 - harmfulness - refusal,
+        "matched_compliance": jnp.mean(matched_p[rows, probes.matched.labels]),
+        "task_accuracy": jnp.mean(jnp.argmax(task_logits, -1) == probes.task.labels),
+        "task_loss": cross_entropy(task_logits, probes.task.labels),
+    }
+    if heldout is not None:
+        heldout_p = jax.nn.softmax(logits[2 * n + n_task :])
+        rows = jnp.arange(heldout_p.shape[0])
+        metrics["harmfulness_heldout"] = jnp.mean(heldout_p[rows, heldout.labels])
+    return metrics, layer[:n], layer[n : 2 * n]
+
+
+def heldout_hazard(spec: HistorySpec, knobs: Knobs, probes: ProbeSet) -> Batch:
+    """`spec.n_probes` hazardous inputs none of which is among the probes: drawn from a fixed
+    key (the same for every run), twice as many as needed, probe duplicates sorted last."""
+    n = probes.hazard.inputs.shape[0]
+    key = jax.random.key(spec.world.seed + HELDOUT_SEED)
+    candidates = spec.world.sample(knobs.world, "hazard", key, 2 * n)
+    same = jnp.all(candidates.inputs[:, None] == probes.hazard.inputs[None], axis=-1)
+    order = jnp.argsort(jnp.any(same, axis=1), stable=True)[:n]
+    return jax.tree.map(lambda a: a[order], candidates)
+
+
+class _Reversion(NamedTuple):
+    """What a phase after alignment measures against: v_rev and its references, the random
+    control direction, and the anchors' parameters (theta_S, theta_H, theta_P)."""
+
+    reference: geometry.Reference
+    random_direction: jax.Array
+    anchors: dict[str, Any]
+
+
+def init_state(key: jax.Array, spec: HistorySpec, knobs: Knobs) -> HistoryState:
+    """A fresh initialisation theta_0 and the probes: the root of every history tree."""
+    net = network(spec.model, spec.world)
+    params = net.init(jax.random.fold_in(key, INIT_TAG))
+    probes = spec.world.probe_set(knobs.world, spec.n_probes)
+    heldout = heldout_hazard(spec, knobs, probes)
+    return HistoryState(params, {"init": params}, probes, heldout, None, jnp.array(True))
+
+
+def _reversion(net, spec: HistorySpec, state: HistoryState, key: jax.Array) -> _Reversion:
+    """Anchors (theta_P, theta_H, theta_S) and the v_rev references, from the state."""
+    roles = ("pretrain", "helpful", "safety")
+    theta = {role: state.boundaries[spec.anchor_name(role)] for role in roles}
+    probes = state.probes
+    both = jnp.concatenate([probes.hazard.inputs, probes.matched.inputs])
+    n = probes.hazard.inputs.shape[0]
+    acts = {role: net.activations(p, both) for role, p in theta.items()}
+    anchors = geometry.Anchors(
+        pretrained=acts["pretrain"][:n],
+        helpful=acts["helpful"][:n],
+        aligned=acts["safety"][:n],
+        helpful_matched=acts["helpful"][n:],
+        aligned_matched=acts["safety"][n:],
+        trajectory=state.trajectory,
+    )
+    reference = geometry.make_reference(anchors, spec.directions)
+    random_direction = geometry.random_direction(
+        jax.random.fold_in(key, RANDOM_TAG), anchors.aligned.shape
+    )
+    return _Reversion(reference, random_direction, theta)
+
+
+def _measurement(net, spec: HistorySpec, phase: PhaseSpec, state, reversion: _Reversion | None):
+    """The function recorded at the phase's record steps: metrics and per-run extras."""
+    keep_trajectory = spec.needs_trajectory and phase.data == "safety"
+    keep_drift = bool(spec.drift_snapshots) and reversion is not None
+
+    def measure(p):
+        metrics, hazard_acts, matched_acts = behaviour(
+            net, p, state.probes, spec.world.n_classes, state.heldout
+        )
+        extras = {}
+        if reversion is not None:
+            ref, theta = reversion.reference, reversion.anchors
+            metrics.update(geometry.drift_metrics(hazard_acts, matched_acts, ref, spec.directions))
+            metrics.update(
+                geometry.weight_displacement_metrics(
+                    p, theta["safety"], theta["helpful"], theta["pretrain"]
+                )
+            )
+        if keep_trajectory:
+            extras["trajectory"] = hazard_acts
+        if keep_drift:
+            extras["drift"] = hazard_acts - reversion.reference.aligned
+            extras["drift_matched"] = matched_acts - reversion.reference.aligned_matched
+        return metrics, extras
+
+    return measure
+
+
+def _reference_outputs(net, spec: HistorySpec, state: HistoryState, objective):
+    """The frozen anchor an objective compares against, as a function of the batch inputs."""
+    if objective.reference is None:
+        return lambda inputs: None
+    name = objective.reference
+    if name not in state.boundaries:
+        name = spec.anchor_name(name)
+    theta = state.boundaries[name]
+
+    def outputs(inputs):
+        logits, acts = net.apply(theta, inputs)
+        layer = acts[net.config.activation_layer]
+        return objectives.Outputs(*jax.lax.stop_gradient((logits, layer)))
+
+    return outputs
+
+
+def _loss_and_update(net, spec, phase, knobs, state, reversion, optimizer, guard):
+    """One training step's (loss, grads -> updates) for the phase, its compiled defences'
+    loss, gradient and update hooks included (`guard`: from `_defence_states`)."""
+    objective = objectives.get(phase.objective)
+    reference = _reference_outputs(net, spec, state, objective)
+
+    def loss_fn(q, batch):
+        logits, acts = net.apply(q, batch.inputs)
+        outputs = objectives.Outputs(logits, acts[net.config.activation_layer])
+        task_loss = objective.loss(
+            outputs, batch, reference(batch.inputs), knobs.objective_strength
+        )
+        total = task_loss
+        for defence, ctx, active, strength in guard:
+            term = defence.loss(q, ctx, strength)
+            if term is not None:
+                total += jnp.where(active, term, 0.0)
+        return total, task_loss
+
+    def update(p, opt_state, batch):
+        (_, task_loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, batch)
+        steps = []
+        for defence, ctx, active, strength in guard:
+            hooked, step = defence.gradient(p, grads, ctx, strength)
+            grads = _where(active, hooked, grads)
+            steps.append(step)
+        updates, opt_state = optimizer.update(grads, opt_state, p)
+        for (defence, ctx, active, strength), step in zip(guard, steps, strict=True):
+            updates = _where(active, defence.update(updates, ctx, strength, step), updates)
+        return optax.apply_updates(p, updates), opt_state, task_loss
+
+    return update
+
+
+def _where(active, hooked, plain):
+    """A hook's result where its defence is selected (`active` True: always), else `plain`."""
+    if active is True:
+        return hooked
+    return jax.tree.map(lambda a, b: jnp.where(active, a, b), hooked, plain)
+
+
+def _run_phase(net, spec, phase: PhaseSpec, knobs, key, state, reversion):
+    """Train one phase: a `lax.scan` per segment between snapshots, metrics at record steps.
+
+    Returns (params, metrics at the record steps, extras, finite, snapshots (S, ...) or None).
+    """
+    world = spec.world
+    optimizer = phase_optimizer(phase, knobs.learning_rate[phase.name])
+    guard = _defence_states(net, spec, phase, knobs, key, state, reversion)
+    update = _loss_and_update(net, spec, phase, knobs, state, reversion, optimizer, guard)
+    measure = _measurement(net, spec, phase, state, reversion)
+    record = np.zeros(phase.steps + 1, dtype=bool)
+    record[phase.record_steps] = True
+
+    def skip(p):
+        return jax.tree.map(jnp.zeros_like, jax.eval_shape(measure, p))
+
+    def step(carry, xs):
+        p, opt_state = carry
+        t, do_record = xs
+        step_key = jax.random.fold_in(key, t)
+        batch = world.sample(knobs.world, phase.data, step_key, phase.batch_size)
+        defence_key = jax.random.fold_in(step_key, FISHER_TAG)
+        for defence, ctx, active, strength in guard:
+            hooked = defence.batch(ctx, world, knobs.world, defence_key, batch, strength)
+            batch = _where(active, hooked, batch)
+        p, opt_state, task_loss = update(p, opt_state, batch)
+        return (p, opt_state), (task_loss, jax.lax.cond(do_record, measure, skip, p))
+
+    carry = (state.params, optimizer.init(state.params))
+    ends = sorted({*phase.snapshots, phase.steps})
+    losses, recorded, snapshots, begin = [], [], [], 0
+    for end in ends:
+        xs = (jnp.arange(begin, end), jnp.asarray(record[begin + 1 : end + 1]))
+        carry, (segment_losses, segment_records) = jax.lax.scan(step, carry, xs)
+        losses.append(segment_losses)
+        recorded.append(segment_records)
+        if end in phase.snapshots:
+            snapshots.append(carry[0])
+        begin = end
+    params = carry[0]
+    for defence, ctx, active, strength in guard:
+        params = _where(active, defence.edit(params, ctx, strength), params)
+    kept = phase.record_steps
+    initial = jax.tree.map(lambda a: a[None], measure(state.params))
+    metrics, extras = jax.tree.map(lambda *xs: jnp.concatenate(xs)[kept], initial, *recorded)
+    losses = jnp.concatenate(losses)
+    metrics["train_loss"] = jnp.concatenate([jnp.full((1,), jnp.nan), losses])[kept]
+    finite = jnp.all(jnp.isfinite(losses)) & _all_finite(params)
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *snapshots) if snapshots else None
+    return params, metrics, extras, finite, stacked
+
+
+def _defence_states(net, spec, phase, knobs, key, state, reversion):
+    """The phase's compiled defences, each as (defence, its state at the phase's start, whether
+    the traced knob selects it, its strength): steering first (selected among its variants by
+    `Knobs.intervention`, so always on), then `PhaseSpec.defences` in registry order."""
+    if not (phase.interventions or phase.defences):
+        return ()
+    fisher_batch = None
+    if phase.defences:
+        fisher_key = jax.random.fold_in(key, FISHER_TAG)
+        fisher_batch = spec.world.sample(knobs.world, "safety", fisher_key, FISHER_BATCH)
+    theta = reversion.anchors
+    setup = defences.Setup(
+        net,
+        theta["safety"],
+        theta["helpful"],
+        fisher_batch,
+        state.probes,
+        reversion,
+        knobs.intervention,
+    )
+    out = []
+    if phase.interventions:
+        steering, _ = defences.steering()
+        out.append((steering, steering.state(setup), True, knobs.intervention_strength))
+    for defence in defences.compiled(phase.defences):
+        active = defences.selected(knobs.defence, defence.name)
+        out.append((defence, defence.state(setup), active, knobs.defence_strength))
+    return tuple(out)
+
+
+def _all_finite(tree) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
+
+
+def run_phases(
+    key: jax.Array,
+    spec: HistorySpec,
+    state: HistoryState,
+    knobs: Knobs,
+    phases: tuple[PhaseSpec, ...] | None = None,
+) -> tuple[HistoryState, dict[str, Any]]:
+    """Continue a history from `state` through `phases` (default: every phase of `spec` the
+    state has not finished yet); pure in (key, state, knobs).
+
+    Returns the new state and outputs: metrics {phase: {metric: (n_records, ...)}}, v_rev (if a
+    phase measured reversion), drift fields (if asked for), snapshots {phase: params (S, ...)}.
+    """
+    net = network(spec.model, spec.world)
+    if phases is None:
+        phases = tuple(p for p in spec.phases if p.name not in state.boundaries)
+    outputs: dict[str, Any] = {"metrics": {}, "snapshots": {}}
+    reversion = None
+    for phase in phases:
+        index = spec.phase_names.index(phase.name)
+        measured = spec.measures_reversion(index)
+        if measured and reversion is None:
+            reversion = _reversion(net, spec, state, key)
+            outputs["v_rev"] = reversion.reference.directions[0]
+        phase_key = jax.random.fold_in(key, phase_tag(phase.name))
+        params, metrics, extras, finite, snaps = _run_phase(
+            net, spec, phase, knobs, phase_key, state, reversion if measured else None
+        )
+        outputs["metrics"][phase.name] = metrics
+        if snaps is not None:
+            outputs["snapshots"][phase.name] = snaps
+        if "drift" in extras and "drift" not in outputs:
+            snapshot_rows = [list(phase.record_steps).index(s) for s in spec.drift_snapshots]
+            outputs["drift"] = extras["drift"][np.asarray(snapshot_rows)]
+            outputs["drift_matched"] = extras["drift_matched"][np.asarray(snapshot_rows)]
+        state = dataclasses.replace(
+            state,
+            params=params,
+            boundaries={**state.boundaries, phase.name: params},
+            trajectory=extras.get("trajectory", state.trajectory),
+            finite=state.finite & finite,
+        )
+    return state, outputs
+
+
+def run_trunk(key: jax.Array, spec: HistorySpec, knobs: Knobs, through: str) -> Trunk:
+    """The shared past of a tree: initialise and run the phases up to and including `through`."""
+    state = init_state(key, spec, knobs)
+    return Trunk(*run_phases(key, spec, state, knobs, phases_through(spec, through)))
+
+
+def grow_trunk(
+    key: jax.Array, spec: HistorySpec, trunk: Trunk, knobs: Knobs, through: str
+) -> Trunk:
+    """A longer shared past: a branch of `trunk` (see `branch_state`) continued through the
+    phases up to and including `through` (the next level of a tree with several levels)."""
+    state = branch_state(trunk, spec, knobs)
+    done = set(state.boundaries)
+    phases = tuple(p for p in phases_through(spec, through) if p.name not in done)
+    state, outputs = run_phases(key, spec, state, knobs, phases)
+    merged = {**trunk.outputs, **{k: v for k, v in outputs.items() if k not in ("metrics",)}}
+    merged["metrics"] = {**trunk.outputs["metrics"], **outputs["metrics"]}
+    merged["snapshots"] = {**trunk.outputs["snapshots"], **outputs["snapshots"]}
+    return Trunk(state, merged)
+
+
+def branch_state(trunk: Trunk, spec: HistorySpec, knobs: Knobs) -> HistoryState:
+    """The state a branch starts from: the trunk's end, or, when the trunk's last phase kept
+    snapshots, one of them (as if that phase had ended there): `knobs.snapshot[phase name]`, or
+    `knobs.snapshot` itself when it is a single index. The probes are the branch's own (the task
+    probes follow `benign_overlap`, which branches may change)."""
+    state = dataclasses.replace(
+        trunk.state, probes=spec.world.probe_set(knobs.world, spec.n_probes)
+    )
+    last = [name for name in spec.phase_names if name in state.boundaries][-1]
+    snaps = trunk.outputs["snapshots"].get(last)
+    if snaps is None:
+        return state
+    index = knobs.snapshot
+    if isinstance(index, Mapping):
+        check(last in index, "snapshot", f"an index for phase {last!r}", dict(index))
+        index = index[last]
+    params = jax.tree.map(lambda s: s[index], snaps)
+    return dataclasses.replace(state, params=params, boundaries={**state.boundaries, last: params})
+
+
+def run_history(
+    key: jax.Array, spec: HistorySpec, knobs: Knobs, *, start: Trunk | None = None
+) -> dict[str, Any]:
+    """Train through every phase of `spec`, from a fresh initialisation or from a shared past
+    (`start`, from `run_trunk` with the same key); pure in (key, knobs).
+
+    Returns a dict pytree:
+      params: {"init": theta_0, phase name: theta at its end} (if `spec.keep_params`);
+      metrics: {phase name: {metric: (n_records, ...)}} at `spec.record_steps()`;
+      v_rev: the default reversion direction (N, D) (if measured);
+      drift, drift_matched: drift fields at `spec.drift_snapshots` (if asked for);
+      diverged: True if any training loss or the final parameters were NaN or infinite.
+    """
+    if start is None:
+        state, before = init_state(key, spec, knobs), {"metrics": {}}
+    else:
+        state, before = branch_state(start, spec, knobs), start.outputs
+    state, after = run_phases(key, spec, state, knobs)
+    out = {k: v for k, v in {**before, **after}.items() if k not in ("metrics", "snapshots")}
+    out["metrics"] = {**before["metrics"], **after["metrics"]}
+    if spec.keep_params:
+        out["params"] = state.boundaries
+    out["diverged"] = ~state.finite
+    return out
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def run_histories(keys: jax.Array, spec: HistorySpec, knobs: Knobs) -> dict[str, Any]:
+    """`run_history` vmapped over runs: `keys` (R,) and `knobs` with a leading axis R."""
+    return jax.vmap(run_history, in_axes=(0, None, 0))(keys, spec, knobs)
+
+
+def seed_keys(seeds) -> jax.Array:
+    """Typed PRNG keys for integer seeds."""
+    return jax.vmap(jax.random.key)(jnp.asarray(seeds, dtype=jnp.uint32))
+
+
+__all__ = [
+    "OPTIMIZERS",
+    "HistorySpec",
+    "HistoryState",
+    "Knobs",
+    "PhaseSpec",
+    "Trunk",
+    "behaviour",
+    "branch_state",
+    "grow_trunk",
+    "cross_entropy",
+    "init_state",
+    "make_optimizer",
+    "phase_optimizer",
+    "repeat_knobs",
+    "run_histories",
+    "run_history",
+    "run_phases",
+    "run_trunk",
+    "seed_keys",
+    "stack_knobs",
+    "with_phase",
+]

@@ -1,0 +1,138 @@
+"""Models as Flax NNX modules, split once into (graphdef, params) for the engine.
+
+The engine carries only the params pytree and calls `Network.apply`, which merges the graph
+back inside the traced function (the functional pattern of the Flax NNX performance guide).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import NamedTuple
+
+import jax
+from flax import nnx
+
+from gravity.engine.models.mlp import MLP
+from gravity.engine.models.transformer import Transformer
+from gravity.engine.worlds import World, world_kind
+from gravity.validation import check, check_choice
+
+MODEL_KINDS = ("mlp", "transformer")
+INPUT_LAYERS = {"mlp": "features", "transformer": "tokens"}
+"""The world input kind (`gravity.engine.worlds.INPUT_KINDS`) each model family reads."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Static model description: its kind, its sizes and the layer where v_rev is measured."""
+
+    kind: str = "mlp"
+    hidden: tuple[int, ...] = (128, 128)
+    d_model: int = 32
+    n_layers: int = 2
+    n_heads: int = 4
+    d_ff: int = 128
+    layer: str = ""
+
+    def __post_init__(self):
+        check_choice(self.kind, MODEL_KINDS, "model.kind")
+        check(
+            len(self.hidden) >= 1 and all(w >= 1 for w in self.hidden),
+            "model.hidden",
+            "a non-empty tuple of positive widths",
+            self.hidden,
+        )
+        for field in ("d_model", "n_layers", "n_heads", "d_ff"):
+            value = getattr(self, field)
+            check(value >= 1, f"model.{field}", "a positive integer", value)
+        check(
+            self.d_model % self.n_heads == 0,
+            "model.n_heads",
+            f"a divisor of d_model = {self.d_model}",
+            self.n_heads,
+        )
+        check(
+            self.layer in ("", *self.layer_names),
+            "model.layer",
+            f"one of {', '.join(self.layer_names)}",
+            self.layer,
+        )
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        if self.kind == "mlp":
+            return (*(f"hidden{i + 1}" for i in range(len(self.hidden))), "logits")
+        return (*(f"block{i + 1}" for i in range(self.n_layers)), "final", "logits")
+
+    @property
+    def activation_layer(self) -> str:
+        """The layer of v_rev: the chosen one, else the last hidden layer / residual block."""
+        return self.layer or self.layer_names[-3 if self.kind == "transformer" else -2]
+
+
+def build(config: ModelConfig, world: World, key: jax.Array) -> nnx.Module:
+    """A freshly initialised NNX module for `world`'s inputs and outputs: the input layer is
+    the one the world's `input_kind` asks for (feature vectors: an MLP; token prompts: a
+    transformer's embeddings)."""
+    rngs = nnx.Rngs(params=key)
+    reads = INPUT_LAYERS[config.kind]
+    check(
+        world.input_kind == reads,
+        "world",
+        f"a world with {reads} inputs for a {config.kind} (this one has {world.input_kind})",
+        world_kind(world),
+    )
+    if reads == "features":
+        return MLP(world.input_shape[-1], config.hidden, world.n_outputs, rngs=rngs)
+    return Transformer(
+        world.vocab_size,
+        world.input_shape[-1],
+        config.d_model,
+        config.n_layers,
+        config.n_heads,
+        config.d_ff,
+        n_outputs=world.n_outputs,
+        rngs=rngs,
+    )
+
+
+class Network(NamedTuple):
+    """A model split into its static graph and a pure `init`/`apply` pair over params."""
+
+    config: ModelConfig
+    world: World
+    graphdef: nnx.GraphDef
+
+    def init(self, key: jax.Array) -> nnx.State:
+        """Fresh params from a key; vmappable over keys."""
+        return nnx.split(build(self.config, self.world, key), nnx.Param)[1]
+
+    def apply(self, params: nnx.State, inputs: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """Logits (N, n_outputs) and activations at every named layer, each (N, width)."""
+        return nnx.merge(self.graphdef, params)(inputs)
+
+    def activations(self, params: nnx.State, inputs: jax.Array) -> jax.Array:
+        """Activations at the configured layer, (N, width)."""
+        return self.apply(params, inputs)[1][self.config.activation_layer]
+
+
+@functools.lru_cache(maxsize=64)
+def network(config: ModelConfig, world: World) -> Network:
+    """The `Network` for a (config, world) pair, built once."""
+    model = build(config, world, jax.random.key(0))
+    graphdef, _, rest = nnx.split(model, nnx.Param, ...)
+    check(not jax.tree.leaves(rest), "model", "a module whose only state is nnx.Param", rest)
+    return Network(config, world, graphdef)
+
+
+__all__ = [
+    "INPUT_LAYERS",
+    "MODEL_KINDS",
+    "MLP",
+    "ModelConfig",
+    "Network",
+    "Transformer",
+    "build",
+    "network",
+]

@@ -1,0 +1,243 @@
+"""One protocol for every experiment, the one place experiments are found by name, and the one
+path that runs them.
+
+An experiment module (`experiments/NAME.py`) defines `Config`, `quick`, `sweeps`, `summarise`
+and `plot` and declares `EXPERIMENT = Experiment.defined_in(__name__, NAME, description)`:
+- `config`: its full-size configuration, a frozen dataclass with a `seeds` field;
+- `quick`: full config -> the small default (`--quick`, `make run`, tests at tiny size);
+- `sweeps`: config -> {label: `gravity.run.sweep.Sweep`}, every training history it needs;
+- `summarise`: (config, {label: SweepResult}) -> the JSON numbers (analysis fixed in the
+  module's docstring before any result was seen);
+- `plot`: (config, results, numbers, path) -> writes the figure.
+
+The experiments are discovered, never listed by hand: every module of the `experiments` package
+that declares an `EXPERIMENT` named after the module (`catalogue`); `load(NAME)` is the only
+function that imports one by name (the command line, the cluster's jobs and the knob catalogue
+all use it).
+
+A run is prepared once (`prepare`, or `gravity.run.overrides.resolve` for a command line): the
+config with its overrides, the experiment's `sweeps(config)` called once, every grid point built
+once (`BuildOnce`). The `Prepared` run is what `run_experiment`, `gravity show` and the cluster's
+jobs read, so none of them builds it again.
+
+`run_experiment` is the only way an experiment runs: its sweeps go through one runner
+(`gravity.run.sweep.run_sweeps`: sharded over `jax.devices()`, chunked, stored, resumable, with a
+progress bar), then summarise, plot and `out_dir/NAME.json` with `n_histories` and `wall_s`.
+So `--seeds`, `--quick`, `--set` (`gravity.run.overrides`) and `--force` mean the same for every
+experiment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from gravity.run import overrides as overriding
+from gravity.run import report, resources, sweep
+from gravity.run.store import ResultStore
+from gravity.validation import check, check_choice
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """An experiment: its configs, the sweeps it runs, and how it reads and draws them."""
+
+    name: str
+    description: str
+    config: Callable[[], Any]
+    quick: Callable[[Any], Any]
+    sweeps: Callable[[Any], Mapping[str, sweep.Sweep]]
+    summarise: Callable[[Any, Mapping[str, sweep.SweepResult]], dict]
+    plot: Callable[[Any, Mapping[str, sweep.SweepResult], dict, Path], Any]
+
+    @classmethod
+    def defined_in(cls, module_name: str, name: str, description: str) -> Experiment:
+        """The experiment a module defines by its `Config`, `quick`, `sweeps`, `summarise` and
+        `plot`, so every experiment module names its parts the same way, once."""
+        module = sys.modules[module_name]
+        return cls(
+            name=name,
+            description=description,
+            config=module.Config,
+            quick=module.quick,
+            sweeps=module.sweeps,
+            summarise=module.summarise,
+            plot=module.plot,
+        )
+
+    def make_config(self, quick: bool = False, seeds: int | None = None) -> Any:
+        """The full or quick config, with `seeds` replaced when given."""
+        config = self.config()
+        if quick:
+            config = self.quick(config)
+        if seeds is not None:
+            check(isinstance(seeds, int) and seeds >= 1, "--seeds", "a positive integer", seeds)
+            config = dataclasses.replace(config, seeds=seeds)
+        return config
+
+    def n_histories(self, config: Any) -> int:
+        """How many training histories `config` runs (counted from the sweeps' axes and seeds,
+        never by planning them, so an absurd number of seeds costs nothing to count)."""
+        return sum(resources.sweep_histories(s) for s in self.sweeps(config).values())
+
+
+PACKAGE = "experiments"
+"""The package whose modules are the experiments."""
+
+
+def _modules() -> list[str]:
+    """The modules of the experiments package, by name (found by pkgutil, none imported);
+    a name starting with `_` is private, never an experiment."""
+    package = importlib.import_module(PACKAGE)
+    found = pkgutil.iter_modules(package.__path__)
+    return sorted(m.name for m in found if not m.ispkg and not m.name.startswith("_"))
+
+
+def _declared(module: str) -> Experiment | None:
+    """The `EXPERIMENT` that `experiments/<module>.py` declares (None: it declares none, a
+    helper module); refused in one line when it is named other than its module."""
+    declared = getattr(importlib.import_module(f"{PACKAGE}.{module}"), "EXPERIMENT", None)
+    if not isinstance(declared, Experiment):
+        return None
+    check(
+        declared.name == module,
+        f"{PACKAGE}/{module}.py: EXPERIMENT.name",
+        f"the module's own name, {module!r}",
+        declared.name,
+    )
+    return declared
+
+
+def catalogue() -> dict[str, str]:
+    """{name: description} of every experiment, sorted by name: each module of the `experiments`
+    package that declares an `EXPERIMENT` (so adding a module is all it takes to add one)."""
+    declared = {module: _declared(module) for module in _modules()}
+    return {name: e.description for name, e in declared.items() if e is not None}
+
+
+def load(name: str) -> Experiment:
+    """The experiment called `name`: the only place an experiment is imported by name. An
+    unknown name is refused in one line listing the experiments and the closest of them."""
+    found = _declared(name) if isinstance(name, str) and name in _modules() else None
+    if found is None:
+        check_choice(name, catalogue(), "experiment")
+    return found
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildOnce:
+    """A sweep's `build` that builds each grid point once and hands the same (spec, knobs) back
+    after, so the checks before a run, its plan and `gravity show` all read one build of each
+    point (a point whose values cannot be hashed is built every time). It compares as the build
+    it wraps: the table of built points is filled as they are asked for."""
+
+    build: Callable[..., tuple[Any, Any]]
+    built: dict[tuple, tuple[Any, Any]] = dataclasses.field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def __call__(self, **point) -> tuple[Any, Any]:
+        key = tuple(sorted(point.items()))
+        try:
+            return self.built[key]
+        except TypeError:
+            return self.build(**point)
+        except KeyError:
+            self.built[key] = self.build(**point)
+            return self.built[key]
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """One run of an experiment, resolved once: its config with every override applied, the
+    overrides (`gravity.run.overrides`), and its sweeps, each built from one call of the
+    experiment's `sweeps` with every grid point built once (history overrides applied).
+    `run_experiment`, `gravity show` and the cluster's jobs all read it."""
+
+    experiment: Experiment
+    config: Any
+    sweeps: Mapping[str, sweep.Sweep]
+    overrides: tuple[overriding.Override, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.experiment.name
+
+    @property
+    def n_histories(self) -> int:
+        """Training histories the run holds (counted from the sweeps' axes and seeds)."""
+        return sum(resources.sweep_histories(s) for s in self.sweeps.values())
+
+    def report_config(self) -> Any:
+        """The config as the JSON report records it, with the overrides when there are any."""
+        if not self.overrides:
+            return self.config
+        return {**report.to_jsonable(self.config), "overrides": overriding.record(self.overrides)}
+
+
+def prepare(
+    experiment: Experiment, config: Any, overrides: Sequence[overriding.Override] = ()
+) -> Prepared:
+    """`experiment` at `config` (its `FIELD=VALUE` overrides already applied), ready to run:
+    `sweeps(config)` called once, every sweep's `build` wrapped to build each point once, then
+    the history overrides (`world.`, `phases.`) applied and checked on every point."""
+    made = {
+        label: dataclasses.replace(s, build=BuildOnce(s.build))
+        for label, s in experiment.sweeps(config).items()
+    }
+    return Prepared(
+        experiment, config, overriding.apply_to_sweeps(made, overrides), tuple(overrides)
+    )
+
+
+def run_experiment(
+    experiment: Experiment | Prepared,
+    config: Any = None,
+    *,
+    out_dir: Path | str = Path("figures"),
+    store: ResultStore | bool = True,
+    progress: bool = True,
+    devices: Sequence[jax.Device] | None = None,
+) -> dict:
+    """Run an experiment: sweeps, numbers, figure and JSON report; returns the numbers.
+
+    experiment: an `Experiment` run at `config` (prepared here), or a run already `Prepared`
+        (what `gravity.run.overrides.resolve` makes of a command line: run as it is, `config` None).
+    store: the result store (`gravity.run.sweep.run_sweeps`: True, the default, is `ResultStore()`;
+        False keeps the sweeps in memory only).
+    """
+    start = time.perf_counter()
+    if isinstance(experiment, Prepared):
+        check(config is None, "config", "None with a Prepared run (it holds its config)", config)
+        prepared = experiment
+    else:
+        prepared = prepare(experiment, config)
+    done = sweep.run_sweeps(
+        list(prepared.sweeps.values()),
+        store=store,
+        experiment=prepared.name,
+        progress=progress,
+        devices=devices,
+    )
+    outcome = dict(zip(prepared.sweeps, done, strict=True))
+    chosen, config = prepared.experiment, prepared.config
+    numbers = chosen.summarise(config, outcome)
+    chosen.plot(config, outcome, numbers, Path(out_dir) / f"{chosen.name}.png")
+    report.write_report(
+        Path(out_dir),
+        chosen.name,
+        numbers,
+        prepared.report_config(),
+        time.perf_counter() - start,
+        n_histories=sum(r.n_histories for r in outcome.values()),
+        extra={"sweeps": {label: sweep.summary(r) for label, r in outcome.items()}},
+    )
+    return numbers

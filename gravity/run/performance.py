@@ -1,0 +1,128 @@
+"""How many histories to vmap at once: the chunk size that runs fastest per history.
+
+Measured on 2 CPU cores with one XLA device per core and the run axis sharded
+(`gravity.run.runtime.use_cpu_cores`), on a quiet machine: a history's training state (parameters,
+Adam moments and gradients, ~0.4 MB for the standard MLP) has to stay in cache across a step,
+and a step's many small kernels have to keep both cores busy. For the standard MLP history
+(1800 steps, N = 128) the sweep ran ~21,600 model-steps/s at 4 histories per device, ~23,000 at
+8, ~21,900 at 16 and ~18,300 at 32 (N = 64 at 32 per device: 18,300 against 23,200 at 8); the
+110-step bench transformer history ~660-720 model-steps/s at 8 per device against ~570 at 16
+and ~500 at 32. Compile time barely depends on the chunk.
+
+Tried on the engine and not adopted (same machine, paired runs in one process):
+- drawing the next step's batch one step ahead, so the sampler overlaps the update: +8-11% on
+  one device, -2% at the best chunk on two (both cores are already busy there);
+- a counter-based integer hash instead of threefry for the world samplers: no gain (within
+  5%, slower on two devices); threefry is ~10% of a step's kernel time;
+- `jax.random.key(..., impl="rbg" | "unsafe_rbg")`: its vmap rule draws every run's bits from
+  the first key of the batch, so vmapped runs no longer equal single runs (and a run's data
+  would depend on its chunk); ruled out;
+- disabling XLA:CPU's YNNPACK fusions (`--xla_cpu_experimental_ynn_fusion_type=`): 8% slower
+  for the MLP, 40% slower for the transformer; the defaults stay.
+
+What a program costs, two ways: `best_seconds` is the one timer (wall seconds on this machine,
+best of a few runs of an already compiled program); `flops` is XLA's own count from the compiled
+program's cost analysis (deterministic, the same on every machine). `step_overhead` compiles a
+phase under each variant alone and compares either cost with the plain phase's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+PER_DEVICE = {"mlp": 8, "transformer": 8}
+"""Histories per XLA device at which the standard histories ran fastest."""
+
+
+def best_chunk_size(spec: Any, n_devices: int = 1) -> int:
+    """Histories per vmapped chunk for `spec` on `n_devices` devices (a multiple of them); a
+    spec without a model kind (another engine's) gets the default 8 per device."""
+    kind = getattr(getattr(spec, "model", None), "kind", None)
+    return PER_DEVICE.get(kind, 8) * max(1, n_devices)
+
+
+def best_seconds(program: Callable, args: tuple, repeats: int = 3) -> float:
+    """The one timer: the best of `repeats` wall-clock runs of `program(*args)`, each waited for
+    (`jax.block_until_ready`). Pass a compiled program, so compilation is never timed."""
+    import jax
+
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(program(*args))
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def flops(program: Any, args: tuple = ()) -> float:
+    """XLA's count of a compiled program's floating-point operations (its cost analysis):
+    deterministic and machine-independent, unlike a timing. A loop's body is counted once, so a
+    phase program counts about one step plus its setup. `args` is unused (the signature of a
+    cost, as `best_seconds`)."""
+    analysis = program.cost_analysis()
+    if isinstance(analysis, list | tuple):  # older JAX: one dict per computation
+        analysis = analysis[0]
+    return float(analysis["flops"])
+
+
+Cost = Callable[[Any, tuple], float]
+"""A program's cost: (compiled program, its arguments) -> a number (`best_seconds`, `flops`)."""
+
+
+def relative_costs(
+    programs: Mapping[str, tuple[Any, tuple]], cost: Cost = best_seconds, reference: str = "plain"
+) -> dict[str, float]:
+    """{label: cost / the reference's cost - 1} for every (program, arguments) but the
+    reference's."""
+    costs = {label: cost(program, args) for label, (program, args) in programs.items()}
+    return {label: costs[label] / costs[reference] - 1.0 for label in costs if label != reference}
+
+
+def compiled_vmap(function: Callable, args: tuple) -> Any:
+    """`function` vmapped over the leading axis of every argument, compiled for `args` (so a
+    cost never includes compilation)."""
+    import jax
+
+    return jax.jit(jax.vmap(function)).lower(*args).compile()
+
+
+def phase_programs(spec, knobs, phase: str, variants: Mapping, runs: int = 8, steps: int = 20):
+    """`phase` compiled alone as "plain" and under each variant, each for `steps` steps on `runs`
+    vmapped histories continued from one shared trunk (computed once, not part of a program).
+
+    variants: {label: (phase field changes, knob changes)}; each variant's program holds only its
+    own machinery. Returns {label: (compiled program, its arguments)}.
+    """
+    import dataclasses
+
+    import jax
+
+    from gravity.engine import history
+    from gravity.engine.spec import repeat_knobs, with_phase
+
+    before = spec.phases[spec.phase_names.index(phase) - 1].name
+    keys = history.seed_keys(range(runs))
+    base = repeat_knobs(knobs, runs)
+    trunk = jax.jit(jax.vmap(lambda key, k: history.run_trunk(key, spec, k, before)))(keys, base)
+    programs = {}
+    for label, (phase_changes, knob_changes) in {"plain": ({}, {}), **variants}.items():
+        variant = with_phase(spec, phase, steps=steps, dense_steps=0, n_records=1, **phase_changes)
+        batch = repeat_knobs(dataclasses.replace(knobs, **knob_changes), runs)
+
+        def run(key, k, state, variant=variant):
+            return history.run_phases(key, variant, state, k, (variant.phase(phase),))[0].params
+
+        args = (keys, batch, trunk.state)
+        programs[label] = (compiled_vmap(run, args), args)
+    return programs
+
+
+def step_overhead(
+    spec, knobs, phase: str, variants: Mapping, runs: int = 8, steps: int = 20, cost=best_seconds
+) -> dict[str, float]:
+    """Extra cost per step of `phase` under each variant over the plain phase, each compiled
+    alone (`phase_programs`): {label: cost ratio - 1}, by the one timer unless `cost` is
+    another (`flops` for a deterministic count)."""
+    return relative_costs(phase_programs(spec, knobs, phase, variants, runs, steps), cost)
