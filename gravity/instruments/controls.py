@@ -28,9 +28,8 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from gravity.engine import geometry, history
+from gravity.engine import geometry, history, training
 from gravity.engine.models import network
 from gravity.engine.objectives import cross_entropy
 from gravity.engine.spec import phase_tag
@@ -87,27 +86,29 @@ def control_witnesses(key, spec, state, learning_rate: float, targets, shifts, c
     share = WorldKnobs().align_hazard_rate
 
     def train(index, overlap, shift):
-        stream = jax.random.fold_in(jax.random.fold_in(key, CONTROL_WITNESS_TAG), index)
-
-        def step(carry, t):
-            params, opt_state = carry
-            batch = control_witness_batch(
-                spec.world, jax.random.fold_in(stream, t), helpful.batch_size, overlap, shift, share
+        def sample(step_key):
+            return control_witness_batch(
+                spec.world, step_key, helpful.batch_size, overlap, shift, share
             )
 
-            def loss(q):
-                return cross_entropy(net.apply(q, batch.inputs)[0], batch.labels)
+        def loss(q, batch):
+            return cross_entropy(net.apply(q, batch.inputs)[0], batch.labels)
 
-            updates, opt_state = optimizer.update(jax.grad(loss)(params), opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), None
+        def displacement(q):
+            return {"displacement": net.activations(q, probes) - aligned}
 
-        def segment(carry, begin):
-            carry, _ = jax.lax.scan(step, carry, begin + jnp.arange(every))
-            return carry, net.activations(carry[0], probes) - aligned
-
-        begins = jnp.arange(0, helpful.steps, every)
-        _, displacement = jax.lax.scan(segment, (theta_s, optimizer.init(theta_s)), begins)
-        return displacement
+        stream = jax.random.fold_in(jax.random.fold_in(key, CONTROL_WITNESS_TAG), index)
+        trained = training.train(
+            loss,
+            sample,
+            optimizer,
+            theta_s,
+            stream,
+            helpful.steps,
+            n_records=helpful.steps // every,
+            evaluate=displacement,
+        )
+        return trained.records["displacement"][1:]  # after each segment (not at theta_S)
 
     displacement = jax.vmap(train)(
         jnp.arange(len(targets)),
