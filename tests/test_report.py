@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import subprocess
 
 import numpy as np
 import pytest
@@ -44,3 +45,25 @@ def test_write_report_records_histories_and_wall_time(tmp_path):
     assert written["numbers"]["x"] == {"mean": 2.0, "sd": 1.0, "n": 2}
     assert written["sweep"] == {"programs": 2}
     assert written["config"]["__type__"] == "_Config"
+
+
+def _git(root, *args):
+    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
+
+
+def test_the_dirty_flag_counts_untracked_code_but_not_untracked_notes(tmp_path):
+    _git(tmp_path, "init", "-q")
+    (tmp_path / "gravity").mkdir()
+    (tmp_path / "gravity" / "a.py").write_text("x = 1\n")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "a")
+    clean = report.git_commit(tmp_path)
+    assert clean is not None and not clean.endswith("+dirty")
+    (tmp_path / "notes.txt").write_text("not code\n")
+    assert report.git_commit(tmp_path) == clean
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "new.py").write_text("y = 2\n")
+    assert report.git_commit(tmp_path) == clean + "+dirty"
+    (tmp_path / "experiments" / "new.py").unlink()
+    (tmp_path / "gravity" / "a.py").write_text("x = 2\n")
+    assert report.git_commit(tmp_path) == clean + "+dirty"

@@ -24,7 +24,7 @@ import xarray as xr
 
 from gravity.engine import presets
 from gravity.engine.spec import with_phase
-from gravity.run import store, sweep
+from gravity.run import report, store, sweep
 from gravity.run.store import ResultStore
 from gravity.validation import ConfigError
 
@@ -192,6 +192,8 @@ def test_finished_sweep_loads_from_the_store_and_force_recomputes(reference):
     full, store = reference
     again = sweep.run_sweep(tiny_sweep(), store=store, progress=False)
     assert again.info["loaded_from_store"] and not full.info["loaded_from_store"]
+    # the report of a loaded sweep names the commit its results were computed at
+    assert sweep.summary(again)["computed_at_commit"] == report.git_commit()
     for name, value in full.arrays.items():
         np.testing.assert_array_equal(again[name], value)
     forced = ResultStore(store.root, force=True)

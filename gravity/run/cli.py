@@ -63,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="list the experiments")
+    verdicts = commands.add_parser(
+        "verdicts", help="the scoreboard: every claim's verdict from figures/NAME.json"
+    )
+    verdicts.add_argument("names", nargs="*", metavar="NAME", help="only these experiments")
+    verdicts.add_argument("--figures", type=Path, default=None, help="where NAME.json lie")
+    verdicts.add_argument("--markdown", action="store_true", help="print a Markdown table")
     chosen = _Parser(add_help=False)
     chosen.add_argument("name", nargs="?", help="an experiment name (see `gravity list`)")
     chosen.add_argument("--quick", action="store_true", help="the small default size")
@@ -118,7 +124,7 @@ def writable_folder(path: Path, field: str = "--out", private: bool = False) -> 
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-        if args.command != "list" and args.name is None:
+        if args.command not in ("list", "verdicts") and args.name is None:
             return _name_needed(args)
         return COMMANDS[args.command](args)
     except ConfigError as error:
@@ -354,7 +360,21 @@ def _assemble(args, prepared, out: Path) -> int:
     return _write(args, prepared, out, store, devices=jax.devices()[: cluster.JOB_DEVICES])
 
 
-COMMANDS = {"list": _list, "show": _show, "run": _run, "collect": _collect}
+def _verdicts(args) -> int:
+    """`gravity verdicts [NAME ...] [--figures DIR] [--markdown]` (`gravity.run.verdicts`)."""
+    from gravity.run import verdicts
+
+    figures = [] if args.figures is None else ["--figures", str(args.figures)]
+    return verdicts.main([*args.names, *figures, *(["--markdown"] if args.markdown else [])])
+
+
+COMMANDS = {
+    "list": _list,
+    "show": _show,
+    "run": _run,
+    "collect": _collect,
+    "verdicts": _verdicts,
+}
 
 
 if __name__ == "__main__":

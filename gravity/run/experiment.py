@@ -40,6 +40,7 @@ from typing import Any
 
 import jax
 
+from gravity.instruments import claims as claiming
 from gravity.run import overrides as overriding
 from gravity.run import report, resources, sweep
 from gravity.run.store import ResultStore
@@ -57,11 +58,13 @@ class Experiment:
     sweeps: Callable[[Any], Mapping[str, sweep.Sweep]]
     summarise: Callable[[Any, Mapping[str, sweep.SweepResult]], dict]
     plot: Callable[[Any, Mapping[str, sweep.SweepResult], dict, Path], Any]
+    claims: tuple[claiming.Claim, ...] = ()
 
     @classmethod
     def defined_in(cls, module_name: str, name: str, description: str) -> Experiment:
-        """The experiment a module defines by its `Config`, `quick`, `sweeps`, `summarise` and
-        `plot`, so every experiment module names its parts the same way, once."""
+        """The experiment a module defines by its `Config`, `quick`, `sweeps`, `summarise`,
+        `plot` and `CLAIMS` (optional), so every experiment module names its parts the same
+        way, once."""
         module = sys.modules[module_name]
         return cls(
             name=name,
@@ -71,6 +74,7 @@ class Experiment:
             sweeps=module.sweeps,
             summarise=module.summarise,
             plot=module.plot,
+            claims=tuple(getattr(module, "CLAIMS", ())),
         )
 
     def make_config(self, quick: bool = False, seeds: int | None = None) -> Any:
@@ -238,6 +242,9 @@ def run_experiment(
         prepared.report_config(),
         time.perf_counter() - start,
         n_histories=sum(r.n_histories for r in outcome.values()),
-        extra={"sweeps": {label: sweep.summary(r) for label, r in outcome.items()}},
+        extra={
+            "sweeps": {label: sweep.summary(r) for label, r in outcome.items()},
+            "claims": [claiming.evaluate(claim, numbers) for claim in chosen.claims],
+        },
     )
     return numbers

@@ -28,24 +28,29 @@ SCHEMA_VERSION = 2  # of the reports (the store has its own: gravity.run.store)
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "scipy", "matplotlib")
 
 
-def git_commit() -> str | None:
+ROOT = Path(__file__).resolve().parent.parent.parent
+"""The repository's root (this file is gravity/run/report.py)."""
+
+
+def git_commit(root: Path = ROOT) -> str | None:
     """The commit of the working tree, with '+dirty' if it has uncommitted changes outside
-    `figures/` (which a run of `make figures` rewrites as it goes)."""
-    root = Path(__file__).resolve().parent.parent
+    `figures/` (which a run of `make figures` rewrites as it goes) or untracked files under
+    `gravity/` or `experiments/` (a new module changes what runs as much as an edit does)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!figures"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        commit = git("rev-parse", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!figures")
+        untracked = git(
+            "ls-files", "--others", "--exclude-standard", "--", "gravity", "experiments"
+        )
     except (OSError, subprocess.CalledProcessError):
         return None
-    return commit + ("+dirty" if dirty else "")
+    return commit + ("+dirty" if changed or untracked else "")
 
 
 def provenance() -> dict[str, Any]:

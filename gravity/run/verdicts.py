@@ -16,7 +16,6 @@ no table: a scoreboard is never printed from half its inputs.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import sys
@@ -146,12 +145,11 @@ def markdown(records: Sequence[Mapping[str, Any]]) -> str:
 
 
 def declared_claims() -> list[claiming.Claim]:
-    """Every experiment's `CLAIMS` (none where a module declares none), in the order of
-    `experiments.EXPERIMENTS`. Imports the experiment modules."""
-    from experiments import EXPERIMENTS
+    """Every experiment's claims (its module's `CLAIMS`, none where it declares none), in the
+    order of the experiments' catalogue. Imports the experiment modules."""
+    from gravity.run.experiment import catalogue, load
 
-    modules = (importlib.import_module(f"experiments.{name}") for name in EXPERIMENTS)
-    return [claim for module in modules for claim in getattr(module, "CLAIMS", ())]
+    return [claim for name in catalogue() for claim in load(name).claims]
 
 
 class _Parser(argparse.ArgumentParser):

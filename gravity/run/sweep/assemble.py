@@ -328,7 +328,9 @@ def coordinate(values: tuple) -> np.ndarray:
 
 
 def summary(result: SweepResult) -> dict[str, Any]:
-    """What a report says about how a sweep ran: histories, grouping, timings, diverged runs."""
+    """What a report says about how a sweep ran: histories, grouping, timings, diverged runs,
+    and the commit its results were computed at (read back from the store: a report whose
+    sweeps were loaded says which code made them, not only which code read them)."""
     info = result.info
     return {
         "n_histories": result.n_histories,
@@ -337,5 +339,6 @@ def summary(result: SweepResult) -> dict[str, Any]:
         "compute_wall_s": info.get("wall_s"),
         "timings": info.get("timings"),
         "loaded_from_store": info.get("loaded_from_store", False),
+        "computed_at_commit": (info.get("provenance") or {}).get("git_commit"),
         "diverged_runs": result.diverged_runs,
     }
