@@ -68,8 +68,13 @@ def throughput(run: dict, steps_per_history: int) -> dict:
     return {"histories_per_s": per_s, "model_steps_per_s": per_s * steps_per_history}
 
 
-def run_bench(scale: Scale, kinds=KINDS, torch: bool = True, log=print) -> dict:
-    """Every measurement of `scale` for the model `kinds`; the bench.json dictionary."""
+def run_bench(
+    scale: Scale, kinds=KINDS, torch: bool = True, defences: bool = True, log=print
+) -> dict:
+    """Every measurement of `scale` for the model `kinds`; the bench.json dictionary.
+    `defences`: also what each defence adds to a benign step, and an adversarially augmented
+    safety step, on the standard histories (`benchmarks.defence_costs`, timed by the one timer;
+    the defences experiment reports no timings)."""
     from benchmarks.torch_runs import available
 
     started = time.perf_counter()
@@ -157,6 +162,11 @@ def run_bench(scale: Scale, kinds=KINDS, torch: bool = True, log=print) -> dict:
             str(n): _row(engine[n], out["baselines"][kind], n, steps, history_flops, peak_gflops)
             for n in sizes
         }
+    if defences:
+        from benchmarks.defence_costs import defence_costs
+
+        log("defences: extra seconds per benign step, and per augmented safety step")
+        out["defence_costs"] = defence_costs(models=kinds)
     out["wall_s"] = round(time.perf_counter() - started, 1)
     return out
 

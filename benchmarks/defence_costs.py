@@ -1,6 +1,7 @@
 """What each defence of `experiments/defences.py` costs in compute, for the bench to report
 (the experiment's numbers hold no timings): extra cost per benign step of each defence, and of an
-adversarially augmented safety step, on the standard histories. Not yet called by `run_bench`.
+adversarially augmented safety step, on the standard histories; `make bench` reports them
+(`bench.run_bench(..., defences=True)`, its `defence_costs` key).
 
     from benchmarks.defence_costs import defence_costs
     defence_costs(("mlp",), cost=performance.flops)  # deterministic; the default times them

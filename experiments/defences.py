@@ -29,9 +29,12 @@ from the *longer* phase's earlier results, where 200 steps still leave room in b
 MLP, 0.12 transformer), beside the longer phase at the same 200 steps (equal data and steps) and at
 400 (about equal compute: an augmented step costs ~3 plain ones); every (k, depth) cell is in
 the JSON (`alignment_by_depth`). A defence point is on the Pareto frontier when no other point
-has both lower held-out harm and higher task accuracy. Compute cost is not among these numbers
-(it depends on the machine): `benchmarks/defence_costs.py` reports each defence's extra cost per
-benign step (its phase compiled alone) and the augmented safety step's against the plain one.
+has both lower held-out harm and higher task accuracy. The shallower basin changes the world, not
+its defence: a reference (`changed_world_at_equal_task`), never the best (`best_at_equal_task`
+leaves it out since issue #22, after the full run had been read). Compute cost is not among these
+numbers (it depends on the machine): `benchmarks/defence_costs.py` reports each defence's extra
+cost per benign step (its phase compiled alone) and the augmented safety step's against the plain
+one.
 
 How it runs (the numbers do not depend on it): the defences acting during fine-tuning branch
 from theta_S in two programs at full size (`steer`: the interventions along a direction, whose
@@ -119,6 +122,10 @@ def quick(config: Config) -> Config:
         harm_probs=HARM_PROBS[::4],
         split_programs=False,
     )
+
+
+CHANGED_WORLD = ("shallower_basin",)
+"""Arms that change pretraining (the world, not a defence of it): references, never winners."""
 
 
 def during_arms(config: Config) -> tuple[tuple[str, float], ...]:
@@ -241,6 +248,7 @@ def baseline_agreement(model: str, results: dict, config: Config, reference: str
 
 def summarise_model(model: str, results: dict, config: Config) -> dict:
     entries = points(model, results, config)
+    defended = {p["name"] for p in entries} - set(CHANGED_WORLD)  # all but the changed worlds
     label, arms = next((k, v) for k, v in groups(config).items() if "rehearsal" in dict(v))
     trajectory = results[f"{model}-{label}"].valid("metrics/benign/harmfulness_heldout")
     steps = group_spec(model, config, arms).phase("benign").record_steps
@@ -248,8 +256,9 @@ def summarise_model(model: str, results: dict, config: Config) -> dict:
     return {
         "defences": entries,
         "pareto": frontier.pareto_front(entries),
-        "best_at_equal_task": frontier.best_at_equal_cost(entries),
+        "best_at_equal_task": frontier.best_at_equal_cost(entries, CHANGED_WORLD),
         "best_during_fine_tuning_at_equal_task": frontier.best_at_equal_cost(entries, EARLIER),
+        "changed_world_at_equal_task": frontier.best_at_equal_cost(entries, defended),
         "harmfulness_heldout_aligned": float(np.nanmean(trajectory[0, :, 0])),
         "rehearsal_cut_in_reversion": at_t,
         "rehearsal_cut_in_cumulative_reversion": cumulative,

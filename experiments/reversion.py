@@ -11,7 +11,8 @@ benign phase recorded at every step t = 1..100. Measured, per run and step:
 - specificity controls: the same cosine for the matched benign probes' drift, the hazard-specific
   cosine (common-mode drift removed), and where the refusal mass lost in benign fine-tuning goes.
 
-Controls in the same basis (fixed before the results were seen): every seed's theta_S also
+Controls in the same basis (post hoc: added after the first alignment result was written up,
+as were the control witnesses and the REFUSE-matched world): every seed's theta_S also
 branches into a *control fine-tuning* on benign data from the other topics only
 (`benign_overlap = 0`), whose drift is compared with the same v_rev: the p99 of its alignment
 over run-steps is the same-basis null (`null_p99_same_basis`), and the p99 of its hazard-specific
@@ -20,16 +21,16 @@ topic (`benign_disjoint = 1`: its inputs carry no hazard-topic feature or token)
 control, whose inputs keep hazard-topic features at the background rate `p_off`, runs beside it
 (`same_basis_background`).
 
-Control witnesses, a same-basis null for the *direction* (construction fixed before any result
-was looked at; `gravity.instruments.controls` builds them). From each seed's theta_S, four histories
-branch through a phase of the witness phase's size that changes a *harmless* behaviour (the task
-answer shifted by +1 or +2 on target inputs: the hazard topic without the hazard, or the other
-topics; 2 targets x 2 shifts), each direction taken where its activation distance from theta_S on
-the hazardous probes is nearest the seed's witness distance (both reported, and the full-length
-direction's numbers beside). The benign drift's cosine with these control directions at the kept
-drift steps (mean, p99: `null_p99_control_witness`) is reported against its cosine with v_rev at
-the same run-steps. They are computed once per seed inside the tree's program (they depend on
-the shared past only), not per branch.
+Control witnesses, a same-basis null for the *direction* (post hoc, as above; its construction
+was fixed before its own result; `gravity.instruments.controls` builds them). From each seed's
+theta_S, four histories branch through a phase of the witness phase's size that changes a
+*harmless* behaviour (the task answer shifted by +1 or +2 on target inputs: the hazard topic
+without the hazard, or the other topics; 2 targets x 2 shifts), each direction taken where its
+activation distance from theta_S on the hazardous probes is nearest the seed's witness distance
+(both reported, and the full-length direction's numbers beside). The benign drift's cosine with
+these control directions at the kept drift steps (mean, p99: `null_p99_control_witness`) is
+reported against its cosine with v_rev at the same run-steps. They are computed once per seed
+inside the tree's program (they depend on the shared past only), not per branch.
 
 Worlds beside the main one (each its own pretraining, the same phases otherwise): a
 *never-harmful world* (pretraining never complies: `harm_prob = 0`): if alignment rises there

@@ -183,7 +183,16 @@ def test_defences_report_the_frontier(tiny_reports):
 
 
 def test_early_warning_reports_every_score(tiny_reports):
+    """On the tiny MLP, over seeds 0-7 two at a time: held-out harmfulness at T rose with the
+    planned learning rate and with the naive score (the probes' harm rise after 5 steps), rank
+    correlations 0.44-0.87 and 0.40-0.90 (0.87 and 0.90 for seeds 0, 1); the pre-flight scores'
+    ranged over 0.13-0.83, so no direction is asked of them. Every run of seeds 0, 1 reverted:
+    an AUC is undefined (NaN, null in the JSON) exactly when one label is missing."""
     numbers = tiny_reports["early_warning"]["numbers"]["mlp"]
     for key in ("auc_preflight", "auc_step1", "auc_step5", "auc_naive_step5", "spearman_preflight"):
         assert key in numbers
     assert numbers["n_conditions"] == 3 * 2 and numbers["n_runs"] == 2 * 3 * 2
+    assert numbers["spearman_learning_rate"] > 0.3 and numbers["spearman_naive_step5"] > 0.3
+    one_label = numbers["reverted_share"] in (0.0, 1.0)
+    aucs = [value for key, value in numbers.items() if key.startswith("auc_") and "ci95" not in key]
+    assert len(aucs) == 11 and all((auc is None) == one_label for auc in aucs)

@@ -32,3 +32,28 @@ def test_the_readme_is_a_front_page():
     assert "make run" in text and "make test" in text
     for link in re.findall(r"\]\(((?:docs|figures)/[^)#]+)", text):
         assert (ROOT / link).exists(), f"README links to a missing {link}"
+
+
+@pytest.fixture(scope="module")
+def verdict_records():
+    from gravity.run import verdicts
+
+    return verdicts.scoreboard(ROOT / "figures", verdicts.declared_claims())
+
+
+def test_the_readme_holds_the_generated_verdicts_table(verdict_records):
+    from gravity.run import verdicts
+
+    text = (ROOT / "README.md").read_text()
+    expected = verdicts.with_table(text, verdicts.markdown(verdict_records))
+    assert text == expected, "README's verdicts are stale: gravity verdicts --readme README.md"
+
+
+def test_every_experiment_makes_claims_on_its_committed_figure(verdict_records):
+    from gravity.run.experiment import catalogue
+
+    judged = {record["experiment"] for record in verdict_records}
+    assert judged == set(catalogue()) and len(verdict_records) >= 25
+    for record in verdict_records:
+        assert record["verdict"] in ("supported", "not supported", "inconclusive", "cannot test")
+        assert record["verdict"] != "cannot test" or record["reason"]

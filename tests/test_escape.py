@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import OPTIMISED
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
@@ -313,6 +314,14 @@ def test_mfpt_tends_to_kramers_at_high_barrier():
 # ------------------------------------------------------------------------------------------
 
 
+def optimised_escape(key, potential, temperature, **kwargs):
+    """`escape.langevin_escape` compiled with XLA's backend optimisation (`conftest.OPTIMISED`):
+    4000 particles for up to 31,724 steps are bound by run time (~7x faster than at -O0)."""
+    static = {name: kwargs.pop(name) for name in ("n_particles", "chunk") if name in kwargs}
+    lowered = escape.langevin_escape.lower(key, potential, temperature, **static, **kwargs)
+    return lowered.compile(OPTIMISED)(key, potential, temperature, **kwargs)
+
+
 def _mean_escape(steps, escaped):
     return escape.exponential_mle(np.asarray(steps) * DT, np.asarray(escaped))
 
@@ -330,7 +339,7 @@ def sims_1d(well_1d):
     for i, r in enumerate(BARRIER_OVER_T):
         temperature = 1.0 / r
         horizon = int(2 * float(well_1d.kramers_time(temperature)) / DT)
-        out[r] = escape.langevin_escape(
+        out[r] = optimised_escape(
             jax.random.fold_in(key, i),
             well_1d,
             temperature,
@@ -368,7 +377,7 @@ def test_langevin_2d_matches_langer_and_entropic_speedup(well_1d, sims_1d):
     pot = escape.GravityWell2D(well_1d, 8.0, 1.0)
     temperature = 1 / 5.0
     langer = float(pot.kramers_time(temperature))
-    steps, escaped = escape.langevin_escape(
+    steps, escaped = optimised_escape(
         jax.random.key(7), pot, temperature, n_particles=4000, dt=DT, max_steps=int(2 * langer / DT)
     )
     fit_2d = _mean_escape(steps, escaped)

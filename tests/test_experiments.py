@@ -85,18 +85,14 @@ def test_erosion_writes_figure_and_numbers(erosion_report):
     out, numbers = erosion_report
     assert (out / "erosion.png").stat().st_size > 10_000
     report = json.loads((out / "erosion.json").read_text())
-    for model in ("mlp",):
-        entry = report["numbers"][model]
-        for key in (
-            "harmfulness_pretrained",
-            "harmfulness_helpful",
-            "harmfulness_aligned",
-            "harmfulness_after_benign",
-            "task_score_aligned",
-            "task_score_after_benign",
-        ):
-            assert set(entry[key]) >= {"mean", "sd"}
-            assert 0.0 <= entry[key]["mean"] <= 1.0
+    entry = report["numbers"]["mlp"]
+    for key in ("harmfulness_aligned", "harmfulness_after_benign", "task_score_after_benign"):
+        assert entry[key]["n"] == 2, key
+    # Erosion: benign fine-tuning raises harmfulness above the aligned model's. On the tiny MLP
+    # it rose in every one of seeds 0-7, by 0.007 to 0.011 (0.008 in the mean of seeds 0, 1);
+    # the margin is half the smallest rise.
+    rise = entry["harmfulness_after_benign"]["mean"] - entry["harmfulness_aligned"]["mean"]
+    assert rise > 0.0035
     assert report["provenance"]["packages"]["jax"]
     assert report["config"]["seeds"] == 2
     assert report["n_histories"] == 2 and report["wall_s"] > 0
@@ -133,15 +129,30 @@ def test_cli_bad_input_is_one_line_and_status_2(capsys, argv, field):
 
 
 @pytest.fixture(scope="module")
-def tiny_reports(tmp_path_factory):
-    """The main track on the tiny MLP (the transformer runs in the full figures only)."""
+def tiny_runs(tmp_path_factory):
+    """The main track on the tiny MLP (the transformer runs in the full figures only): each
+    experiment's JSON report, and the sweep results its numbers were summarised from."""
     out = tmp_path_factory.mktemp("main_track")
-    reports = {}
+    reports, results = {}, {}
     for name in ("reversion", "blocking"):
-        run_tiny(name, out, models=("mlp",))
+        chosen = experiment(name)
+
+        def summarise(config, outcome, chosen=chosen, name=name):
+            results[name] = outcome
+            return chosen.summarise(config, outcome)
+
+        spied = dataclasses.replace(chosen, summarise=summarise)
+        store = ResultStore(out / "store")
+        config = tiny(name, models=("mlp",))
+        run_experiment(spied, config, out_dir=out, store=store, progress=False)
         reports[name] = json.loads((out / f"{name}.json").read_text())
         assert (out / f"{name}.png").stat().st_size > 10_000
-    return reports
+    return reports, results
+
+
+@pytest.fixture(scope="module")
+def tiny_reports(tiny_runs):
+    return tiny_runs[0]
 
 
 def test_reversion_reports_its_controls(tiny_reports):
@@ -171,9 +182,6 @@ def test_reversion_reports_its_controls(tiny_reports):
     assert witnesses["distance_control_witness"]["n"] == 2 * 4
     assert 1 <= witnesses["matched_at_step"]["mean"] <= 10  # the tiny helpful phase's length
     assert set(witnesses["by_target"]) == {"hazard_topic", "other_topics"}
-    assert -1 <= entry["null_p99_control_witness"] <= 1
-    assert entry["null_p99_control_witness"] == witnesses["alignment_p99"]
-    assert 0 <= entry["fraction_above_control_witness_null"] <= 1
     controls = entry["controls"]
     never, matched = controls["harm_prob_0"], controls["refuse_matched"]
     # Pretraining that never complied leaves (almost) nothing to revert to.
@@ -192,14 +200,43 @@ def test_reversion_reports_its_controls(tiny_reports):
         "trajectory_pca",
         "from_pretrained",
     }
-    assert numbers["paper"]["alignment_step1"]["mean"] == 0.429
 
 
-def test_blocking_lowers_harm_and_its_random_control_does_not(tiny_reports):
+def test_reversion_numbers_are_the_runs_own(tiny_runs):
+    """Hand-computed from the main world's benign runs (what the sweep returned): the drift's
+    alignment at steps 1 and 20 is the mean over seeds; the control-witness null is the 0.99
+    quantile of every cos(drift, control witness) over runs, kept drift steps and directions,
+    and the share above it is that of cos(drift, v_rev) at the same run-steps. (On the tiny MLP
+    the drift does not beat this null: an exact check, not a direction.)"""
+    reports, results = tiny_runs
+    entry = reports["reversion"]["numbers"]["mlp"]
+    main = results["reversion"]["mlp"].select(world="main", arm="benign")
+    assert not main.diverged.any()
+    alignment = np.asarray(main["metrics/benign/alignment"], dtype=float)  # (seeds, records)
+    steps = list(main.record_steps("metrics/benign/alignment"))
+    for step in (1, 20):
+        column = alignment[:, steps.index(step)]
+        assert entry[f"alignment_step{step}"]["mean"] == pytest.approx(column.mean(), abs=1e-12)
+    kept = [steps.index(t) for t in entry["control_witness"]["steps"]]
+    cosines = np.asarray(main["control_witness/alignment"], dtype=float)  # (seeds, kept, K)
+    assert cosines.shape == (2, len(kept), 2 * 2)  # 2 targets x 2 shifts per seed
+    null = np.quantile(cosines, 0.99)
+    assert entry["null_p99_control_witness"] == pytest.approx(null, abs=1e-12)
+    above = np.mean(alignment[:, kept] > null)
+    assert entry["fraction_above_control_witness_null"] == pytest.approx(above, abs=1e-12)
+
+
+def test_blocking_lowers_harm_more_than_its_random_control(tiny_reports):
+    """On the tiny MLP, block cut the probes' harmfulness below the baseline in every one of
+    seeds 0-7 (by 0.005 to 0.015); the random block's cut was 0.15 of block's over seeds 0-7, 0.3
+    of it at most in the mean of any two consecutive seeds (0.04 in seeds 0, 1). So block's cut
+    must be twice the random block's at least. (Not that the random block leaves harm alone:
+    in the full run it moves harm by 0.12-0.13.)"""
     entry = tiny_reports["blocking"]["numbers"]["mlp"]
     baseline = entry["baseline"]["harmfulness"]["mean"]
-    assert entry["block"]["harmfulness"]["mean"] < baseline
-    assert abs(entry["random_block"]["harmfulness"]["mean"] - baseline) < 0.05
+    cut = baseline - entry["block"]["harmfulness"]["mean"]
+    random_cut = baseline - entry["random_block"]["harmfulness"]["mean"]
+    assert cut > 0 and random_cut < 0.5 * cut
     # Projection keeps the drift's v_rev component at zero to first order.
     assert abs(entry["project"]["alignment"]["mean"]) < abs(entry["baseline"]["alignment"]["mean"])
     steps = [row["step"] for row in entry["ordering_by_step"]]

@@ -68,8 +68,20 @@ def test_run_writes_figure_and_every_required_number(tiny_report):
     assert angles == list(CONFIG.angles_deg)
     assert all(set(row["accuracy"]) >= {"mean", "sd"} for row in numbers["by_interpolation"])
     assert [row["n_aux"] for row in numbers["by_aux_logits"]] == [1, 3, 10]
-    assert numbers["by_interpolation"][0]["accuracy"] == numbers["student_accuracy_shared_init"]
     assert report["n_histories"] > 0 and report["wall_s"] > 0
+
+
+def test_teacher_learns_and_only_the_shared_init_student_moves_along_it(tiny_report):
+    """Directions robust on the tiny preset (checked over seeds 0-7, one at a time): the
+    teacher's held-out accuracy was 0.46-0.55 (chance 0.1); the shared-init student's move had
+    cosine 0.08-0.26 with the teacher's displacement, the different-init (90 degree) one's
+    -0.10-0.09, lower in every seed (by 0.04 at least; by 0.13 in the mean of seeds 0-3)."""
+    _, report, _ = tiny_report
+    numbers = report["numbers"]
+    assert numbers["teacher_accuracy"]["mean"] > digits.CHANCE + 0.25
+    moved = numbers["displacement_on_teacher"]
+    shared, different = (moved[k]["cosine"]["mean"] for k in ("shared_init", "different_init"))
+    assert shared - different > 0.05
 
 
 def test_different_init_student_stays_within_band_of_chance(tiny_report):

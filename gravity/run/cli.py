@@ -69,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     verdicts.add_argument("names", nargs="*", metavar="NAME", help="only these experiments")
     verdicts.add_argument("--figures", type=Path, default=None, help="where NAME.json lie")
     verdicts.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    verdicts.add_argument("--readme", type=Path, default=None, help="write the table into it")
     chosen = _Parser(add_help=False)
     chosen.add_argument("name", nargs="?", help="an experiment name (see `gravity list`)")
     chosen.add_argument("--quick", action="store_true", help="the small default size")
@@ -364,8 +365,9 @@ def _verdicts(args) -> int:
     """`gravity verdicts [NAME ...] [--figures DIR] [--markdown]` (`gravity.run.verdicts`)."""
     from gravity.run import verdicts
 
-    figures = [] if args.figures is None else ["--figures", str(args.figures)]
-    return verdicts.main([*args.names, *figures, *(["--markdown"] if args.markdown else [])])
+    options = [] if args.figures is None else ["--figures", str(args.figures)]
+    options += [] if args.readme is None else ["--readme", str(args.readme)]
+    return verdicts.main([*args.names, *options, *(["--markdown"] if args.markdown else [])])
 
 
 COMMANDS = {

@@ -9,6 +9,7 @@ and `plot` and declares `EXPERIMENT = Experiment.defined_in(__name__, NAME, desc
 - `summarise`: (config, {label: SweepResult}) -> the JSON numbers (analysis fixed in the
   module's docstring before any result was seen);
 - `plot`: (config, results, numbers, path) -> writes the figure.
+Its claims are data beside it, `experiments/claims/NAME.toml` (docs/verdicts.md).
 
 The experiments are discovered, never listed by hand: every module of the `experiments` package
 that declares an `EXPERIMENT` named after the module (`catalogue`); `load(NAME)` is the only
@@ -62,9 +63,11 @@ class Experiment:
 
     @classmethod
     def defined_in(cls, module_name: str, name: str, description: str) -> Experiment:
-        """The experiment a module defines by its `Config`, `quick`, `sweeps`, `summarise`,
-        `plot` and `CLAIMS` (optional), so every experiment module names its parts the same
-        way, once."""
+        """The experiment a module defines by its `Config`, `quick`, `sweeps`, `summarise` and
+        `plot`, so every experiment module names its parts the same way, once. Its claims are
+        declared in data, `claims/NAME.toml` beside the module (`claims.load`; its statistics
+        may name the module's functions), or, for a module without that file (a test's), in
+        its `CLAIMS`; never both, so each experiment's claims have one source."""
         module = sys.modules[module_name]
         return cls(
             name=name,
@@ -74,7 +77,7 @@ class Experiment:
             sweeps=module.sweeps,
             summarise=module.summarise,
             plot=module.plot,
-            claims=tuple(getattr(module, "CLAIMS", ())),
+            claims=declared_claims(module, name),
         )
 
     def make_config(self, quick: bool = False, seeds: int | None = None) -> Any:
@@ -95,6 +98,21 @@ class Experiment:
 
 PACKAGE = "experiments"
 """The package whose modules are the experiments."""
+
+CLAIM_FILES = "claims"
+"""The folder, beside the experiment modules, of their claim files (NAME.toml)."""
+
+
+def declared_claims(module: Any, name: str) -> tuple[claiming.Claim, ...]:
+    """The claims of experiment `name`: its claim file `claims/NAME.toml` beside `module`
+    where there is one, else the module's `CLAIMS` (none where it has neither); refused in one
+    line when both declare claims."""
+    path = Path(module.__file__).parent / CLAIM_FILES / f"{name}.toml"
+    listed = getattr(module, "CLAIMS", None)
+    if not path.is_file():
+        return tuple(listed or ())
+    check(listed is None, f"{module.__name__}.CLAIMS", f"absent: {path} declares them", "a list")
+    return claiming.load(path, name, module)
 
 
 def _modules() -> list[str]:
