@@ -159,12 +159,13 @@ def test_drift_snapshots_match_the_recorded_alignment(mlp_runs):
 
 
 def test_vmapping_a_knob_equals_single_runs(single):
+    """Four settings, so the vmapped program is the one compiled for the four seeds."""
     spec = TINY["mlp"]
     settings = [
         Knobs(learning_rate=rates(lr), world=WorldKnobs(benign_overlap=overlap))
-        for lr, overlap in [(1e-3, 0.1), (5e-3, 0.9)]
+        for lr, overlap in [(1e-3, 0.1), (5e-3, 0.9), (2e-3, 0.0), (3e-3, 1.0)]
     ]
-    keys = seed_keys([0, 0])
+    keys = seed_keys([0, 0, 0, 0])
     batched = jax.device_get(run_histories(keys, spec, stack_knobs(settings)))
     for i, knobs in enumerate(settings):
         one = jax.device_get(single(jax.random.key(0), spec, knobs))
@@ -173,10 +174,11 @@ def test_vmapping_a_knob_equals_single_runs(single):
 
 
 def test_without_jit_equals_jit(single):
-    spec = dataclasses.replace(TINY["mlp"], keep_params=False, drift_snapshots=())
+    """Every output (metrics, parameters, drift, v_rev), with the spec the other tests compile."""
+    spec = TINY["mlp"]
     eager = jax.device_get(run_history(jax.random.key(1), spec, KNOBS))
     jitted = jax.device_get(single(jax.random.key(1), spec, KNOBS))
-    assert_trees_close(eager["metrics"], jitted["metrics"], atol=1e-5)
+    assert_trees_close(eager, jitted, atol=1e-5)
 
 
 def test_a_divergent_run_is_flagged_and_leaves_neighbours_unchanged(mlp_runs):
@@ -280,10 +282,11 @@ def test_k_branches_from_one_prefix_equal_k_straight_histories(single, continued
 
 
 def test_a_phase_of_n_steps_is_the_prefix_of_one_with_m_steps(trunk_fn):
-    """Safety for 3 steps = the first 3 steps of safety for 8 (parameters and records)."""
+    """Safety for 8 steps = the first 8 steps of safety for 16 (parameters and the records at
+    steps 0, 1, 3, 8). The short one is the trunk the tests above compiled."""
     key = jax.random.key(11)
-    long = with_phase(TINY["mlp"], "safety", steps=8, snapshots=(3, 8), n_records=8)
-    short = with_phase(TINY["mlp"], "safety", steps=3, n_records=3)
+    short = TREE_SPEC
+    long = with_phase(short, "safety", steps=16, snapshots=(8, 16), n_records=16)
     a = trunk_fn(key, long, KNOBS, "safety")
     b = trunk_fn(key, short, KNOBS, "safety")
     snapshot = jax.tree.map(lambda s: s[0], a.outputs["snapshots"]["safety"])

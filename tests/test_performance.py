@@ -56,13 +56,15 @@ def test_augmented_safety_costs_more_than_the_plain_step():
 
 
 def test_augmented_safety_at_lookahead_zero_is_the_engines_safety_phase():
+    """From theta_H (the trunk's helpful boundary) with the same key: the engine's safety phase
+    is the rest of the same trunk (one compiled program, no second run of the phase)."""
     key = jax.random.key(3)
-    trunk = jax.jit(history.run_trunk, static_argnums=(1, 3))(key, SPEC, KNOBS, "helpful")
+    trunk = jax.jit(history.run_trunk, static_argnums=(1, 3))(key, SPEC, KNOBS, "safety")
     steps = SPEC.phase("safety").steps
     plain = dataclasses.replace(KNOBS, defence_strength=0.0)
-    snapshots = deeper_alignment.augmented_safety(key, SPEC, plain, trunk.state.params, 0, (steps,))
-    engine = history.run_phases(key, SPEC, trunk.state, KNOBS, (SPEC.phase("safety"),))[0]
+    theta_h = trunk.state.boundaries["helpful"]
+    snapshots = deeper_alignment.augmented_safety(key, SPEC, plain, theta_h, 0, (steps,))
     for ours, theirs in zip(
-        jax.tree.leaves(snapshots), jax.tree.leaves(engine.params), strict=True
+        jax.tree.leaves(snapshots), jax.tree.leaves(trunk.state.params), strict=True
     ):
         np.testing.assert_allclose(np.asarray(ours)[0], np.asarray(theirs), rtol=1e-5, atol=1e-6)
