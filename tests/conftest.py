@@ -1,15 +1,18 @@
 """Strict numerics for every test: CPU only, rank promotion raises, warnings are errors.
 
-The tests compile many tiny programs and run each for a few steps, so compilation dominates:
-XLA's backend optimisation is turned off (LLVM -O0): test_history.py took 151 CPU-s instead of
-264, the whole suite 14.3 CPU-min instead of 17.9 (with 7 more tests); the subprocesses the tests
-start inherit it. The few tests bound by run time instead (thousands of Langevin particles, Monte
-Carlo samples) compile their long program with `OPTIMISED`: ~7x faster there, same numbers."""
+The tests compile many tiny programs and run each for a few steps, so compilation dominates
+(~80% of the CPU time): XLA's backend optimisation is turned off (LLVM -O0): test_history.py took
+151 CPU-s instead of 264, the whole suite 14.3 CPU-min instead of 17.9 (with 7 more tests); and
+XLA:CPU's newer fusion emitters too (the older emitters compile a tiny MLP history in 2.5 CPU-s,
+not 4.5; test_history.py 57 CPU-s instead of 90, test_maps.py 34 instead of 51). The subprocesses
+the tests start inherit both. The few tests bound by run time instead (thousands of Langevin
+particles, Monte Carlo samples) compile their long program with `OPTIMISED`: ~7x faster there,
+same numbers."""
 
 import os
 import tempfile
 
-FAST_COMPILE = "--xla_backend_optimization_level=0"
+FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
 OPTIMISED = {"xla_backend_optimization_level": 3}
 """`jax.jit(f).lower(...).compile(OPTIMISED)`: one program with XLA's backend optimisation on."""
 
@@ -26,22 +29,22 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 
 # `make test` gives each of 2 workers whole files (`--dist loadfile`), by default in order of
 # their number of tests, so the files with few but costly tests came last and one worker ran
-# them while the other sat idle. The costliest files start first instead (about the longest
-# first, measured alone in seconds; a file not named keeps its place after them).
+# them while the other sat idle. The costliest files start first instead (longest first, as
+# measured alone: 70 down to 20 s; a file not named keeps its place after them).
 FIRST = (
-    "test_history.py",  # ~70
-    "test_notebooks.py",  # ~55, two kernels at once
-    "test_cli.py",  # ~45
-    "test_sweep.py",  # ~45
-    "test_defences.py",  # ~40
-    "test_maps.py",  # ~40
-    "test_relearning.py",  # ~30
-    "test_experiments.py",  # ~28
-    "test_limits.py",  # ~24
-    "test_knobs.py",  # ~24
-    "test_worlds.py",  # ~23
-    "test_performance.py",  # ~20
-    "test_bench.py",  # ~20
+    "test_history.py",
+    "test_notebooks.py",  # two kernels at once
+    "test_cli.py",
+    "test_sweep.py",
+    "test_defences.py",
+    "test_maps.py",
+    "test_relearning.py",
+    "test_experiments.py",
+    "test_limits.py",
+    "test_knobs.py",
+    "test_worlds.py",
+    "test_performance.py",
+    "test_bench.py",
 )
 
 

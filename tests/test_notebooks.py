@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FAST_COMPILE
 
 os.environ.setdefault("JUPYTER_PLATFORM_DIRS", "1")  # jupyter_core's own paths, no warning
 jupytext = pytest.importorskip("jupytext")
@@ -41,9 +40,6 @@ def rendered(tmp_path_factory) -> Path:
     the folder, with `NAME.ipynb` for each notebook and `summary.json`."""
     out = tmp_path_factory.mktemp("rendered")
     env = dict(os.environ, GRAVITY_RESULTS=str(out / "results"), JAX_PLATFORMS="cpu")
-    # XLA's backend optimisation back on, as `make notebooks` runs them: their histories are
-    # bound by run time more than compile time (the six took ~71 s of kernel time, ~97 at -O0).
-    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(FAST_COMPILE, "").strip()
     proc = subprocess.run(
         [sys.executable, str(RENDER), "--small", "--jobs", "2", "--out", str(out)],
         env=env,
