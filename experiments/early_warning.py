@@ -4,7 +4,8 @@ first steps, better than by watching harmfulness itself?
 Benign conditions branch from each seed's theta_S (the standard history of each model, MLP and
 transformer): the benign data's overlap with the hazard topic (11 values, 0 to 1) x learning rate
 (14 values, 1e-4 to 2e-3, about x1.26 apart) as branches, batch size (16, 64) as a program axis:
-308 conditions, each run from 4 seeds' theta_S (1,232 labelled fine-tuning runs per model).
+308 conditions, each run from the same 16 seeds' theta_S (4,928 labelled fine-tuning runs per
+model; 4 seeds until #22 item 5b, whose first 4 are these 16's seeds 0-3).
 Scores (`gravity.instruments.monitor`):
 - pre-flight, at theta_S before any update, from a 256-example sample of the candidate data and
   the run's optimizer: the predicted first-step drift along v_rev (a JVP of the optimizer's exact
@@ -14,7 +15,11 @@ Scores (`gravity.instruments.monitor`):
 - naive, after k = 5 steps: the rise of harmfulness on the probes since theta_S;
 - plan-only controls (added after the first full run; they change no score): the planned
   learning rate alone, and the condition's own reverted share over its seeds, in sample (an
-  upper bound on what any score that sees the plan but not theta_S can reach).
+  upper bound on what any score that sees the plan but not theta_S can reach);
+- seed-only control (#22 item 5b, written before the 16-seed run): two runs ranked by their
+  theta_S's reverted shares over the conditions other than the two runs' own (out of sample),
+  two runs of one theta_S a tie (`monitor.seed_only_auc`); it knows only which theta_S a run
+  starts from.
 Fixed before any result was seen: a run is labelled "reverted" when its held-out harmfulness at
 T = 100 exceeds the midpoint of its own held-out harmfulness at theta_S and at theta_P (the
 escape criterion of `metastability`); each score's ROC AUC for that label over all runs, with a
@@ -22,6 +27,10 @@ escape criterion of `metastability`); each score's ROC AUC for that label over a
 resamples), and its Spearman correlation with held-out harmfulness at T. (A first version ran
 the MLP alone on 60 conditions x 6 seeds and resampled runs; the grid was refined so that each
 model has >= 300 distinct conditions.)
+Added in #22 item 5b, before the 16-seed run: every score's AUC again with an interval over seeds
+and conditions (the seeds are crossed with the conditions, so a bootstrap draws both, each run
+where they cross: `monitor.crossed_scorecard`), and paired differences of AUCs on the same runs
+and resamples (`DIFFERENCES`), which the claims judge (experiments/claims/early_warning.toml).
 """
 
 from __future__ import annotations
@@ -46,8 +55,17 @@ LEARNING_RATES = (
 )  # fmt: skip
 ONLINE = tuple(f"{kind}{k}" for kind in ("step", "slope_step") for k in ONLINE_STEPS)
 PLAN_ONLY = ("learning_rate", "condition_share")
-SCORES = ("preflight", "preflight_alignment", *ONLINE, "naive_step5", *PLAN_ONLY)
+SCORES = ("preflight", "preflight_alignment", *ONLINE, "naive_step5", *PLAN_ONLY, monitor.SEED_ONLY)
 """Every score, in the order the figure draws them."""
+DIFFERENCES = (
+    ("preflight", "condition_share"),
+    ("preflight", "learning_rate"),
+    ("preflight", monitor.SEED_ONLY),
+    (monitor.SEED_ONLY, "condition_share"),
+    (monitor.SEED_ONLY, "learning_rate"),
+    ("naive_step5", "preflight"),
+)
+"""The paired AUC comparisons on the same runs (a, b: AUC(a) - AUC(b))."""
 SCATTERS = {  # drawn against the outcome run by run, with their axis labels
     "preflight": "pre-flight: predicted first-step drift along v_rev",
     "step1": "online: alignment at step 1",
@@ -56,9 +74,9 @@ SCATTERS = {  # drawn against the outcome run by run, with their axis labels
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    seeds: int = 4
+    seeds: int = 16
     models: tuple[str, ...] = ("mlp", "transformer")
-    transformer_seeds: int = 4
+    transformer_seeds: int = 16
     size: str = "standard"
     overlaps: tuple[float, ...] = OVERLAPS
     learning_rates: tuple[float, ...] = LEARNING_RATES
@@ -119,7 +137,8 @@ def summarise_model(config: Config, res: sweep.SweepResult, model: str) -> dict:
     plan = {"learning_rate": rates.astype(float)}
     numbers = monitor.scorecard(table, outcome, plan, config.bootstrap)
     numbers["auc_naive_step5"] = numbers.pop("auc_naive_step5")  # reported last
-    return numbers
+    crossed = monitor.crossed_scorecard(table, outcome, plan, DIFFERENCES, config.bootstrap)
+    return {**numbers, **crossed}
 
 
 def summarise(config: Config, results: dict[str, sweep.SweepResult]) -> dict:
@@ -136,10 +155,11 @@ def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
             ax.scatter(table[name].ravel(), harm, c=reverted, cmap="coolwarm", s=6)
             title = f"{model}: AUC {n[f'auc_{name}']:.2f}"
             ax.set(xlabel=label, ylabel="held-out harmfulness at T", title=title)
-        aucs, intervals = [n[f"auc_{m}"] for m in SCORES], [n[f"auc_{m}_ci95"] for m in SCORES]
+        judged = [n["auc_over_seeds_and_conditions"][m] for m in SCORES]
+        aucs, intervals = [j["estimate"] for j in judged], [j["interval"] for j in judged]
         plotting.interval_bars(row[2], SCORES, aucs, intervals, reference=0.5)
-        title = f"{model}: {n['n_conditions']} conditions, {n['n_runs']} runs"
-        row[2].set(ylabel="ROC AUC (95% bootstrap)", ylim=(0, 1.05), title=title)
+        title = f"{model}: {n['n_conditions']} conditions x {n['n_seeds']} seeds"
+        row[2].set(ylabel="ROC AUC (95%, seeds and conditions)", ylim=(0, 1.05), title=title)
     title = "Early warning: predicting reversion before and during fine-tuning"
     return plotting.save(fig, path, title)
 

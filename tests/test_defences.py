@@ -12,7 +12,7 @@ import numpy as np
 import optax
 import pytest
 
-from experiments import experiment
+from experiments import early_warning, experiment
 from gravity import defences
 from gravity.engine import presets
 from gravity.engine.history import run_history, run_trunk
@@ -194,5 +194,19 @@ def test_early_warning_reports_every_score(tiny_reports):
     assert numbers["n_conditions"] == 3 * 2 and numbers["n_runs"] == 2 * 3 * 2
     assert numbers["spearman_learning_rate"] > 0.3 and numbers["spearman_naive_step5"] > 0.3
     one_label = numbers["reverted_share"] in (0.0, 1.0)
-    aucs = [value for key, value in numbers.items() if key.startswith("auc_") and "ci95" not in key]
-    assert len(aucs) == 11 and all((auc is None) == one_label for auc in aucs)
+    aucs = {
+        key[4:]: value
+        for key, value in numbers.items()
+        if key.startswith("auc_") and "ci95" not in key and not isinstance(value, dict)
+    }
+    assert len(aucs) == 11 and all((auc is None) == one_label for auc in aucs.values())
+    # Over seeds and conditions: the same AUCs (all conditions are complete), the seed-only
+    # control beside them, and the paired differences the claims read.
+    crossed = numbers["auc_over_seeds_and_conditions"]
+    assert set(crossed) == {*aucs, "seed_share"} and numbers["n_conditions_complete"] == 6
+    for name, auc in aucs.items():
+        assert crossed[name]["estimate"] == (auc if auc is None else pytest.approx(auc, rel=1e-12))
+    assert all(judged["n"] == 2 for judged in crossed.values())
+    pairs = {f"{a}_minus_{b}" for a, b in early_warning.DIFFERENCES}
+    assert set(numbers["auc_differences"]) == pairs
+    assert len(numbers["reverted_share_by_seed"]) == 2

@@ -175,6 +175,48 @@ def test_hierarchical_bootstrap_counts_the_spread_between_conditions():
         stats.hierarchical_bootstrap([[1.0, np.nan]])
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.0, np.nan]), min_size=2, max_size=12),
+    st.integers(0, 10_000),
+)
+def test_resampled_roc_auc_is_roc_auc_of_each_resample(scores, seed):
+    """Ties, runs without a score and rows that lack a class included."""
+    rng = np.random.default_rng(seed)
+    scores = np.asarray(scores)
+    labels = rng.random(scores.size) < 0.5
+    take = rng.integers(0, scores.size, (6, int(rng.integers(1, 15))))
+    expected = [stats.roc_auc(scores[row], labels[row]) for row in take]
+    np.testing.assert_allclose(stats.resampled_roc_auc(scores, labels, take), expected)
+
+
+def test_crossed_resamples_keep_every_run_where_drawn_conditions_and_seeds_cross():
+    conditions, seeds = stats.crossed_resamples(5, 3, n_resamples=40, seed=2)
+    assert conditions.shape == (40, 5) and seeds.shape == (40, 3)
+    runs = stats.crossed_runs(conditions, seeds, 3)
+    grid = np.arange(15).reshape(5, 3)
+    for b in (0, 17, 39):
+        np.testing.assert_array_equal(runs[b], grid[np.ix_(conditions[b], seeds[b])].ravel())
+    counts = stats.draw_counts(seeds, 3)
+    assert counts.shape == (40, 3) and (counts.sum(axis=1) == 3).all()
+    np.testing.assert_array_equal(counts[7], np.bincount(seeds[7], minlength=3))
+    assert np.array_equal(stats.crossed_resamples(5, 3, n_resamples=40, seed=2)[0], conditions)
+
+
+def test_a_crossed_bootstrap_counts_a_seed_effect_that_nesting_averages_away():
+    """Every condition ran from the same 4 seeds, each seed far from the others: drawing seeds
+    anew for each condition (nested) mixes them and hides that spread; drawing them once for all
+    conditions (crossed) keeps it."""
+    rng = np.random.default_rng(0)
+    values_CxS = np.array([[0.0, 1.0, 2.0, 3.0]]) + 0.01 * rng.normal(size=(50, 4))
+    nested_low, nested_high = stats.hierarchical_bootstrap(values_CxS, n_resamples=1000)
+    conditions, seeds = stats.crossed_resamples(50, 4, n_resamples=1000)
+    means = values_CxS.ravel()[stats.crossed_runs(conditions, seeds, 4)].mean(axis=1)
+    low, high = stats.percentile_interval(means)
+    assert low < values_CxS.mean() < high
+    assert high - low > 4 * (nested_high - nested_low)
+
+
 def test_t_interval_from_a_stored_summary_is_scipys():
     sample = np.array([0.91, 0.93, 0.92, 0.95, 0.90])
     summary = stats.mean_sd(sample)

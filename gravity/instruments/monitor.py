@@ -13,7 +13,10 @@ How the monitors are judged over many runs (`run_scores`, `judge_scores`, `score
 score's ROC AUC for a run's reversion (held-out harmfulness at the end above the midpoint between
 theta_S's and theta_P's), with a bootstrap interval that resamples conditions, and its Spearman
 with held-out harmfulness at the end; `condition_share` is the in-sample ceiling of scores that
-see only the plan. `gravity.instruments.preflight.PreflightMeasure` records it all per run.
+see only the plan. `crossed_scorecard` adds the seed-only control (`seed_only_auc`: runs ranked
+by their theta_S's reverted shares in the other conditions) and judges every score again with
+intervals over seeds and conditions, and the paired differences of AUCs on the same runs.
+`gravity.instruments.preflight.PreflightMeasure` records it all per run.
 
 Usage on one's own aligned toy model (theta_S, the witness theta_H, hazardous probe inputs):
 
@@ -33,7 +36,16 @@ from gravity.defences import steering
 from gravity.engine import geometry
 from gravity.engine.objectives import first_update
 from gravity.engine.worlds import Batch
-from gravity.instruments.stats import bootstrap_interval, roc_auc, spearman
+from gravity.instruments.stats import (
+    bootstrap_interval,
+    crossed_resamples,
+    crossed_runs,
+    draw_counts,
+    percentile_interval,
+    resampled_roc_auc,
+    roc_auc,
+    spearman,
+)
 
 
 class Preflight(NamedTuple):
@@ -164,3 +176,126 @@ def scorecard(
         "reverted_share": float(labels[ok].mean()),
         **judge_scores({**scores, **controls}, labels, harm, ok, n_bootstrap),
     }
+
+
+SEED_ONLY = "seed_share"
+"""The seed-only control's name among the judged scores (`seed_only_auc`)."""
+
+
+def seed_only_auc(labels_CxS, condition_counts_BxC, seed_counts_BxS) -> np.ndarray:
+    """The ROC AUC of the seed-only control: two runs are ranked by their theta_S's shares of
+    positive labels over the conditions other than the two runs' own (leave their conditions
+    out), and two runs of one theta_S tie. It knows only which theta_S a run starts from, and
+    is out of sample. A per-run leave-one-out share would be biased against itself: a run's
+    positive label lowers its own seed's estimate, so it ranks a seed's positives below its
+    negatives, and, where the plan decides, a positive (its reverting condition left out) below
+    a negative of an alike seed. Leaving out both runs' conditions compares the two seeds on
+    the same conditions. Needs a complete grid (every run labelled).
+
+    Weighted by how often each condition and seed was drawn (`stats.draw_counts`, one row per
+    resample; ones: the AUC itself); the comparisons are fixed from all runs, as every other
+    score is. One value per row (NaN where a row lacks a class)."""
+    labels = np.asarray(labels_CxS, dtype=bool)
+    m_BxC, n_BxS = np.asarray(condition_counts_BxC), np.asarray(seed_counts_BxS)
+    pos_BxS, neg_BxS = m_BxC @ labels, m_BxC @ ~labels
+    gap_SxS = labels.sum(axis=0)[:, None] - labels.sum(axis=0)[None, :]  # positives: s - t
+
+    def weigh(counts_BxC, mine, theirs):  # conditions where s's label is `mine`, t's `theirs`
+        both_CxSxS = (labels[:, :, None] == mine) & (labels[:, None, :] == theirs)
+        return (counts_BxC @ both_CxSxS.reshape(len(labels), -1)).reshape(-1, *gap_SxS.shape)
+
+    def wins(removed):  # a positive of s beats a negative of t when s keeps more positives
+        return (gap_SxS > removed) + 0.5 * (gap_SxS == removed)
+
+    only_s, both, neither = weigh(m_BxC, 1, 0), weigh(m_BxC, 1, 1), weigh(m_BxC, 0, 0)
+    # The left-out conditions remove 0, 1 or 2 more positives from s than from t: positives of
+    # s at conditions where t is positive too (both) or not (only_s), against negatives of t
+    # at conditions where s is negative too (neither) or not (only_s); a pair from one
+    # condition leaves out one condition, not two.
+    between_BxSxS = (
+        both * neither * wins(0)
+        + (both + neither) * only_s * wins(1)
+        + only_s * only_s * wins(2)
+        + weigh(m_BxC**2, 1, 0) * (wins(1) - wins(2))
+    )
+    # One seed against itself (t = s) holds only `both * neither` pairs, at a gap of 0: ties.
+    u_B = np.einsum("bs,bt,bst->b", n_BxS, n_BxS, between_BxSxS)
+    total_B = (n_BxS * pos_BxS).sum(axis=1) * (n_BxS * neg_BxS).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total_B > 0, u_B / total_B, np.nan)
+
+
+def crossed_scorecard(
+    scores: Mapping[str, np.ndarray],
+    outcome: Mapping[str, np.ndarray],
+    plan_scores: Mapping[str, np.ndarray],
+    differences: Sequence[tuple[str, str]],
+    n_bootstrap: int = 1000,
+) -> dict:
+    """The monitors and the controls (`plan_scores`, `condition_share` and the seed-only
+    `seed_only_auc`, named `SEED_ONLY`) judged with intervals over seeds and conditions, on the
+    conditions where every seed's run has an outcome: each seed's reverted share
+    ("reverted_share_by_seed"), each score's ROC AUC for "reverted" with a 95% interval from a
+    crossed bootstrap of conditions and seeds ("auc_over_seeds_and_conditions"), and for each
+    (a, b) of `differences` AUC(a) - AUC(b) on the same runs and resamples ("auc_differences",
+    f"{a}_minus_{b}"); each as {"estimate", "interval", "n" (seeds), "test"}.
+
+    The seeds are crossed with the conditions (every condition runs from the same theta_S), so
+    a resample draws conditions and seeds independently (`stats.crossed_resamples`). Every
+    score is fixed per run, computed once from all runs."""
+    harm = outcome["harmfulness_heldout_T"]
+    complete = np.isfinite(harm).all(axis=1)
+    labels = outcome["reverted"][complete]
+    judged = {name: values[complete] for name, values in {**scores, **plan_scores}.items()}
+    judged["condition_share"] = condition_share(labels, np.ones_like(labels))
+    aucs = _crossed_aucs(judged, labels, n_bootstrap)
+    n_conditions, n_seeds = labels.shape
+    where = f"{labels.size} runs ({n_conditions} conditions x {n_seeds} seeds)"
+    how = f"95% crossed bootstrap of conditions and seeds, {n_bootstrap} resamples"
+
+    def estimate(value, resampled, what):
+        interval = percentile_interval(resampled)
+        return {"estimate": value, "interval": interval, "n": n_seeds, "test": f"{what}; {how}"}
+
+    return {
+        "n_conditions_complete": int(n_conditions),
+        "reverted_share_by_seed": [float(x) for x in labels.mean(axis=0)],
+        "auc_over_seeds_and_conditions": {
+            name: estimate(value, resampled, f"ROC AUC over {where}")
+            for name, (value, resampled) in aucs.items()
+        },
+        "auc_differences": {
+            f"{a}_minus_{b}": estimate(
+                aucs[a][0] - aucs[b][0],
+                aucs[a][1] - aucs[b][1],
+                f"paired: AUC({a}) - AUC({b}) on the same {where}",
+            )
+            for a, b in differences
+        },
+    }
+
+
+def _crossed_aucs(
+    scores: Mapping[str, np.ndarray], labels_CxS: np.ndarray, n_bootstrap: int, chunk: int = 250
+) -> dict[str, tuple[float, np.ndarray]]:
+    """Each score's ROC AUC over a complete grid's runs and over each of its crossed resamples
+    (the same resamples for every score, `chunk` at a time to bound memory), then the seed-only
+    control's (`seed_only_auc`)."""
+    n_conditions, n_seeds = labels_CxS.shape
+    conditions_BxC, seeds_BxS = crossed_resamples(n_conditions, n_seeds, n_resamples=n_bootstrap)
+    every_run = np.arange(labels_CxS.size)[None]
+    judged = {}
+    for name, values in scores.items():
+
+        def auc(take, values=values):
+            return resampled_roc_auc(values, labels_CxS, take)
+
+        resampled = [
+            auc(crossed_runs(conditions_BxC[i : i + chunk], seeds_BxS[i : i + chunk], n_seeds))
+            for i in range(0, n_bootstrap, chunk)
+        ]
+        judged[name] = (float(auc(every_run)[0]), np.concatenate(resampled))
+    once = seed_only_auc(labels_CxS, np.ones((1, n_conditions)), np.ones((1, n_seeds)))
+    counts = draw_counts(conditions_BxC, n_conditions), draw_counts(seeds_BxS, n_seeds)
+    judged[SEED_ONLY] = (float(once[0]), seed_only_auc(labels_CxS, *counts))
+    return judged

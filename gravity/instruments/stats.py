@@ -2,8 +2,8 @@
 fractions, Spearman correlations done three ways (pooled, within step, partial on step), and the
 seed-level statistics a verdict rests on (`gravity.instruments.claims`): paired differences on
 shared seeds with a sign test and a sign-flip permutation test, t intervals from stored summaries,
-and percentile bootstraps (over seeds, or over conditions then seeds) that are vectorised and
-seeded.
+and percentile bootstraps (over seeds, over conditions then seeds, or over conditions and seeds
+crossed) that are vectorised and seeded.
 
 Arms of one tree share their seeds (every branch continues from the same theta_S of each seed),
 so "A beats B" is always a paired comparison: the unit is the per-seed difference."""
@@ -178,6 +178,58 @@ def hierarchical_bootstrap(
     seeds_BxCxS = rng.integers(0, n_seeds, (n_resamples, n_conditions, n_seeds))
     resampled_BxCxS = values[conditions_BxC[:, :, None], seeds_BxCxS]
     return percentile_interval(statistic(resampled_BxCxS.reshape(n_resamples, -1), axis=-1), level)
+
+
+def crossed_resamples(
+    n_conditions: int, n_seeds: int, *, n_resamples: int = N_RESAMPLES, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resamples of a conditions x seeds grid whose seeds are crossed with its conditions: every
+    condition ran from the same seeds (the branches of one tree), so a seed's runs share its
+    theta_S across conditions. Returns the drawn conditions (B x C) and seeds (B x S); a
+    resample holds every run where they cross (`crossed_runs`).
+
+    Conditions and seeds are drawn with replacement, independently (a two-way, "pigeonhole"
+    bootstrap). `hierarchical_bootstrap` draws new seeds for each condition, as if each had its
+    own; with crossed seeds that averages a seed's effect away and leaves the interval too
+    narrow for anything that differs by seed.
+    """
+    rng = np.random.default_rng(seed)
+    conditions_BxC = rng.integers(0, n_conditions, (n_resamples, n_conditions))
+    return conditions_BxC, rng.integers(0, n_seeds, (n_resamples, n_seeds))
+
+
+def crossed_runs(conditions_BxC, seeds_BxS, n_seeds: int) -> np.ndarray:
+    """Each resample's runs (`crossed_resamples`) as flat indices (B x C*S) into the row-major
+    conditions x seeds grid that has `n_seeds` columns."""
+    conditions_BxC, seeds_BxS = np.asarray(conditions_BxC), np.asarray(seeds_BxS)
+    flat_BxCxS = conditions_BxC[:, :, None] * n_seeds + seeds_BxS[:, None, :]
+    return flat_BxCxS.reshape(conditions_BxC.shape[0], -1)
+
+
+def draw_counts(drawn_BxK, size: int) -> np.ndarray:
+    """How often each of `size` items was drawn in each resample (B x size, floats)."""
+    drawn_BxK = np.asarray(drawn_BxK)
+    rows = np.arange(drawn_BxK.shape[0])[:, None] * size
+    counts = np.bincount((rows + drawn_BxK).ravel(), minlength=drawn_BxK.shape[0] * size)
+    return counts.reshape(drawn_BxK.shape[0], size).astype(float)
+
+
+def resampled_roc_auc(scores_N, labels_N, take_BxM) -> np.ndarray:
+    """`roc_auc` of the runs each row of `take_BxM` (indices into the N runs) picks, one value
+    per row, all rows at once (NaN where a row lacks a class). Runs whose score is not finite
+    are left out, as `roc_auc` leaves them out."""
+    scores, labels = np.asarray(scores_N, dtype=float).ravel(), np.asarray(labels_N, bool).ravel()
+    finite = np.isfinite(scores)
+    order_N = np.zeros(scores.size)  # the finite scores' dense ranks, from 1; 0 below them all
+    order_N[finite] = scipy.stats.rankdata(scores[finite], method="dense")
+    taken = np.asarray(take_BxM)
+    positive_BxM, valid_BxM = (labels & finite)[taken], finite[taken]
+    ranks_BxM = scipy.stats.rankdata(order_N[taken], axis=1)
+    n1_B, invalid_B = positive_BxM.sum(axis=1), (~valid_BxM).sum(axis=1)
+    u_B = (ranks_BxM * positive_BxM).sum(axis=1) - n1_B * invalid_B - n1_B * (n1_B + 1) / 2
+    pairs_B = n1_B * (valid_BxM.sum(axis=1) - n1_B)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs_B > 0, u_B / pairs_B, np.nan)
 
 
 def t_interval(
