@@ -54,7 +54,18 @@ Configuration (fixed before any result was seen) and why:
   than a factor 2 across the 256-fold batch range at every learning rate; otherwise "mixed".
 - Langevin: `DoubleWell.from_barrier(1, 1, 2)` (and its 2-D gravity well with transverse
   curvatures 8 -> 1) at barrier / T = 2.5, 3.33, 4.17, 5, 2,000 particles, dt = 0.01, horizon three
-  Kramers times: the settings the dynamics tests validate.
+  Kramers times: the settings the dynamics tests validate. They run as a sweep of 2 x 4 runs, so
+  the report's `n_histories` is 1,008: 1,000 MLP histories and 8 Langevin runs.
+
+Post hoc (issue #22 i, written after the full run's medians were seen): the pre-registered
+rule's pull branch needs a ratio of 10-seed integer medians, some of them 1 step, to stay below
+2 in every column, and its "mixed" rests on one cell (lr 0.16, batch 4) and a 0.905 escaped share
+against 0.90. `RATE_RULE` reads the batch dependence from fitted escape *rates* with intervals
+instead: per cell the censored exponential MLE (escapes / benign steps at risk), per (lr, depth)
+column the smallest batch's rate over the largest's, pooled over the columns by Mantel-Haenszel,
+with a paired bootstrap over the seeds (`first_passage.paired_rate_ratio`; `escape.runs` holds
+every run's escape step, the input). It is reported beside the pre-registered verdict
+(`post_hoc_verdict_with_fitted_rates`), never instead of it.
 """
 
 from __future__ import annotations
@@ -227,10 +238,15 @@ def grid_of(config: Config, times: np.ndarray, escaped: np.ndarray) -> sgd_escap
 
 
 def analyse(config: Config, times: np.ndarray, escaped: np.ndarray) -> dict:
-    """Both readings' numbers (`sgd_escape.escape_numbers`, medians in benign steps) and the
-    verdicts the rule draws from them (`sgd_escape.with_verdicts`)."""
+    """Both readings' numbers (`sgd_escape.escape_numbers`, medians in benign steps), the
+    verdicts the rule draws from them (`sgd_escape.with_verdicts`), the runs' escape steps they
+    come from, and with two or more batch sizes the post-hoc rule on fitted rates."""
     grid = grid_of(config, times, escaped)
-    return sgd_escape.with_verdicts(sgd_escape.escape_numbers(grid), grid, verdict)
+    out = sgd_escape.with_verdicts(sgd_escape.escape_numbers(grid), grid, verdict)
+    out["runs"] = {"axes": list(RUN_AXES), "escape_step": grid.times, "escaped": grid.escaped}
+    if len(grid.batch_sizes) > 1:
+        out["post_hoc_fitted_rates"] = fitted_rates(grid)
+    return out
 
 
 VERDICT_RULE = (
@@ -249,6 +265,83 @@ def verdict(arrhenius: dict, large_batch_escaped: float, batch_factor: float | N
     if large_batch_escaped >= 0.9 and batch_factor is not None and batch_factor < 2.0:
         return "deterministic pull"
     return "mixed"
+
+
+RUN_AXES = ("learning_rate", "batch_size", "safety_steps", "seed")
+"""The axes of the runs' escape steps in the JSON (`escape.runs`; NaN, null there: diverged)."""
+RATE_BAND = (0.5, 2.0)
+"""The batch-rate ratios the deterministic pull allows: VERDICT_RULE's x2, both ways."""
+RATE_RULE = (
+    "post hoc (issue #22 i, written after the full run's medians were seen): per (lr, depth) "
+    "column the censored exponential escape rate (escapes / benign steps at risk) at the "
+    "smallest batch over that at the largest, pooled over the columns (Mantel-Haenszel), with a "
+    "95% paired bootstrap over seeds; noise-activated escape if the interval lies above 2 (the "
+    "hotter SGD escapes faster), deterministic pull if it lies inside [1/2, 2], otherwise mixed"
+)
+
+
+def rate_verdict(interval) -> str:
+    """`RATE_RULE` applied to the pooled rate ratio's interval ("no estimate" without one)."""
+    low, high = (float(x) for x in interval)
+    if np.isnan(low) or np.isnan(high):
+        return "no estimate"
+    if low > RATE_BAND[1]:
+        return "noise-activated escape"
+    if RATE_BAND[0] <= low and high <= RATE_BAND[1]:
+        return "deterministic pull"
+    return "mixed"
+
+
+def rate_ratio_record(
+    grid: sgd_escape.EscapeGrid, lrs: slice = slice(None), *, columns: bool = True
+) -> dict:
+    """The smallest batch's escape rate over the largest's at the learning rates `lrs`, pooled
+    over their (lr, depth) columns (`first_passage.paired_rate_ratio`), with `RATE_RULE`'s
+    verdict and, with `columns`, each column's ratio and interval by lr and depth."""
+    arms = (grid.times[lrs, 0], grid.escaped[lrs, 0], grid.times[lrs, -1], grid.escaped[lrs, -1])
+    found = first_passage.paired_rate_ratio(*arms)
+    by_column = found.pop("by_column")
+    if columns:
+        found["by_column"] = _column_table(by_column, grid.lr_names[lrs], grid.depths)
+    return found | {"verdict": rate_verdict(found["interval"])}
+
+
+def _column_table(by_column: dict, lr_names: list[str], depths) -> dict:
+    """{lr: {depth: {"ratio", "interval"}}} of `paired_rate_ratio`'s (lr, depth) arrays."""
+    return {
+        lr: {
+            f"depth{depth}": {
+                "ratio": by_column["ratio"][i, k],
+                "interval": by_column["interval"][i, k],
+            }
+            for k, depth in enumerate(depths)
+        }
+        for i, lr in enumerate(lr_names)
+    }
+
+
+def fitted_rates(grid: sgd_escape.EscapeGrid) -> dict:
+    """The post-hoc rule on fitted escape rates (`RATE_RULE`): the rate ratio pooled over every
+    column, per learning rate (over its depths) and, with three or more learning rates, without
+    the largest; every cell's fitted rate with its seed-bootstrap interval."""
+    lrs = [slice(i, i + 1) for i in range(len(grid.learning_rates))]
+    out = {
+        "note": "not pre-registered: a rule on fitted escape rates, after the full run was seen",
+        "rule": RATE_RULE,
+        "smallest_batch": int(grid.batch_sizes[0]),
+        "largest_batch": int(grid.batch_sizes[-1]),
+        "pooled": rate_ratio_record(grid),
+        "by_lr": {
+            name: rate_ratio_record(grid, one, columns=False)
+            for name, one in zip(grid.lr_names, lrs, strict=True)
+        },
+    }
+    if len(grid.learning_rates) > 2:
+        excluded = {"excluded_lr": float(grid.learning_rates[-1])}
+        out["without_largest_lr"] = rate_ratio_record(grid, slice(None, -1)) | excluded
+    rates = first_passage.rates_with_intervals(grid.times, grid.escaped)
+    out["rates"] = {"axes": list(RUN_AXES[:-1]), "unit": "escapes per benign step", **rates}
+    return out
 
 
 def langevin_numbers(config: Config, res: sweep.SweepResult) -> dict:
@@ -273,10 +366,16 @@ def summarise(config: Config, results: dict[str, sweep.SweepResult]) -> dict:
         "arrhenius_time_units": escapes.get("arrhenius_time_units_all_cells"),
         "verdict_with_time_unit_fit": escapes["verdict_with_time_unit_fit"],
         "escape": escapes,
+        "post_hoc_verdict_with_fitted_rates": _rate_verdict_of(escapes),
         "langevin": langevin_numbers(config, results["langevin"]),
         "benign_steps": config.benign_steps,
         "censoring_step": int(benign_steps(config)[-1]),
     }
+
+
+def _rate_verdict_of(escapes: dict) -> str | None:
+    """The post-hoc verdict on fitted rates (`RATE_RULE`), None with a single batch size."""
+    return escapes.get("post_hoc_fitted_rates", {}).get("pooled", {}).get("verdict")
 
 
 def _lr_lines(grid: sgd_escape.EscapeGrid) -> tuple[list[str], np.ndarray]:
@@ -376,6 +475,16 @@ def _verdict_panel(ax, escapes: dict):
         "max factor across batch: " + (f"x{factor:.3g}" if factor is not None else "n/a"),
         f"Arrhenius R², steps: {steps_r2:.2f}; time units: {time_r2:.2f}",
     ]
+    rates = escapes.get("post_hoc_fitted_rates")
+    if rates:
+        pooled, (low, high) = rates["pooled"], rates["pooled"]["interval"]
+        lines += [
+            "",
+            f"Post hoc, fitted rates: {pooled['verdict']}",
+            f"rate batch {rates['smallest_batch']} / batch {rates['largest_batch']}: "
+            f"x{pooled['estimate']:.3g} [{low:.3g}, {high:.3g}]",
+            "(noise if above x2, pull if inside [1/2, 2])",
+        ]
     plotting.text_panel(ax, lines)
 
 

@@ -3,9 +3,12 @@ cell of a grid, against `gravity.instruments.escape`' Kaplan-Meier on each cell 
 synthetic escape times with known laws (Arrhenius in SGD time, a power law in lr)."""
 
 import math
+from functools import partial
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gravity.instruments import escape, sgd_escape
 from gravity.instruments import first_passage as fp
@@ -108,3 +111,120 @@ def test_sgd_escape_censored_cells_are_left_out_of_the_fits():
     assert "flow_law" in numbers and numbers["flow_law"]["n_cells"] == 6
     # One lr left: one temperature per depth at a batch size, several across batch sizes.
     assert numbers["arrhenius_time_units_all_cells"]["n_cells"] == 6
+
+
+# ------------------------------------------------------------------------------------------
+# Escape rates with censoring, and the paired rate ratio
+# ------------------------------------------------------------------------------------------
+
+RATE_SETTINGS = settings(max_examples=40, deadline=None)
+
+
+@RATE_SETTINGS
+@given(data=st.data(), n_cells=st.integers(1, 4), n_runs=st.integers(1, 8))
+def test_censored_rates_are_escapes_over_time_at_risk(data, n_cells, n_runs):
+    """The closed form of the censored exponential MLE, cell by cell: escapes / summed observed
+    times, diverged (NaN) runs left out; the same as `escape.exponential_mle` of the cell."""
+    size = n_cells * n_runs
+    draw = partial(st.lists, min_size=size, max_size=size)
+    times = np.array(data.draw(draw(st.integers(1, 300)))).reshape(n_cells, n_runs).astype(float)
+    escaped = np.array(data.draw(draw(st.booleans()))).reshape(n_cells, n_runs)
+    diverged = np.array(data.draw(draw(st.booleans()))).reshape(n_cells, n_runs)
+    times[diverged] = np.nan
+    rates = fp.censored_rates(times, escaped)
+    for cell in range(n_cells):
+        ok = ~diverged[cell]
+        if not ok.any():
+            assert math.isnan(rates[cell])
+            continue
+        expected = escaped[cell][ok].sum() / times[cell][ok].sum()
+        assert rates[cell] == pytest.approx(expected, rel=1e-12)
+        fit = escape.exponential_mle(times[cell][ok], escaped[cell][ok])
+        assert rates[cell] == pytest.approx(fit.rate, rel=1e-12)
+
+
+@pytest.mark.parametrize("rate, censor", [(0.02, 300.0), (0.5, 1.0), (2.0, 10.0)])
+def test_censored_rate_of_exponential_first_passages_is_their_rate(rate, censor):
+    """Exponential first-passage times at rate r (their n quantiles, no sampling noise),
+    censored at c: the escaped share is 1 - exp(-r c), the mean time at risk
+    (1 - exp(-r c)) / r, so escapes / time at risk is r itself."""
+    n = 200_000
+    times = -np.log1p(-(np.arange(n) + 0.5) / n) / rate
+    escaped, observed = times <= censor, np.minimum(times, censor)
+    events, exposure = fp.events_and_exposure(observed, escaped)
+    share = -math.expm1(-rate * censor)
+    assert events / n == pytest.approx(share, abs=1 / n)
+    assert exposure / n == pytest.approx(share / rate, rel=1e-4)
+    assert fp.censored_rates(observed, escaped) == pytest.approx(rate, rel=1e-4)
+
+
+@RATE_SETTINGS
+@given(
+    rho=st.floats(0.05, 20.0),
+    rates=st.lists(st.floats(0.001, 1.0), min_size=1, max_size=6),
+    data=st.data(),
+)
+def test_mantel_haenszel_recovers_a_common_rate_ratio(rho, rates, data):
+    """Columns whose rates differ but whose ratio is the same give that ratio exactly."""
+    size = len(rates)
+    exposures = partial(st.lists, st.floats(1.0, 1e4), min_size=size, max_size=size)
+    e_a, e_b = np.array(data.draw(exposures())), np.array(data.draw(exposures()))
+    r = np.array(rates)
+    pooled = fp.mantel_haenszel_rate_ratio(rho * r * e_a, e_a, r * e_b, e_b)
+    assert pooled == pytest.approx(rho, rel=1e-9)
+
+
+def test_mantel_haenszel_columns_without_escapes_add_nothing():
+    assert fp.mantel_haenszel_rate_ratio([1, 0], [10, 5], [2, 0], [10, 5]) == 0.5
+    assert fp.mantel_haenszel_rate_ratio([3], [10], [0], [10]) == math.inf
+    assert math.isnan(fp.mantel_haenszel_rate_ratio([0], [10], [0], [10]))
+
+
+def test_paired_rate_ratio_bootstrap_redraws_the_same_seeds_in_both_arms():
+    """Arm a escapes at half of arm b's time on every seed: every paired resample has the ratio
+    2 exactly (an unpaired bootstrap would spread it); equal arms give 1 exactly."""
+    rng = np.random.default_rng(3)
+    times_b = rng.integers(2, 300, size=(3, 2, 6)).astype(float)
+    escaped = np.ones(times_b.shape, bool)
+    found = fp.paired_rate_ratio(times_b / 2, escaped, times_b, escaped, n_resamples=500)
+    assert found["estimate"] == 2.0 and found["interval"] == [2.0, 2.0]
+    assert found["n"] == 6 and found["n_columns"] == found["n_informative_columns"] == 6
+    assert found["interval_excludes_1"]
+    columns = found["by_column"]
+    assert columns["ratio"].shape == (3, 2) and columns["interval"].shape == (3, 2, 2)
+    np.testing.assert_allclose(columns["ratio"], 2.0)
+    np.testing.assert_allclose(columns["rate_a"], 2 * columns["rate_b"])
+    same = fp.paired_rate_ratio(times_b, escaped, times_b, escaped, n_resamples=500)
+    assert same["estimate"] == 1.0 and same["interval"] == [1.0, 1.0]
+    assert not same["interval_excludes_1"]
+    with pytest.raises(ValueError, match="one \\(columns..., seeds\\) shape"):
+        fp.paired_rate_ratio(times_b, escaped, times_b[..., :3], escaped[..., :3])
+
+
+@pytest.mark.parametrize("rho", [1.0, 5.0])
+def test_paired_rate_ratio_of_censored_exponential_arms(rho):
+    """Exponential escapes at rate rho x r (arm a) and r (arm b), censored at 300 steps, r
+    varying over 20 columns and 10 seeds: the pooled interval holds rho, and one column alone
+    is far less certain than all of them."""
+    rng = np.random.default_rng(int(rho))
+    r = np.geomspace(0.002, 0.2, 20)[:, None]
+    arms = []
+    for rate in (rho * r, r):
+        t = rng.exponential(1 / rate, size=(20, 10))
+        arms += [np.minimum(t, 300.0), t <= 300.0]
+    found = fp.paired_rate_ratio(*arms)
+    low, high = found["interval"]
+    assert low < rho < high and high / low < 3
+    column_low, column_high = found["by_column"]["interval"][10]
+    assert column_high / column_low > high / low
+
+
+def test_rates_with_intervals_bootstrap_each_cell_over_its_seeds():
+    times = np.array([[[5.0, 5.0, 5.0, 5.0], [2.0, 300.0, 40.0, 9.0]]])
+    escaped = np.array([[[True] * 4, [True, False, True, True]]])
+    found = fp.rates_with_intervals(times, escaped, n_resamples=500)
+    np.testing.assert_allclose(found["rate"], [[0.2, 3 / 351]])
+    assert found["interval"].shape == (1, 2, 2)
+    np.testing.assert_allclose(found["interval"][0, 0], [0.2, 0.2])  # identical runs
+    low, high = found["interval"][0, 1]
+    assert low < 3 / 351 < high

@@ -12,8 +12,11 @@ import pytest
 from experiments import basin_depth, metastability, overlap
 from gravity.engine import history, presets
 from gravity.engine.spec import with_phase
+from gravity.instruments import claims
 from gravity.instruments.basin import BasinMeasure
+from gravity.run.experiment import load as load_experiment
 from gravity.run.experiment import run_experiment
+from gravity.run.report import to_jsonable
 from gravity.run.store import ResultStore
 
 
@@ -231,3 +234,46 @@ def test_metastability_arrhenius_in_time_units():
     assert in_steps["r_squared"] < 0.99 and in_steps["barrier"] != pytest.approx(barrier)
     # Every run escapes, but the median moves x3.3 across batch sizes at lr 0.01: "mixed".
     assert out["verdict"] == out["verdict_with_time_unit_fit"] == "mixed"
+
+
+RATE_CLAIMS = ("ms-pull-rate-ratio", "ms-noise-rate-ratio", "ms-pull-rate-ratio-without-lr016")
+
+
+@pytest.mark.parametrize(
+    "factors, verdict, claimed",
+    [
+        (np.ones(10), "deterministic pull", ("supported", "not supported", "supported")),
+        (
+            np.full(10, 8.0),
+            "noise-activated escape",
+            ("not supported", "supported", "not supported"),
+        ),
+        (np.linspace(1, 4, 10), "mixed", ("inconclusive",) * 3),
+    ],
+)
+def test_metastability_rate_rule_gives_each_verdict(factors, verdict, claimed):
+    """The post-hoc rule on fitted rates and its claims, on synthetic escape steps (no
+    training): the smallest batch escapes `factors` (one per seed) times sooner than the
+    largest in every (lr, depth) column. The same on every seed: the paired ratio is exactly 1
+    or 8; spread over seeds around 2 (harmonic mean 2.08): the interval straddles 2."""
+    config = metastability.Config(
+        learning_rates=(0.01, 0.02, 0.04),
+        batch_sizes=(4, 64),
+        safety_steps=(25, 50),
+        reference_depth=25,
+        reference_batch=4,
+    )
+    lr = np.asarray(config.learning_rates)[:, None, None]
+    depth = np.asarray(config.safety_steps, float)[None, :, None]
+    largest = 0.5 / lr * depth / 25 * np.ones((1, 1, config.seeds))
+    times = np.stack([largest / factors, largest], axis=1)
+    escapes = metastability.analyse(config, times, np.ones(times.shape, bool))
+    numbers = json.loads(json.dumps(to_jsonable({"escape": escapes}), allow_nan=False))
+    rates = numbers["escape"]["post_hoc_fitted_rates"]
+    assert rates["pooled"]["verdict"] == rates["without_largest_lr"]["verdict"] == verdict
+    assert rates["pooled"]["n"] == config.seeds and rates["pooled"]["n_columns"] == 6
+    assert np.shape(rates["rates"]["interval"]) == (3, 2, 2, 2)
+    assert numbers["escape"]["runs"]["escape_step"] == times.tolist()
+    claims_by_id = {claim.id: claim for claim in load_experiment("metastability").claims}
+    found = [claims.evaluate(claims_by_id[i], numbers)["verdict"] for i in RATE_CLAIMS]
+    assert found == list(claimed)
