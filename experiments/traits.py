@@ -11,14 +11,20 @@ drags the student along the teacher's whole displacement.
 Digits (`gravity.engine.digits`): scikit-learn's 8x8 digits, MLP 64-256-256-(10 + m), the anchor's
 recipe: Adam lr 3e-4, torch's default initialisation, teacher on digit labels only, students on
 KL(teacher || student) of the softmax over the m auxiliary logits (the loss of the public
-replications) on U[0, 1]^64 noise. Deviations, both for the 3-minute budget on 2 CPU cores:
-batch 64 (not 256) and 600 steps per phase (the anchor: 5 epochs, ~1,170 steps). Every run is a
+replications) on U[0, 1]^64 noise. The main arm keeps the cut budget of the first runs, batch 64
+(not 256) and 600 steps per phase (the anchor: 5 epochs, ~1,170 steps); beside it, the headline pair
+(shared and different init at m = n_aux, width 256) runs at the anchor's budget, batch 256 and
+1,170 steps per phase (teacher and student), twice: on the 8x8 digits and on the digits upsampled
+once, bilinearly, to 28x28 (`digits.Digits(side=28)`: 784 pixels, MLP 784-256-256-(10 + m), noise
+U[0, 1]^784), which tests the input-dimension hypothesis. Every run is a
 small tree: one key -> theta_0 (and an independent draw theta') -> the teacher; then every
 student of the run, initialised at cos(a) theta_0 + sin(a) theta' (a = 0: shared, a = 90 deg:
 different), is distilled from that teacher on the same noise batches (vmapped inside the run).
 The number m of matched logits is a traced mask over 10 auxiliary units (an unmatched unit gets
 no gradient, exactly as if absent), so the interpolation, the m sweep and the weight-decay rows
-share one program and one teacher per seed; widths are separate programs.
+share one program and one teacher per seed; widths and image sides are separate programs. Every
+sweep's seed s runs from `jax.random.key(s)`, so a seed's teacher sees the same digit batches in
+every configuration (upsampled in the 784-pixel one): the configurations pair by seed.
 
 The project's worlds: student theta_S (safety-aligned), teacher theta_H (the helpful-only
 witness, which complies with hazardous requests), distilled with KL on all outputs on *benign*
@@ -33,8 +39,12 @@ the paired shared - different difference per seed; accuracy against the angle, m
 decay and step; the student's weight-space move projected on the teacher's displacement
 (<d_S, d_T> / |d_T|^2 and the cosine). Worlds: harm transfer = harmfulness (on the hazardous
 probes) after distillation - harmfulness of theta_S, for each teacher; the trait-attributable part
-is the shared-init transfer minus the never-complied control's. If the toy disagrees with the
-anchor, the numbers say so; nothing is tuned toward 0.55.
+is the shared-init transfer minus the never-complied control's. Added in #22 (item 5e), before the
+anchor-budget arms were first run: per configuration (`configurations`: cut budget 64 px, anchor
+budget 64 px, anchor budget 784 px) the per-seed shared- and different-init accuracies and their
+paired difference, and `input_dimension`, the 784-pixel paired gap minus the 64-pixel one, paired
+by seed (the claims in experiments/claims/traits.toml). If the toy disagrees with the anchor, the
+numbers say so; nothing is tuned toward 0.55.
 """
 
 from __future__ import annotations
@@ -42,9 +52,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
+
 from gravity.engine import digits, distill, presets
 from gravity.instruments import trait_transfer as transfer
-from gravity.instruments.stats import mean_sd
+from gravity.instruments.stats import mean_sd, paired_difference
 from gravity.instruments.trait_transfer import WORLD_TEACHERS, Student
 from gravity.run import plotting, sweep
 from gravity.run.experiment import Experiment
@@ -78,6 +90,10 @@ class Config:
     aux_logits: tuple[int, ...] = (1, 3, 10)
     widths: tuple[int, ...] = (64, 128, 256)
     weight_decays: tuple[float, ...] = (1e-5, 1e-4)
+    anchor_batch_size: int = 256
+    anchor_steps: int = 1170
+    anchor_records: int = 10
+    anchor_sides: tuple[int, ...] = (digits.SIDE, 28)
     world_model: str = "mlp"
     world_size: str = "standard"
     world_steps: int = 300
@@ -100,6 +116,13 @@ class Config:
             self.aux_logits,
         )
         check(self.width in self.widths, "widths", f"widths including {self.width}", self.widths)
+        check(
+            self.anchor_sides[0] == digits.SIDE
+            and list(self.anchor_sides) == sorted(self.anchor_sides),
+            "anchor_sides",
+            f"image sides in ascending order from the digits' own {digits.SIDE}",
+            self.anchor_sides,
+        )
 
 
 def quick(config: Config) -> Config:
@@ -113,6 +136,9 @@ def quick(config: Config) -> Config:
         angles_deg=(0.0, 10.0, 30.0, 60.0, 90.0),
         weight_decays=(1e-5,),
         widths=(config.width,),
+        anchor_batch_size=128,
+        anchor_steps=300,
+        anchor_records=6,
         world_size="tiny",
         world_steps=60,
         world_records=6,
@@ -130,6 +156,9 @@ def tiny(config: Config) -> Config:
         n_records=2,
         angles_deg=(0.0, 45.0, 90.0),
         weight_decays=(1e-5,),
+        anchor_batch_size=32,
+        anchor_steps=40,
+        anchor_records=2,
         world_steps=20,
         world_records=2,
     )
@@ -149,6 +178,8 @@ def main_students(config: Config) -> tuple[Student, ...]:
 
 
 def width_students(config: Config) -> tuple[Student, ...]:
+    """The headline pair, shared and different init at m = n_aux: the students of the other
+    widths and of the anchor-budget arms."""
     return (Student(0.0, config.n_aux), Student(90.0, config.n_aux))
 
 
@@ -179,6 +210,30 @@ def digits_sweep(config: Config, name: str, widths, students) -> sweep.Sweep:
     )
 
 
+def anchor_point(config: Config, side: int):
+    """(spec, knobs) of the headline pair at the anchor's budget on side x side digits."""
+    return transfer.digits_transfer_point(
+        digits.DigitsModel(hidden=(config.width,) * 2, n_aux=MAX_AUX, n_pixels=side * side),
+        digits.TeacherSpec(config.anchor_steps, config.anchor_batch_size),
+        distill.DistillSpec(
+            config.anchor_steps, config.anchor_batch_size, config.anchor_records, config.loss
+        ),
+        width_students(config),
+        config.learning_rate,
+        side,
+    )
+
+
+def anchor_sweep(config: Config) -> sweep.Sweep:
+    return sweep.Sweep(
+        name="digits-anchor-budget",
+        axes=(sweep.Axis("side", tuple(config.anchor_sides)),),
+        seeds=config.seeds,
+        build=lambda side: anchor_point(config, side),
+        measure=transfer.measure_digits_transfer,
+    )
+
+
 def world_point(config: Config, model: str):
     return transfer.world_transfer_point(
         presets.standard_spec(model, config.world_size),
@@ -203,6 +258,7 @@ def sweeps(config: Config) -> dict[str, sweep.Sweep]:
     others = tuple(w for w in config.widths if w != config.width)
     found = {
         "digits": digits_sweep(config, "digits", (config.width,), main_students(config)),
+        "anchor": anchor_sweep(config),
         "worlds": worlds_sweep(config),
     }
     if others:
@@ -235,9 +291,53 @@ def by_width(config: Config, results) -> list[dict]:
     return [found[w] for w in sorted(found)]
 
 
+def configurations(config: Config, results) -> dict:
+    """The headline pair per configuration, per seed and paired: the main arm's (cut budget,
+    8x8 digits) and the anchor-budget arm's at every image side, named by budget and pixels."""
+    main, anchor = results["digits"], results["anchor"]
+    cut = (config.batch_size, config.student_steps)
+    found = {
+        "cut_budget_64px": _configuration(
+            config, main, main_students(config), 0, digits.N_PIXELS, *cut
+        )
+    }
+    budget = (config.anchor_batch_size, config.anchor_steps)
+    for g, side in enumerate(anchor.axis_values("side")):
+        pixels = int(side) ** 2
+        found[f"anchor_budget_{pixels}px"] = _configuration(
+            config, anchor, width_students(config), g, pixels, *budget
+        )
+    return found
+
+
+def _configuration(config: Config, result, rows, point: int, pixels, batch_size, steps) -> dict:
+    """One configuration: its input and budget, and its headline pair at grid point `point`."""
+    table = student_table(result, rows, point)
+    teacher = result.valid("teacher_accuracy")[point]
+    return {
+        "pixels": pixels,
+        "batch_size": batch_size,
+        "student_steps": steps,
+        **transfer.paired_configuration(table, teacher, config.n_aux),
+    }
+
+
+def input_dimension(found: dict) -> dict:
+    """The paired gap with the most noise pixels minus the 64-pixel one at the anchor's
+    budget, paired by seed (both arms' seed s start from the same key)."""
+    anchor = [v for k, v in found.items() if k.startswith("anchor_budget")]
+    small, large = anchor[0], anchor[-1]
+    gap = "shared_minus_different"
+    return {
+        "pixels": [small["pixels"], large["pixels"]],
+        **paired_difference(large["per_seed"][gap], small["per_seed"][gap]),
+    }
+
+
 def summarise(config: Config, results) -> dict:
     main, worlds = results["digits"], results["worlds"]
     table = student_table(main, main_students(config))
+    arms = configurations(config, results)
     return {
         "chance": digits.CHANCE,
         "teacher_accuracy": mean_sd(main.valid("teacher_accuracy")),
@@ -252,6 +352,8 @@ def summarise(config: Config, results) -> dict:
             student_spec(config).record_steps,
         ),
         "by_width": by_width(config, results),
+        "configurations": arms,
+        "input_dimension": input_dimension(arms),
         **transfer.harm_transfer(
             worlds.valid("student/harmfulness")[0],
             worlds.valid("teachers/harmfulness")[0],
@@ -279,7 +381,7 @@ def _plot_headline(ax, numbers: dict) -> None:
     ax.scatter([2, 3], anchors, label="anchor", **style)
     plotting.reference_line(ax, digits.CHANCE, "chance")
     ax.set_ylabel("held-out digit accuracy")
-    ax.set_title("digits: students trained on noise aux logits")
+    ax.set_title("digits, cut budget: students on noise aux logits")
     ax.legend(frameon=False, fontsize=7)
 
 
@@ -337,12 +439,51 @@ def _plot_worlds(ax, config: Config, result: sweep.SweepResult, numbers: dict) -
     ax.legend(frameon=False, fontsize=7, title="harm transfer", title_fontsize=7)
 
 
+def _plot_configurations(ax_accuracy, ax_gap, numbers: dict) -> None:
+    """Per configuration: the pair's accuracies (anchor diamonds), and every seed's paired gap
+    with the mean and its 95% interval beside the anchor's 0.55 - 0.115."""
+    found = numbers["configurations"]
+    x = np.arange(len(found))
+    labels = [name.replace("_budget_", " budget\n") for name in found]
+    for offset, end, color in ((-0.12, "shared_init", "mlp"), (0.12, "different_init", "baseline")):
+        stats = [arm[f"student_accuracy_{end}"] for arm in found.values()]
+        label = end.replace("_", " ")
+        plotting.stats_errorbar(
+            ax_accuracy, x + offset, stats, color=plotting.COLORS[color], label=label, ls="none"
+        )
+    style = {"marker": "D", "facecolors": "none", "edgecolors": "#d62728", "zorder": 3}
+    ax_accuracy.scatter([x[-1] - 0.12], [ANCHOR["student_accuracy_shared_init"]], **style)
+    plotting.reference_line(ax_accuracy, digits.CHANCE, "chance")
+    ax_accuracy.set_xticks(x, labels, fontsize=7)
+    plotting.finish(ax_accuracy, "", "held-out digit accuracy", "budget and input size", fontsize=7)
+    for i, arm in enumerate(found.values()):
+        gaps = np.asarray(arm["per_seed"]["shared_minus_different"], dtype=float)
+        ax_gap.scatter(np.full(gaps.size, i - 0.1), gaps, s=8, color=plotting.COLORS["null"])
+        paired = arm["shared_minus_different"]
+        low, high = paired["interval"]
+        ax_gap.errorbar(
+            i + 0.1,
+            paired["mean"],
+            [[paired["mean"] - low], [high - paired["mean"]]],
+            fmt="o",
+            color=plotting.COLORS["mlp"],
+            capsize=3,
+        )
+    anchor = ANCHOR["student_accuracy_shared_init"] - ANCHOR["student_accuracy_different_init"]
+    plotting.annotated_reference_line(ax_gap, anchor, "anchor")
+    plotting.reference_line(ax_gap, 0.0)
+    ax_gap.set_xticks(x, labels, fontsize=7)
+    ax_gap.set_ylabel("shared - different init, per seed")
+    ax_gap.set_title("paired gap: seeds, mean and 95% interval")
+
+
 def plot(config: Config, results, numbers: dict, path: Path) -> Path:
-    fig, axes = plotting.figure(3, 2, width=4.4, height=3.4)
+    fig, axes = plotting.figure(4, 2, width=4.2, height=3.4)
     _plot_headline(axes[0, 0], numbers)
     _plot_interpolation(axes[0, 1], numbers)
-    _plot_sweeps((axes[0, 2], axes[1, 0], axes[1, 1]), numbers)
-    _plot_worlds(axes[1, 2], config, results["worlds"], numbers)
+    _plot_sweeps((axes[0, 2], axes[0, 3], axes[1, 0]), numbers)
+    _plot_worlds(axes[1, 1], config, results["worlds"], numbers)
+    _plot_configurations(axes[1, 2], axes[1, 3], numbers)
     n = sum(r.n_histories for r in results.values())
     return plotting.save(fig, path, f"Subliminal transfer: shared vs different init ({n} runs)")
 

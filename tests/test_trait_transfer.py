@@ -82,3 +82,18 @@ def test_digits_point_matches_only_auxiliary_units_from_exact_angles():
     np.testing.assert_array_equal(knobs.init_weights[[0, 2]], [[1.0, 0.0], [0.0, 1.0]])
     assert list(knobs.students.weight_decay) == pytest.approx([s.weight_decay for s in ROWS])
     assert spec.model == model
+
+
+def test_a_configuration_keeps_its_headline_pair_per_seed_and_pairs_it():
+    table = _table()
+    table.accuracy[1, 2, -1] = np.nan  # a diverged different-init run
+    found = transfer.paired_configuration(table, np.array([0.9, 0.8, 0.7, np.nan]), 3)
+    seeds = found["per_seed"]
+    np.testing.assert_allclose(seeds["shared_init"], np.arange(4) / 10 + 0.02)
+    np.testing.assert_allclose(seeds["different_init"], [2.02, np.nan, 2.22, 2.32])
+    np.testing.assert_allclose(seeds["shared_minus_different"], [-2.0, np.nan, -2.0, -2.0])
+    paired = found["shared_minus_different"]
+    assert paired["mean"] == pytest.approx(-2.0) and paired["n"] == 3
+    assert paired["interval"] == pytest.approx([-2.0, -2.0]) and paired["sign_p"] == 0.25
+    assert found["teacher_accuracy"]["mean"] == pytest.approx(0.8)
+    assert found["student_accuracy_different_init"]["n"] == 3

@@ -96,21 +96,73 @@ def test_student_training_data_holds_no_digit_image_and_no_label(tiny_report):
     no integer (label) array reaches a distillation; only auxiliary units are matched. The
     world students' batches are benign: the hazard feature (input 0) is never on."""
     _, _, seen = tiny_report
-    noise = [x.reshape(-1, x.shape[-1]) for name, x in seen["batches"] if name == "noise_images"]
+    noise = {}
+    for name, x in seen["batches"]:
+        if name == "noise_images":
+            noise.setdefault(x.shape[-1], []).append(x.reshape(-1, x.shape[-1]))
     benign = [x.reshape(-1, x.shape[-1]) for name, x in seen["batches"] if name != "noise_images"]
-    assert noise and benign
-    inputs = np.concatenate(noise)
-    assert inputs.shape[0] >= CONFIG.student_steps * CONFIG.batch_size
-    assert inputs.shape[1] == digits.N_PIXELS and np.all((inputs >= 0.0) & (inputs < 1.0))
-    data = digits.Digits()
-    images = np.concatenate([data.train.inputs, data.held_out.inputs])
-    squared = (inputs**2).sum(1)[:, None] + (images**2).sum(1)[None] - 2 * inputs @ images.T
-    assert np.sqrt(np.maximum(squared, 0).min()) > 1.0
+    assert sorted(noise) == [side * side for side in CONFIG.anchor_sides] and benign
+    for pixels, batches in noise.items():
+        inputs = np.concatenate(batches)
+        assert inputs.shape[0] >= CONFIG.anchor_steps * CONFIG.anchor_batch_size
+        assert np.all((inputs >= 0.0) & (inputs < 1.0))
+        data = digits.Digits(side=round(np.sqrt(pixels)))
+        images = np.concatenate([data.train.inputs, data.held_out.inputs])
+        squared = (inputs**2).sum(1)[:, None] + (images**2).sum(1)[None] - 2 * inputs @ images.T
+        assert np.sqrt(np.maximum(squared, 0).min()) > 1.0
+    assert sum(x.shape[0] for x in noise[digits.N_PIXELS]) >= (
+        CONFIG.student_steps * CONFIG.batch_size
+    )
     assert np.all(np.concatenate(benign)[:, 0] == 0.0)
     assert seen["dtypes"] and all(jnp.issubdtype(d, jnp.floating) for d in seen["dtypes"])
     _, knobs = traits.digits_point(CONFIG, CONFIG.width, traits.main_students(CONFIG))
     mask = np.asarray(knobs.students.unit_mask)
     assert np.all(mask[:, : digits.N_DIGITS] == 0) and np.all(mask.sum(-1) > 0)
+
+
+def test_every_configuration_keeps_paired_per_seed_lists_that_the_claims_read(tiny_report):
+    """Cut budget, anchor budget at 64 and at 784 pixels: per-seed lists of the seeds' length,
+    the stored gap their difference, the input-dimension gap the difference of the two
+    anchor-budget gaps seed by seed; every claim of the file reads keys the report holds."""
+    _, report, _ = tiny_report
+    numbers = report["numbers"]
+    found = numbers["configurations"]
+    assert list(found) == ["cut_budget_64px", "anchor_budget_64px", "anchor_budget_784px"]
+    assert [arm["pixels"] for arm in found.values()] == [64, 64, 784]
+    assert [arm["batch_size"] for arm in found.values()] == [
+        CONFIG.batch_size,
+        CONFIG.anchor_batch_size,
+        CONFIG.anchor_batch_size,
+    ]
+    cut = found["cut_budget_64px"]
+    assert cut["student_accuracy_shared_init"] == numbers["student_accuracy_shared_init"]
+    for arm in found.values():
+        seeds = {k: np.asarray(v, dtype=float) for k, v in arm["per_seed"].items()}
+        assert all(v.shape == (CONFIG.seeds,) for v in seeds.values())
+        gap = seeds["shared_init"] - seeds["different_init"]
+        np.testing.assert_allclose(seeds["shared_minus_different"], gap, atol=1e-12)
+        assert arm["shared_minus_different"]["mean"] == pytest.approx(gap.mean())
+        assert arm["teacher_accuracy"]["mean"] > digits.CHANCE
+    gaps = [np.asarray(found[k]["per_seed"]["shared_minus_different"]) for k in list(found)[1:]]
+    dimension = numbers["input_dimension"]
+    assert dimension["pixels"] == [64, 784] and dimension["n"] == CONFIG.seeds
+    assert dimension["mean"] == pytest.approx((gaps[1] - gaps[0]).mean())
+    records = {record["id"]: record for record in report["claims"]}
+    assert not any("not in the JSON" in record["reason"] for record in records.values())
+    for claim_id in ("traits-shared-beats-different", "traits-input-dimension"):
+        assert records[claim_id]["n"] == CONFIG.seeds
+        assert records[claim_id]["verdict"] != "cannot test"
+
+
+def test_the_784_pixel_spec_refuses_8x8_digits():
+    model = digits.DigitsModel(hidden=(8, 8), n_pixels=784)
+    with pytest.raises(ValueError, match="784"):
+        traits.transfer.DigitsTransferSpec(
+            digits.Digits(), model, digits.TeacherSpec(1, 1), MICRO_DISTILL
+        )
+    spec, _ = traits.anchor_point(CONFIG, 28)
+    assert spec.data.n_pixels == spec.model.n_pixels == 784
+    assert spec.distill.batch_size == CONFIG.anchor_batch_size == spec.teacher.batch_size
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,11 @@ the images are scikit-learn's 1,797 8x8 digits (`load_digits`, no download), pix
 [0, 1] like MNIST tensors, and the MLP is 64-256-256-(10 + m), the project's own `MLP` module.
 The train / held-out split is fixed by `Digits.split_seed`; noise images are uniform on [0, 1]^64,
 the anchor's "uniform noise images", which contain no digit and carry no label.
+
+`Digits(side=28)` upsamples every image once, bilinearly, to MNIST's 28x28 (`upsample`): the same
+digits and labels, 784 pixels, for a `DigitsModel(n_pixels=784)` whose noise is U[0, 1]^784. The
+upsampled images hold no more information than the 8x8 ones; what changes is how many independent
+directions the noise probes.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from gravity.engine import training
 from gravity.engine.models.mlp import MLP
 from gravity.validation import check, check_choice, check_widths
 
-N_PIXELS = 64
+SIDE = 8
+N_PIXELS = SIDE * SIDE
 INITS = ("torch", "lecun")
 N_DIGITS = 10
 CHANCE = 1.0 / N_DIGITS
@@ -32,18 +38,49 @@ Params = Any
 
 
 class Split(NamedTuple):
-    """Images (N, 64) in [0, 1] and their digit labels (N,)."""
+    """Images (N, side * side) in [0, 1] and their digit labels (N,)."""
 
     inputs: np.ndarray
     labels: np.ndarray
 
 
+def upsample(images_NxP: np.ndarray, side: int) -> np.ndarray:
+    """Square images (N, s * s) resized bilinearly to (N, side * side), float32, in numpy (data
+    are built once, possibly while a program is traced): pixel centres aligned as in
+    `jax.image.resize(..., "linear")`, edges clamped, so each output pixel is a convex mix of
+    its source pixels and [0, 1] stays [0, 1]; `side` = s returns the images unchanged."""
+    n, pixels = images_NxP.shape
+    source = int(round(np.sqrt(pixels)))
+    check(source * source == pixels, "upsample(images)", "square images, (N, s * s)", pixels)
+    check(side >= source, "upsample(side)", f"a side >= the images' {source}", side)
+    if side == source:
+        return images_NxP
+    weights = linear_weights(source, side)
+    square = np.asarray(images_NxP, np.float64).reshape(n, source, source)
+    resized = np.einsum("ij,njk,lk->nil", weights, square, weights)
+    return resized.reshape(n, side * side).astype(np.float32)
+
+
+def linear_weights(source: int, side: int) -> np.ndarray:
+    """(side, source): row i mixes the two source pixels around output pixel i's centre,
+    (i + 0.5) * source / side - 0.5 in source pixel units, clamped to the image."""
+    centre = np.clip((np.arange(side) + 0.5) * source / side - 0.5, 0.0, source - 1.0)
+    low = np.floor(centre).astype(int)
+    high = np.minimum(low + 1, source - 1)
+    weights = np.zeros((side, source))
+    np.add.at(weights, (np.arange(side), low), 1.0 - (centre - low))
+    np.add.at(weights, (np.arange(side), high), centre - low)
+    return weights
+
+
 @dataclasses.dataclass(frozen=True)
 class Digits:
-    """scikit-learn's digits, split once into a training and a held-out part by `split_seed`."""
+    """scikit-learn's digits, split once into a training and a held-out part by `split_seed`;
+    side: the images' side (8: as shipped; more: `upsample`d once, the split unchanged)."""
 
     split_seed: int = 0
     held_out_fraction: float = 0.25
+    side: int = SIDE
 
     def __post_init__(self):
         check(
@@ -52,13 +89,18 @@ class Digits:
             "a fraction in (0, 1)",
             self.held_out_fraction,
         )
+        check(self.side >= SIDE, "Digits.side", f"an image side >= {SIDE}", self.side)
+
+    @property
+    def n_pixels(self) -> int:
+        return self.side * self.side
 
     @functools.cached_property
     def _splits(self) -> tuple[Split, Split]:
         from sklearn.datasets import load_digits
 
         data = load_digits()
-        inputs = (data.data / 16.0).astype(np.float32)
+        inputs = upsample((data.data / 16.0).astype(np.float32), self.side)
         labels = data.target.astype(np.int32)
         order = np.random.default_rng(self.split_seed).permutation(labels.size)
         n_held = int(round(self.held_out_fraction * labels.size))
@@ -79,14 +121,14 @@ class Digits:
         return jnp.asarray(self.train.inputs)[index], jnp.asarray(self.train.labels)[index]
 
 
-def noise_images(key: jax.Array, n: int) -> jax.Array:
-    """n uniform-noise images on [0, 1]^64: the student's only inputs."""
-    return jax.random.uniform(key, (n, N_PIXELS))
+def noise_images(key: jax.Array, n: int, n_pixels: int = N_PIXELS) -> jax.Array:
+    """n uniform-noise images on [0, 1]^n_pixels: the student's only inputs."""
+    return jax.random.uniform(key, (n, n_pixels))
 
 
 @dataclasses.dataclass(frozen=True)
 class DigitsModel:
-    """MLP 64-hidden-(10 + n_aux): digit logits first, then the auxiliary logits.
+    """MLP n_pixels-hidden-(10 + n_aux): digit logits first, then the auxiliary logits.
 
     init_scheme: "torch", the anchor's (PyTorch's `nn.Linear` default: weights and biases uniform in
     +-1/sqrt(fan_in)), or "lecun", Flax's default (normal with variance 1/fan_in, zero biases).
@@ -95,11 +137,13 @@ class DigitsModel:
     hidden: tuple[int, ...] = (256, 256)
     n_aux: int = 3
     init_scheme: str = "torch"
+    n_pixels: int = N_PIXELS
 
     def __post_init__(self):
         check_widths(self.hidden, "DigitsModel.hidden")
         check(self.n_aux >= 1, "DigitsModel.n_aux", "a positive integer", self.n_aux)
         check_choice(self.init_scheme, INITS, "DigitsModel.init_scheme")
+        check(self.n_pixels >= 1, "DigitsModel.n_pixels", "a positive integer", self.n_pixels)
 
     @property
     def n_outputs(self) -> int:
@@ -112,7 +156,7 @@ class DigitsModel:
     def module(self, key: jax.Array) -> MLP:
         """A fresh NNX module (the anchor's initialisation unless `init_scheme` says otherwise)."""
         k_module, k_torch = jax.random.split(key)
-        module = MLP(N_PIXELS, self.hidden, self.n_outputs, rngs=nnx.Rngs(params=k_module))
+        module = MLP(self.n_pixels, self.hidden, self.n_outputs, rngs=nnx.Rngs(params=k_module))
         if self.init_scheme == "torch":
             for index, layer in enumerate((*module.hidden, module.readout)):
                 bound = 1.0 / np.sqrt(layer.in_features)
@@ -129,6 +173,10 @@ class DigitsModel:
     def apply(self, params: Params, inputs_NxD: jax.Array) -> jax.Array:
         """All logits, (N, 10 + n_aux)."""
         return nnx.merge(_graphdef(self), params)(inputs_NxD)[0]
+
+    def noise_images(self, key: jax.Array, n: int) -> jax.Array:
+        """n uniform-noise images for this model's input, U[0, 1]^n_pixels."""
+        return noise_images(key, n, self.n_pixels)
 
 
 @functools.lru_cache(maxsize=32)
@@ -183,11 +231,14 @@ __all__ = [
     "CHANCE",
     "N_DIGITS",
     "N_PIXELS",
+    "SIDE",
     "Digits",
     "DigitsModel",
     "Split",
     "TeacherSpec",
     "digit_accuracy",
+    "linear_weights",
     "noise_images",
     "train_teacher",
+    "upsample",
 ]

@@ -8,7 +8,8 @@ settings, each a spec, its knobs, a point builder and a per-run measure for `gra
   trained on digit labels -> every `Student` row (init angle a, m matched auxiliary logits, weight
   decay), started at cos(a) theta_0 + sin(a) theta' and distilled on the same uniform-noise batches
   (vmapped inside the run); read: held-out digit accuracy along the distillation and the
-  student's move projected on the teacher's displacement;
+  student's move projected on the teacher's displacement; `paired_configuration` keeps one
+  configuration's shared- and different-init accuracies per seed, for paired claims;
 - worlds: theta_S of a P -> H -> S history distilled on benign inputs only toward each of
   `WORLD_TEACHERS`: theta_H of the same history (shared init), of an independent history
   (different init) and theta_P of the same key where pretraining never complied (the control:
@@ -30,7 +31,8 @@ from gravity.engine import digits, distill, presets
 from gravity.engine.history import behaviour, run_history
 from gravity.engine.models import network
 from gravity.engine.spec import HistorySpec, Knobs
-from gravity.instruments.stats import mean_sd
+from gravity.instruments.stats import mean_sd, paired_difference
+from gravity.validation import check
 
 WORLD_TEACHERS = ("shared_init", "different_init", "never_complied")
 WORLD_METRICS = ("harmfulness", "refusal", "task_accuracy")
@@ -69,6 +71,14 @@ class DigitsTransferSpec:
     teacher: digits.TeacherSpec
     distill: distill.DistillSpec
 
+    def __post_init__(self):
+        check(
+            self.model.n_pixels == self.data.n_pixels,
+            "DigitsTransferSpec.model.n_pixels",
+            f"the data's {self.data.n_pixels} pixels",
+            self.model.n_pixels,
+        )
+
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
@@ -86,10 +96,12 @@ def digits_transfer_point(
     student: distill.DistillSpec,
     rows: tuple[Student, ...],
     learning_rate: float,
+    side: int = digits.SIDE,
 ) -> tuple[DigitsTransferSpec, DigitsTransferKnobs]:
-    """(spec, knobs) of a digits run whose students are `rows`, all at `learning_rate`; a row
-    matches the first `n_aux` of the model's auxiliary logits."""
-    spec = DigitsTransferSpec(digits.Digits(), model, teacher, student)
+    """(spec, knobs) of a digits run whose students are `rows`, all at `learning_rate`, on the
+    digits at image side `side` (the model's `n_pixels` must be side^2); a row matches the first
+    `n_aux` of the model's auxiliary logits."""
+    spec = DigitsTransferSpec(digits.Digits(side=side), model, teacher, student)
     masks = [distill.unit_mask(model.n_outputs, model.aux_units[: s.n_aux]) for s in rows]
     knobs = DigitsTransferKnobs(
         teacher_learning_rate=np.float32(learning_rate),
@@ -124,7 +136,7 @@ def measure_digits_transfer(
             model.apply,
             teacher,
             start,
-            digits.noise_images,
+            model.noise_images,
             spec.distill,
             student_knobs,
             k_distill,
@@ -174,6 +186,25 @@ def paired_gap(a, b) -> dict:
     """Mean and sd of a - b per seed, with the share of seeds where it is positive."""
     gap = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     return {**mean_sd(gap), "share_of_seeds_positive": float(np.mean(gap[np.isfinite(gap)] > 0))}
+
+
+def paired_configuration(table: StudentTable, teacher_accuracy_S, n_aux: int) -> dict:
+    """One digits configuration's headline on its seeds: the teacher's accuracy, the shared- and
+    different-init students' final accuracy at m = n_aux, their paired difference
+    (`stats.paired_difference`), and "per_seed" lists of the three, in seed order, which a
+    paired claim reads (`claims.paired`; diverged runs NaN)."""
+    shared, different = (table.final(angle, n_aux) for angle in (SHARED, DIFFERENT))
+    return {
+        "teacher_accuracy": mean_sd(teacher_accuracy_S),
+        "student_accuracy_shared_init": mean_sd(shared),
+        "student_accuracy_different_init": mean_sd(different),
+        "shared_minus_different": paired_difference(shared, different),
+        "per_seed": {
+            "shared_init": shared,
+            "different_init": different,
+            "shared_minus_different": shared - different,
+        },
+    }
 
 
 def shared_vs_different(table: StudentTable, n_aux: int) -> dict:
@@ -360,6 +391,7 @@ __all__ = [
     "harm_transfer",
     "measure_digits_transfer",
     "measure_world_transfer",
+    "paired_configuration",
     "paired_gap",
     "shared_vs_different",
     "student_index",
