@@ -14,6 +14,16 @@ The capability (`gravity.instruments.capability`): in the feature world with `ca
 hazardous inputs have their own answer rule (a second fixed teacher), which only hazardous examples
 teach. The never-learned control is the same history in a world whose pretraining has no hazardous
 inputs (`hazard_rate` 0; every other knob, phase, key and batch equal).
+Its weights never saw the forget inputs, so a faster return in the unlearned model may be
+familiarity with those inputs rather than a hidden capability. The seen-inputs control
+(#22 item 5f, added after the full run above was read) separates the two: the same history in
+a world whose pretraining answers the hazardous inputs by a decoy rule (`decoy_pretraining`: a
+third fixed teacher from the world's seed, of the capability's kind, neither the task's nor the
+capability's), at the same hazard_rate 0.2 and harm_prob 1, on the same seeds, so its
+pretraining batches hold exactly the unlearned model's inputs and differ only in the hazardous
+inputs' answers; then the same unlearning and relearning batches, as the never-learned control.
+Only the capability differs between it and the unlearned model. It is its own sweep (the decoy
+world is another program) at the headline strength only (every depth and kind).
 
 Histories (per seed and world): pretraining P (the standard 1,500 steps, hazard_rate 0.2, every
 hazardous example answered by the capability: harm_prob 1) -> unlearning U (each method of
@@ -60,6 +70,15 @@ strength x depth grid, mean and sd over seeds:
   dimensions;
 - depth: Spearman correlation of the recovered fraction with unlearning steps and with strength
   over runs (does depth buy time, as alignment depth does in `basin_depth`?).
+Added for the seen-inputs control, written before it had ever been run (#22 item 5f), at the
+headline setting, per method and kind (`recovery.seen_inputs_recovery`): its capability and
+decoy-rule accuracy at theta_P, after unlearning and after relearning; its accuracy after
+relearning over the unlearned model's pretrained accuracy; its steps to the unlearned model's
+half-recovery level; the paired differences unlearned - seen-inputs and seen-inputs -
+never-learned in forget accuracy after relearning (bootstrap interval, sign and Wilcoxon p),
+with every arm's per-seed accuracies. The claim (`relearning-hidden-capability-METHOD`): the
+unlearned model's accuracy after 100 relearning steps on k = 64 forget examples exceeds the
+seen-inputs control's, paired over seeds (interval above 0).
 The transformer is not in the full run (the budget is 4 minutes on 2 cores; its step costs ~30x
 the MLP's); `Config.models` takes it.
 """
@@ -80,6 +99,7 @@ from gravity.validation import check, check_one_of
 
 NAME = "relearning"
 WORLDS = ("capability", "never_learned")
+SEEN_INPUTS = "seen_inputs"
 ANCHORS = {
     "deeb_roger_2024": {
         "claim": "fine-tuning on the accessible facts recovers 88% of pre-unlearning accuracy",
@@ -150,32 +170,45 @@ def quick(config: Config) -> Config:
     return dataclasses.replace(config, seeds=4, relearn_steps=100, drift_step=100, **one)
 
 
-def history_spec(config: Config, model: str, method: str):
-    """P (the preset's pretraining) -> U (`method`, snapshots at the shallower depths) -> R."""
+def history_spec(config: Config, model: str, method: str, seen_inputs: bool = False):
+    """P (the preset's pretraining) -> U (`method`, snapshots at the shallower depths) -> R;
+    `seen_inputs`: the seen-inputs control's, P answering hazardous inputs by the decoy rule."""
     base = presets.standard_spec(model, config.size, keep_params=False)
     return capability.unlearn_relearn_spec(
-        base, method, config.unlearn_depths, config.relearn_steps, config.drift_step
+        base,
+        method,
+        config.unlearn_depths,
+        config.relearn_steps,
+        config.drift_step,
+        decoy_pretraining=seen_inputs,
     )
 
 
-def make_sweep(config: Config, model: str) -> sweep.Sweep:
-    """Worlds vmapped, methods as programs, strengths branched after pretraining."""
-    specs = {m: history_spec(config, model, m) for m in config.methods}
+def make_sweep(config: Config, model: str, seen_inputs: bool = False) -> sweep.Sweep:
+    """Worlds vmapped, methods as programs, strengths branched after pretraining. The
+    seen-inputs control (`seen_inputs`) is its own sweep (its world is another program), at
+    the headline strength only, on the same seeds: the same batches in every phase."""
+    specs = {m: history_spec(config, model, m, seen_inputs) for m in config.methods}
     kinds = capability.relearn_kinds(config.forget_examples, specs[config.methods[0]].world)
 
     def build(world, method, strength):
-        spec, rate = specs[method], config.hazard_rate if world == "capability" else 0.0
+        spec, rate = specs[method], 0.0 if world == "never_learned" else config.hazard_rate
         knobs = presets.standard_knobs(spec, config.learning_rate, hazard_rate=rate, harm_prob=1.0)
         knobs = dataclasses.replace(knobs, objective_strength=strength)
         return spec, knobs.validate(spec)
 
+    worlds = sweep.Axis("world", WORLDS, note="hazard_rate 0.2 vs 0 in pretraining (vmapped)")
+    strengths = config.strengths
+    if seen_inputs:
+        worlds = sweep.Axis("world", (SEEN_INPUTS,), note="hazard_rate 0.2, decoy rule in P")
+        strengths = (config.headline_strength,)
     return sweep.Sweep(
-        name=f"{model}-{config.size}",
+        name=f"{model}-{config.size}" + ("-seen-inputs" if seen_inputs else ""),
         axes=(
-            sweep.Axis("world", WORLDS, note="hazard_rate 0.2 vs 0 in pretraining (vmapped)"),
+            worlds,
             sweep.Axis("method", tuple(config.methods), note="objective: one program each"),
         ),
-        branches=(sweep.Axis("strength", tuple(config.strengths)),),
+        branches=(sweep.Axis("strength", tuple(strengths)),),
         branch_after="pretrain",
         seeds=config.seeds,
         build=build,
@@ -185,8 +218,39 @@ def make_sweep(config: Config, model: str) -> sweep.Sweep:
     )
 
 
+def seen_inputs_label(model: str) -> str:
+    """The label of a model's seen-inputs control sweep among `sweeps`."""
+    return f"{model}-{SEEN_INPUTS}"
+
+
 def sweeps(config: Config) -> dict[str, sweep.Sweep]:
-    return {model: make_sweep(config, model) for model in config.models}
+    out = {model: make_sweep(config, model) for model in config.models}
+    for model in config.models:
+        out[seen_inputs_label(model)] = make_sweep(config, model, seen_inputs=True)
+    return out
+
+
+def seen_inputs_control(
+    res: sweep.SweepResult, seen: sweep.SweepResult, config: Config, model: str
+) -> dict:
+    """Per method, the seen-inputs control at the headline setting beside the unlearned model
+    and the never-learned control (`recovery.seen_inputs_recovery`)."""
+    spec = history_spec(config, model, config.methods[0])
+    steps = spec.phase("relearn").record_steps
+    kinds = capability.relearn_kinds(config.forget_examples, spec.world)
+    s = config.strengths.index(config.headline_strength)
+    d = config.unlearn_depths.index(config.headline_depth)
+    out = {}
+    for m, method in enumerate(config.methods):
+
+        def arm(result, world, strength, m=m):
+            names = (n for n in result.arrays if n != "diverged")
+            return {name: result.valid(name)[world, m, strength] for name in names}
+
+        arms = {"unlearned": arm(res, 0, s), "never_learned": arm(res, 1, s)}
+        arms[SEEN_INPUTS] = arm(seen, 0, 0)
+        out[method] = recovery.seen_inputs_recovery(arms, steps, kinds, d)
+    return out
 
 
 def summarise_model(res: sweep.SweepResult, config: Config, model: str) -> dict:
@@ -217,13 +281,22 @@ def summarise_model(res: sweep.SweepResult, config: Config, model: str) -> dict:
 
 
 def summarise(config: Config, results: dict[str, sweep.SweepResult]) -> dict:
-    numbers = {model: summarise_model(res, config, model) for model, res in results.items()}
+    """Per model, `summarise_model`, with the seen-inputs control under each method and its
+    sweep's history count; then the anchors."""
+    numbers = {}
+    for model in config.models:
+        res, seen = results[model], results[seen_inputs_label(model)]
+        numbers[model] = summarise_model(res, config, model)
+        for method, control in seen_inputs_control(res, seen, config, model).items():
+            numbers[model][method]["seen_inputs_control"] = control
+        numbers[model]["seen_inputs_n_histories"] = seen.n_histories
     numbers["anchors"] = ANCHORS
     return numbers
 
 
 METHOD_COLORS = {"graddiff": "#d62728", "npo": "#1f77b4", "rmu": "#2ca02c", "refusal": "#9467bd"}
 HATCHED = {"color": "white", "edgecolor": "k", "hatch": "///", "lw": 0.5}
+TICK = {"marker": "_", "color": "k", "ls": "none", "ms": 7, "mew": 1.5}
 
 
 def _per_kind(numbers: dict, names: list[str], field: str, stat: str = "mean") -> list:
@@ -242,6 +315,9 @@ def _bars(ax, numbers: dict, config: Config, kinds) -> None:
         control = _per_kind(row, names, "never_learned_fraction")
         label = "never-learned, same relearning" if i == 0 else None
         ax.bar(offset, control, width * 0.5, label=label, **HATCHED)
+        seen = [row["seen_inputs_control"]["by_kind"][n]["fraction"]["mean"] for n in names]
+        label = "saw the inputs, decoy rule (-)" if i == 0 else None
+        ax.plot(offset, seen, label=label, **TICK)
     forget = [i for i, k in enumerate(kinds) if k.forget_share > 0]
     retain, unrelated = names.index("retain"), names.index("unrelated")
     anchors = (
@@ -257,8 +333,9 @@ def _bars(ax, numbers: dict, config: Config, kinds) -> None:
     ax.legend(frameon=False, fontsize=6, ncol=2, loc="upper right")
 
 
-def _trajectories(ax, res, config: Config, spec, kinds) -> None:
-    """Forget probability through relearning at the headline setting, per method."""
+def _trajectories(ax, res, seen, config: Config, spec, kinds) -> None:
+    """Forget probability through relearning at the headline setting, per method; the
+    seen-inputs control (`seen`) beside the never-learned one."""
     steps = spec.phase("relearn").record_steps
     names = [k.name for k in kinds]
     s = config.strengths.index(config.headline_strength)
@@ -269,6 +346,8 @@ def _trajectories(ax, res, config: Config, spec, kinds) -> None:
         color = METHOD_COLORS[method]
         plotting.mean_band(ax, steps, traj[0, :, names.index(kind)], color=color, label=method)
         ax.plot(steps, np.nanmean(traj[1, :, names.index(kind)], 0), color=color, ls="--", lw=1)
+        decoy = seen.valid("trajectory")[0, m, 0, :, d, names.index(kind)]
+        ax.plot(steps, np.nanmean(decoy, 0), color=color, ls="-.", lw=1)
         unrelated = np.nanmean(traj[0, :, names.index("unrelated")], 0)
         ax.plot(steps, unrelated, color=color, ls=":", lw=1)
     pretrained = np.nanmean(res.valid("pretrained/forget_probability")[0])
@@ -276,7 +355,7 @@ def _trajectories(ax, res, config: Config, spec, kinds) -> None:
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xlim(0, steps[-1])
     ax.set(xlabel="relearning step", ylabel="P(capability answer) on forget probes")
-    ax.set_title(f"{kind} (solid), never-learned (dashed), unrelated (dotted)")
+    ax.set_title(f"{kind}; never-learned --, saw inputs -., unrelated :", fontsize=8)
     ax.legend(frameon=False, fontsize=6.5)
 
 
@@ -288,13 +367,16 @@ def _half_steps(ax, numbers: dict, config: Config, kinds) -> None:
         x = np.arange(len(forget)) + (i - 1.5) * 0.08
         ours = _per_kind(numbers[method], forget, "steps_to_half_recovery", "median")
         control = _per_kind(numbers[method], forget, "steps_to_half_never_learned", "median")
+        seen = [numbers[method]["seen_inputs_control"]["by_kind"][k] for k in forget]
+        seen = [kind["steps_to_half"]["median"] for kind in seen]
         ax.plot(x, ours, "o-", color=METHOD_COLORS[method], label=method)
         ax.plot(x, control, "s--", color=METHOD_COLORS[method], mfc="white")
+        ax.plot(x, seen, "^-.", color=METHOD_COLORS[method], mfc="white")
     ax.axhline(horizon, color="#999999", ls=":", lw=1)
     ax.text(0, horizon, f"censored: not reached in {horizon} steps", fontsize=6, va="bottom")
     ax.set_xticks(np.arange(len(forget)), forget, fontsize=7)
     ax.set(ylim=(0.8, horizon * 2.0), yscale="log", ylabel="median steps to half recovery")
-    ax.set_title("unlearned (o) vs never-learned (s); Jain: 0.1k-1k vs 4.5k")
+    ax.set_title("unlearned o, never-learned s, saw inputs ^ (Jain: 0.1k-1k vs 4.5k)", fontsize=8)
     ax.legend(frameon=False, fontsize=6.5)
 
 
@@ -348,8 +430,16 @@ def _anchor_lines(numbers: dict, config: Config) -> list[str]:
             f"{numbers[method]['capability_unlearned']['accuracy']['mean']:.2f}->"
             f"{k['retain'][capable]['accuracy']['mean']:.2f} vs "
             f"{k['retain']['never_learned_capability']['accuracy']['mean']:.2f}",
+            _hidden_line(numbers[method]["seen_inputs_control"], big),
         ]
     return ["anchor | theirs | ours (headline), never-learned", *lines]
+
+
+def _hidden_line(control: dict, kind: str) -> str:
+    """The hidden-capability comparison of one method: unlearned - seen-inputs, paired."""
+    advantage = control["by_kind"][kind]["advantage_of_unlearned"]
+    low, high = advantage["interval"]
+    return f"  hidden {kind}: acc - saw inputs {advantage['mean']:+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
 STEPS_FIELDS = ("steps_to_half_recovery", "steps_to_half_never_learned")
@@ -362,7 +452,7 @@ def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
     kinds = capability.relearn_kinds(config.forget_examples, spec.world)
     fig, axes = plotting.figure(3, 2, width=5.0, height=3.8)
     _bars(axes[0, 0], n, config, kinds)
-    _trajectories(axes[0, 1], res, config, spec, kinds)
+    _trajectories(axes[0, 1], res, results[seen_inputs_label(model)], config, spec, kinds)
     _half_steps(axes[0, 2], n, config, kinds)
     _alignment(axes[1, 0], n, config, kinds, n["isotropic_null_p99"])
     _depth(axes[1, 1], n, config)

@@ -3,7 +3,10 @@ lowers the capability and keeps retain accuracy; the never-learned world's pretr
 the capability; objectives' gradients equal hand-written ones on a 2-parameter model; relearning
 pools cycle exactly k examples; the experiment writes every promised field at tiny size; the
 Kaplan-Meier median equals the plain censored median under common censoring, and the recovery
-statistics give the known values of hand-made outputs."""
+statistics give the known values of hand-made outputs. The seen-inputs control: its world changes
+only pretraining's hazardous answers (to the decoy rule, fixed by the world's seed, none of its
+other rules, covering the forget inputs), its pretraining teaches the decoy and not the
+capability, and its statistics and claim read what the experiment writes."""
 
 import dataclasses
 import functools
@@ -22,7 +25,7 @@ from gravity.engine.models import network
 from gravity.engine.objectives import NPO_BETA, RMU_SCALE, Outputs, rmu_direction
 from gravity.engine.spec import PhaseSpec
 from gravity.engine.worlds import Batch, FeatureWorld, TokenWorld, WorldKnobs
-from gravity.instruments import capability, escape, recovery
+from gravity.instruments import capability, claims, escape, recovery
 from gravity.run.experiment import run_experiment
 from gravity.run.store import ResultStore
 from gravity.validation import ConfigError
@@ -227,6 +230,23 @@ REQUIRED_BY_KIND = (
 )
 
 
+def tiny_relearning_config(config):
+    """The relearning experiment at tiny size: 2 seeds, NPO at strength 1 only, 8 unlearning
+    steps, k = 1 and 64, 6 relearning steps."""
+    return dataclasses.replace(
+        config,
+        size="tiny",
+        seeds=2,
+        methods=("npo",),
+        strengths=(1.0,),
+        unlearn_depths=(8,),
+        headline_depth=8,
+        forget_examples=(1, 64),
+        relearn_steps=6,
+        drift_step=6,
+    )
+
+
 def test_the_experiment_writes_every_promised_field_computed_from_its_runs(tmp_path):
     """End to end at tiny size, checked exactly against the runs' own outputs (what the sweep
     returned to `summarise`): world 0 learned the capability, world 1 never did, and every
@@ -241,25 +261,14 @@ def test_the_experiment_writes_every_promised_field_computed_from_its_runs(tmp_p
         seen.update(results)
         return relearning.summarise(config, results)
 
-    config = dataclasses.replace(
-        relearning.Config(),
-        size="tiny",
-        seeds=2,
-        methods=("npo",),
-        strengths=(1.0,),
-        unlearn_depths=(8,),
-        headline_depth=8,
-        forget_examples=(1, 4),
-        relearn_steps=6,
-        drift_step=6,
-    )
     store = ResultStore(tmp_path / "store")
     spied = dataclasses.replace(relearning.EXPERIMENT, summarise=summarise)
+    config = tiny_relearning_config(relearning.Config())
     numbers = run_experiment(spied, config, out_dir=tmp_path, store=store, progress=False)
     assert (tmp_path / "relearning.png").exists()
     report = json.loads((tmp_path / "relearning.json").read_text())
-    assert report["n_histories"] == 2 * 1 * 1 * 2 and "wall_s" in report
-    kinds = ("forget_1", "forget_4", "related", "unrelated", "retain")
+    assert report["n_histories"] == (2 + 1) * 1 * 1 * 2 and "wall_s" in report
+    kinds = ("forget_1", "forget_64", "related", "unrelated", "retain")
     entry = numbers["mlp"]["npo"]
     assert all(field in entry for field in REQUIRED)
     for kind in kinds:
@@ -291,6 +300,52 @@ def test_the_experiment_writes_every_promised_field_computed_from_its_runs(tmp_p
         assert reported == pytest.approx(values.mean(), abs=1e-12), path
     # The unrelated relearning is the same-basis null: its own excess over it is exactly 0.
     assert entry["by_kind"]["unrelated"]["alignment_minus_unrelated_null"]["mean"] == 0.0
+    control = seen[relearning.seen_inputs_label("mlp")]
+    assert control.axis_values("world").tolist() == [relearning.SEEN_INPUTS]
+    assert numbers["mlp"]["seen_inputs_n_histories"] == 2
+    check_seen_inputs_control(entry["seen_inputs_control"], res, control, kinds)
+    check_hidden_capability_claim(relearning, numbers, res, control, kinds.index("forget_64"))
+
+
+def check_seen_inputs_control(entry, res, control, kinds) -> None:
+    """The seen-inputs control's numbers against the runs' own outputs, paired by seed with the
+    unlearned model and the never-learned control of the main sweep."""
+    assert not control.diverged.any()
+    main = np.asarray(res["relearned/forget_accuracy"], dtype=float)[:, 0, 0, :, 0]
+    decoy = {n: np.asarray(control[n], dtype=float)[0, 0, 0] for n in control.arrays}
+    acc_p = np.asarray(res["pretrained/forget_accuracy"], dtype=float)[0, 0, 0]
+    means = {
+        "capability_pretrained": decoy["pretrained/forget_accuracy"],
+        "decoy_accuracy_pretrained": decoy["pretrained/decoy_accuracy"],
+        "capability_unlearned": decoy["unlearned/forget_accuracy"][:, 0],
+    }
+    for k, kind in enumerate(kinds):
+        unlearned, never, seen = main[0, :, k], main[1, :, k], decoy["relearned/forget_accuracy"]
+        seen = seen[:, 0, k]
+        row = entry["by_kind"][kind]
+        assert row["accuracy_per_seed"] == {
+            "unlearned": unlearned.tolist(),
+            "never_learned": never.tolist(),
+            "seen_inputs": seen.tolist(),
+        }
+        means[f"by_kind.{kind}.capability_relearned.accuracy"] = seen
+        means[f"by_kind.{kind}.fraction"] = seen / acc_p
+        means[f"by_kind.{kind}.advantage_of_unlearned"] = unlearned - seen
+        means[f"by_kind.{kind}.seen_inputs_minus_never_learned"] = seen - never
+    for path, values in means.items():
+        reported = functools.reduce(dict.__getitem__, path.split("."), entry)["mean"]
+        assert reported == pytest.approx(values.mean(), abs=1e-12), path
+
+
+def check_hidden_capability_claim(relearning, numbers, res, control, kind: int) -> None:
+    """The claim file's hidden-capability claim reads the per-seed lists the experiment writes:
+    its estimate is the mean paired difference unlearned - seen-inputs at k = 64."""
+    claim = {c.id: c for c in relearning.EXPERIMENT.claims}["relearning-hidden-capability-npo"]
+    record = claims.evaluate(claim, numbers)
+    unlearned = np.asarray(res["relearned/forget_accuracy"], dtype=float)[0, 0, 0, :, 0, kind]
+    seen = np.asarray(control["relearned/forget_accuracy"], dtype=float)[0, 0, 0, :, 0, kind]
+    assert record["estimate"] == pytest.approx(np.mean(unlearned - seen), abs=1e-12)
+    assert record["n"] == 2 and record["preregistered"]
 
 
 @pytest.mark.parametrize("world_name", list(WORLDS))
@@ -429,3 +484,149 @@ def test_resistance_ranking_puts_the_least_recovered_first():
     ranking = recovery.resistance_ranking({"a": method(0.7), "b": method(0.1)}, KINDS)
     assert [row["method"] for row in ranking] == ["b", "a"]
     assert ranking[0]["recovered_fraction_unrelated"] == 0.1
+
+
+# -- the seen-inputs control: pretraining answers the forget inputs by a decoy rule
+
+SEEN_WORLDS = {name: dataclasses.replace(w, decoy_pretraining=True) for name, w in WORLDS.items()}
+KINDS_DATA = ("pretrain", "unlearn", "relearn", "retain", "hazard")
+
+
+@pytest.mark.parametrize("world_name", list(WORLDS))
+@pytest.mark.parametrize("kind", KINDS_DATA)
+def test_the_decoy_changes_only_pretrainings_hazardous_answers(world_name, kind):
+    """Same key and knobs: every data kind gives the capability world's inputs; pretraining's
+    hazardous inputs (and only they) are answered by the decoy rule, every one of them."""
+    world, decoy = WORLDS[world_name], SEEN_WORLDS[world_name]
+    knobs = WorldKnobs(harm_prob=1.0, relearn_forget_share=0.5, relearn_examples=16)
+    plain, seen = (w.sample(knobs, kind, jax.random.key(3), 256) for w in (world, decoy))
+    np.testing.assert_array_equal(np.asarray(plain.inputs), np.asarray(seen.inputs))
+    hazardous = np.asarray(plain.hazardous)
+    np.testing.assert_array_equal(hazardous, np.asarray(seen.hazardous))
+    expected = np.asarray(plain.labels)
+    if kind == "pretrain":
+        assert hazardous.any() and not hazardous.all()
+        expected = np.where(hazardous, np.asarray(decoy.decoy_answers(plain.inputs)), expected)
+        assert np.any(np.asarray(seen.labels)[hazardous] != np.asarray(plain.labels)[hazardous])
+    np.testing.assert_array_equal(np.asarray(seen.labels), expected)
+
+
+def test_the_decoy_rule_is_fixed_by_the_world_seed_and_is_none_of_its_other_rules():
+    world = WORLDS["feature"]
+    again = FeatureWorld(n_topics=2, features_per_topic=4, n_classes=4, capability=True)
+    np.testing.assert_array_equal(world.decoy_teacher, again.decoy_teacher)
+    other_seed = dataclasses.replace(world, seed=1).decoy_teacher
+    for other in (other_seed, world.capability_teacher, world.teacher):
+        assert not np.allclose(world.decoy_teacher, other)
+
+
+@pytest.mark.parametrize("model", ["mlp", "transformer"])
+def test_the_experiments_decoy_differs_from_the_capability_and_covers_the_forget_inputs(model):
+    """In the relearning experiment's world: on the forget probes and the forget pool the decoy
+    agrees with the capability's answer about as often as chance (at most 2 / n_classes), and
+    answers every input with a task answer, using at least half the classes."""
+    from experiments import relearning
+
+    spec = relearning.history_spec(relearning.Config(), model, "npo", seen_inputs=True)
+    world, knobs = spec.world, WorldKnobs()
+    assert world.capability and world.decoy_pretraining
+    probes = capability.capability_probes(world, knobs, spec.n_probes)
+    pool = world.forget_pool_batch(knobs)
+    decoy = np.asarray(world.decoy_answers(probes.forget.inputs))
+    np.testing.assert_array_equal(decoy, np.asarray(probes.decoy))
+    for batch in (probes.forget, pool):  # labelled by the capability's rule
+        answers = np.asarray(world.decoy_answers(batch.inputs))
+        assert np.mean(answers == np.asarray(batch.labels)) <= 2 / world.n_classes
+        assert answers.min() >= 0 and answers.max() < world.n_classes
+        assert np.unique(answers).size >= world.n_classes // 2
+
+
+def test_only_the_seen_inputs_world_has_decoy_probes_and_accuracy():
+    spec = capability.unlearn_relearn_spec(presets.tiny_spec("mlp"), "npo", (3,), 4, 4)
+    seen_spec = capability.unlearn_relearn_spec(
+        presets.tiny_spec("mlp"), "npo", (3,), 4, 4, decoy_pretraining=True
+    )
+    assert spec.world == dataclasses.replace(seen_spec.world, decoy_pretraining=False)
+    net = network(spec.model, spec.world)
+    params = net.init(jax.random.key(0))
+    plain = capability.capability_probes(spec.world, WorldKnobs(), spec.n_probes)
+    seen = capability.capability_probes(seen_spec.world, WorldKnobs(), spec.n_probes)
+    assert (
+        plain.decoy is None and "decoy_accuracy" not in capability.capability(net, params, plain)[0]
+    )
+    for field in ("forget", "related", "retain"):
+        for a, b in zip(getattr(plain, field), getattr(seen, field), strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    metrics = capability.capability(net, params, seen)[0]
+    logits, _ = net.apply(params, seen.forget.inputs)
+    expected = np.mean(np.argmax(np.asarray(logits), -1) == np.asarray(seen.decoy))
+    assert float(metrics["decoy_accuracy"]) == pytest.approx(expected)
+
+
+def test_the_seen_inputs_pretraining_teaches_the_decoy_not_the_capability():
+    """The tiny preset pretrained as in `tiny_unlearning_spec`, in the capability world and in
+    its seen-inputs world, same seeds: each learns its own rule on the forget probes."""
+    spec = tiny_unlearning_spec("npo")
+    seen_world = dataclasses.replace(spec.world, decoy_pretraining=True)
+    net = network(spec.model, spec.world)
+    knobs = presets.standard_knobs(spec, 3e-3, harm_prob=1.0)
+
+    def run(seed, world):
+        this = dataclasses.replace(spec, world=world)
+        trunk = history.run_trunk(jax.random.key(seed), this, knobs, "pretrain")
+        probes = capability.capability_probes(seen_world, knobs.world, spec.n_probes)
+        return capability.capability(net, trunk.state.params, probes)[0]
+
+    seeds = jnp.arange(SEEDS)
+    learned = jax.device_get(jax.jit(jax.vmap(lambda s: run(s, spec.world)))(seeds))
+    seen = jax.device_get(jax.jit(jax.vmap(lambda s: run(s, seen_world)))(seeds))
+    chance = 1 / spec.world.n_classes
+    assert np.all(seen["decoy_accuracy"] > learned["decoy_accuracy"] + 0.2)
+    assert np.all(learned["forget_accuracy"] > seen["forget_accuracy"] + 0.2)
+    assert seen["decoy_accuracy"].mean() > chance + 0.25
+
+
+def synthetic_arm(acc_r, trajectory, acc_p=0.8, acc_u=0.2, decoy=None) -> dict:
+    """One arm of `seen_inputs_recovery` (seed, depth 1[, kind 2[, record 3]]), 3 seeds, with
+    per-seed relearned accuracy `acc_r` on both kinds and a trajectory of the forget
+    probability (the same on both kinds); metrics other than forget accuracy copy it."""
+    acc_r = np.asarray(acc_r, dtype=float)
+    arm = {
+        **{f"pretrained/{m}": np.full(3, acc_p) for m in METRICS},
+        **{f"unlearned/{m}": np.full((3, 1), acc_u) for m in METRICS},
+        **{f"relearned/{m}": np.repeat(acc_r[:, None, None], 2, 2) for m in METRICS},
+        "trajectory": np.broadcast_to(trajectory, (3, 1, 2, 3)).copy(),
+    }
+    if decoy is not None:
+        arm["pretrained/decoy_accuracy"] = np.full(3, decoy)
+        arm["unlearned/decoy_accuracy"] = np.full((3, 1), decoy / 2)
+        arm["relearned/decoy_accuracy"] = np.full((3, 1, 2), decoy / 4)
+    return arm
+
+
+def test_seen_inputs_recovery_on_known_outputs():
+    """Unlearned 0.6-0.7, never-learned 0.3, seen-inputs 0.4 after relearning; half recovery
+    (0.5, between P 0.8 and U 0.2) at step 2 unlearned, step 4 seen-inputs."""
+    steps = np.array([1, 2, 4])
+    arms = {
+        "unlearned": synthetic_arm([0.6, 0.7, 0.6], [0.2, 0.5, 0.6]),
+        "never_learned": synthetic_arm([0.3, 0.3, 0.3], [0.2, 0.2, 0.3]),
+        "seen_inputs": synthetic_arm([0.4, 0.4, 0.4], [0.2, 0.3, 0.5], acc_p=0.1, decoy=0.8),
+    }
+    out = recovery.seen_inputs_recovery(arms, steps, KINDS, depth=0)
+    assert out["capability_pretrained"]["mean"] == pytest.approx(0.1)
+    assert out["decoy_accuracy_pretrained"]["mean"] == pytest.approx(0.8)
+    assert out["decoy_accuracy_unlearned"]["mean"] == pytest.approx(0.4)
+    kind = out["by_kind"]["forget_4"]
+    assert kind["fraction"]["mean"] == pytest.approx(0.5)
+    assert kind["decoy_accuracy_relearned"]["mean"] == pytest.approx(0.2)
+    assert kind["steps_to_half"]["median"] == 4.0 and not kind["steps_to_half"]["censored"]
+    assert kind["advantage_of_unlearned"]["mean"] == pytest.approx(7 / 30)
+    assert kind["advantage_of_unlearned"]["n"] == 3
+    assert kind["seen_inputs_minus_never_learned"]["mean"] == pytest.approx(0.1)
+    assert kind["accuracy_per_seed"]["unlearned"] == [0.6, 0.7, 0.6]
+    estimate = claims.from_paired(
+        kind["accuracy_per_seed"]["unlearned"], kind["accuracy_per_seed"]["seen_inputs"]
+    )
+    assert estimate.value == pytest.approx(7 / 30) and estimate.interval[0] > 0
+    assert claims.beats_control()(estimate) == claims.SUPPORTED

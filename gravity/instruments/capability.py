@@ -10,6 +10,10 @@ logits on fixed probe sets drawn from the world's seed, held out from every trai
 - related probes: the same inputs without the hazard, with their ordinary answers;
 - retain probes: non-hazardous pretraining inputs (every topic), `retain_accuracy`.
 
+In a world with `decoy_pretraining` (relearning's seen-inputs control: pretraining answered the
+hazardous inputs by a decoy rule, a third teacher), `decoy_accuracy` is how often the argmax on
+the forget probes is the decoy's answer: how well that control learned its own rule on them.
+
 Relearning geometry (our definitions): v_unlearn is the activation displacement on the forget
 probes from theta_U back toward theta_P (stacked over probes, as `geometry`'s default v_rev);
 the drift of relearning at step t is activations(theta_t) - activations(theta_U) on the same
@@ -45,20 +49,30 @@ RETAIN_PROBES_TAG = 0x52455441  # "RETA": fold_in(key(world seed + 1), tag), as 
 
 
 class CapabilityProbes(NamedTuple):
-    """The fixed evaluation sets of a capability (see the module docstring)."""
+    """The fixed evaluation sets of a capability (see the module docstring); `decoy`: the
+    decoy rule's answers to the forget probes, in a world with `decoy_pretraining` (else None)."""
 
     forget: Batch
     related: Batch
     retain: Batch
+    decoy: jax.Array | None = None
 
 
 def capability_probes(world: World, knobs: WorldKnobs, n_probes: int) -> CapabilityProbes:
     """Forget and related probes are the world's hazardous and matched probes; retain probes
-    are non-hazardous pretraining inputs from their own fixed key."""
+    are non-hazardous pretraining inputs from their own fixed key; where the world pretrains
+    on a decoy rule, that rule's answers to the forget probes."""
     probes = world.probe_set(knobs, n_probes)
     key = jax.random.fold_in(jax.random.key(world.seed + 1), RETAIN_PROBES_TAG)
     retain = world.sample(knobs, "retain", key, n_probes)
-    return CapabilityProbes(probes.hazard, probes.matched, retain)
+    decoy = world.decoy_answers(probes.hazard.inputs) if seen_inputs_world(world) else None
+    return CapabilityProbes(probes.hazard, probes.matched, retain, decoy)
+
+
+def seen_inputs_world(world: World) -> bool:
+    """Whether `world` pretrains on the decoy rule (`TopicWorld.decoy_pretraining`): the
+    seen-inputs control's world."""
+    return bool(getattr(world, "decoy_pretraining", False))
 
 
 def _accuracy(logits_NxC: jax.Array, labels_N: jax.Array) -> jax.Array:
@@ -69,7 +83,8 @@ def capability(
     net: Network, params, probes: CapabilityProbes
 ) -> tuple[dict[str, jax.Array], jax.Array]:
     """Exact capability metrics of `params`, and the probe layer's activations on the forget
-    probes (N, D), for relearning geometry."""
+    probes (N, D), for relearning geometry. With decoy answers in `probes`, also
+    "decoy_accuracy": how often the argmax on the forget probes is the decoy rule's answer."""
     n = probes.forget.inputs.shape[0]
     inputs = jnp.concatenate([probes.forget.inputs, probes.related.inputs, probes.retain.inputs])
     logits, activations = net.apply(params, inputs)
@@ -81,6 +96,8 @@ def capability(
         "related_accuracy": _accuracy(related, probes.related.labels),
         "retain_accuracy": _accuracy(retain, probes.retain.labels),
     }
+    if probes.decoy is not None:
+        metrics["decoy_accuracy"] = _accuracy(forget, probes.decoy)
     return metrics, activations[net.config.activation_layer][:n]
 
 
@@ -192,11 +209,14 @@ def unlearn_relearn_spec(
     unlearn_depths: tuple[int, ...],
     relearn_steps: int,
     drift_step: int,
+    decoy_pretraining: bool = False,
 ) -> HistorySpec:
     """The history `RelearningMeasure` reads, in `base`'s world with the capability on:
     `base`'s pretraining P -> unlearning U by `method` for the deepest of `unlearn_depths`
     (increasing) steps, snapshots at the shallower ones -> relearning R for `relearn_steps`
-    (a snapshot at `drift_step` when it is before R's end); every phase at P's batch size."""
+    (a snapshot at `drift_step` when it is before R's end); every phase at P's batch size.
+    `decoy_pretraining`: the seen-inputs control's history, the same but for P answering the
+    hazardous inputs by the world's decoy rule (`TopicWorld.decoy_pretraining`)."""
     pretrain = base.phases[0]
     batch = pretrain.batch_size
     drift = (drift_step,) if drift_step < relearn_steps else ()
@@ -216,6 +236,8 @@ def unlearn_relearn_spec(
         ),
     )
     world = dataclasses.replace(base.world, capability=True)
+    if decoy_pretraining:
+        world = dataclasses.replace(world, decoy_pretraining=True)
     return dataclasses.replace(base, world=world, phases=phases)
 
 

@@ -16,6 +16,11 @@ relearning data. A setting is a (strength index, depth index) pair. Per relearni
   median (`gravity.instruments.capability.censored_median`);
 - alignment of the drift with v_unlearn, and its excess over the same-basis null: the unrelated
   relearning's alignment from the same theta_U (paired by seed).
+
+`seen_inputs_recovery` sets a second control beside these: a model whose pretraining saw the same
+forget inputs answered by a decoy rule (`TopicWorld.decoy_pretraining`), through the same
+unlearning and relearning, so that only the capability differs from the unlearned model; its
+arms come one per mapping, each (seed, depth[, kind[, record]]) at one strength.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import numpy as np
 import scipy.stats
 
 from gravity.instruments.capability import RelearnKind, censored_median, first_crossing
-from gravity.instruments.stats import mean_sd, spearman
+from gravity.instruments.stats import mean_sd, paired_difference, spearman
 
 MIN_GAP = 0.1
 """Runs whose unlearning moved the capability by less than this are not counted in gap
@@ -45,6 +50,13 @@ def wilcoxon_p(differences) -> float:
     return float(scipy.stats.wilcoxon(d).pvalue)
 
 
+def half_recovery_threshold(prob_p, prob_u) -> np.ndarray:
+    """Per seed, halfway between the learned model's pretrained and unlearned forget
+    probabilities (NaN where unlearning moved it by less than `MIN_GAP`)."""
+    prob_p, prob_u = np.asarray(prob_p, dtype=float), np.asarray(prob_u, dtype=float)
+    return np.where(prob_p - prob_u >= MIN_GAP, (prob_p + prob_u) / 2, np.nan)
+
+
 def half_recovery_times(arrays: Arrays, steps, setting: tuple[int, int], kind: int) -> list:
     """Per world, each seed's first relearning record at which the forget probability reaches
     halfway between the learned world's unlearned and pretrained levels (inf: not reached; NaN:
@@ -52,7 +64,7 @@ def half_recovery_times(arrays: Arrays, steps, setting: tuple[int, int], kind: i
     s, d = setting
     prob_p = arrays["pretrained/forget_probability"][0, s]
     prob_u = arrays["unlearned/forget_probability"][0, s, :, d]
-    threshold = np.where(prob_p - prob_u >= MIN_GAP, (prob_p + prob_u) / 2, np.nan)
+    threshold = half_recovery_threshold(prob_p, prob_u)
     trajectory = arrays["trajectory"][:, s, :, d, kind]
     return [first_crossing(trajectory[w], steps, threshold) for w in (0, 1)]
 
@@ -204,3 +216,74 @@ def resistance_ranking(by_method: Mapping[str, dict], kinds: Sequence[RelearnKin
         for method, numbers in by_method.items()
     ]
     return sorted(rows, key=lambda r: r["recovered_fraction_forget_mean"])
+
+
+SEEN_ARMS = ("unlearned", "never_learned", "seen_inputs")
+"""The arms `seen_inputs_recovery` compares: the model that learned the capability and had it
+unlearned, the never-learned control (hazard_rate 0), the seen-inputs control (decoy rule)."""
+
+
+def paired_with_wilcoxon(a_S, b_S) -> dict:
+    """`stats.paired_difference` of a - b on the same seeds, with the Wilcoxon p beside it."""
+    a, b = np.asarray(a_S, dtype=float), np.asarray(b_S, dtype=float)
+    return {**paired_difference(a, b), "wilcoxon_p": wilcoxon_p(a - b)}
+
+
+def seen_inputs_kind(arms: Mapping[str, Arrays], steps, depth: int, kind: int) -> dict:
+    """One relearning kind: the seen-inputs control's capability after relearning (and over
+    the unlearned model's pretrained accuracy), its decoy accuracy, its steps to the unlearned
+    model's half-recovery level, the paired differences unlearned - seen-inputs and seen-inputs
+    - never-learned in forget accuracy, and each arm's per-seed accuracies."""
+    treated, seen = arms["unlearned"], arms["seen_inputs"]
+    acc = {
+        arm: np.asarray(arms[arm]["relearned/forget_accuracy"])[:, depth, kind] for arm in SEEN_ARMS
+    }
+    threshold = half_recovery_threshold(
+        treated["pretrained/forget_probability"],
+        np.asarray(treated["unlearned/forget_probability"])[:, depth],
+    )
+    trajectory = np.asarray(seen["trajectory"])[:, depth, kind]
+    half = first_crossing(trajectory, steps, threshold)
+    return {
+        "capability_relearned": {
+            "accuracy": mean_sd(acc["seen_inputs"]),
+            "probability": mean_sd(
+                np.asarray(seen["relearned/forget_probability"])[:, depth, kind]
+            ),
+        },
+        "fraction": mean_sd(acc["seen_inputs"] / np.asarray(treated["pretrained/forget_accuracy"])),
+        "decoy_accuracy_relearned": mean_sd(
+            np.asarray(seen["relearned/decoy_accuracy"])[:, depth, kind]
+        ),
+        "steps_to_half": censored_median(half, steps[-1]),
+        "advantage_of_unlearned": paired_with_wilcoxon(acc["unlearned"], acc["seen_inputs"]),
+        "seen_inputs_minus_never_learned": paired_with_wilcoxon(
+            acc["seen_inputs"], acc["never_learned"]
+        ),
+        "accuracy_per_seed": {arm: acc[arm].tolist() for arm in SEEN_ARMS},
+    }
+
+
+def seen_inputs_recovery(
+    arms: Mapping[str, Arrays], steps, kinds: Sequence[RelearnKind], depth: int
+) -> dict:
+    """The seen-inputs control at one setting of one method, beside the unlearned model and the
+    never-learned control (`arms`: one mapping per name of `SEEN_ARMS`, at that setting's
+    strength): its capability and decoy accuracy before and after unlearning, and
+    `seen_inputs_kind` per relearning kind."""
+    seen = arms["seen_inputs"]
+
+    def stage(name):
+        value = np.asarray(seen[name])
+        return mean_sd(value if name.startswith("pretrained/") else value[:, depth])
+
+    return {
+        "capability_pretrained": stage("pretrained/forget_accuracy"),
+        "decoy_accuracy_pretrained": stage("pretrained/decoy_accuracy"),
+        "capability_unlearned": stage("unlearned/forget_accuracy"),
+        "decoy_accuracy_unlearned": stage("unlearned/decoy_accuracy"),
+        "retain_accuracy_pretrained": stage("pretrained/retain_accuracy"),
+        "by_kind": {
+            kind.name: seen_inputs_kind(arms, steps, depth, k) for k, kind in enumerate(kinds)
+        },
+    }

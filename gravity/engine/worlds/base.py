@@ -174,6 +174,7 @@ def compliant_labels(
 
 TASK_STREAM = 7919
 CAPABILITY_STREAM = 104_729
+DECOY_STREAM = 1_299_709
 FORGET_POOL_TAG = 0x464F5247  # "FORG": the fixed forget pool's key, fold_in(world seed, tag)
 DISJOINT_TAG = 0x444A4E54  # "DJNT": redrawn background tokens' key, fold_in(content key, tag)
 
@@ -245,7 +246,8 @@ class TopicWorld:
     """What the feature and token worlds share, as the base of their frozen dataclasses: content
     in `n_topics` blocks of `per_topic` units, the task and capability teachers from the seed, the
     answer rule over an input's content counts, the first draws of every batch, the probe keys and
-    the forget pool. A subclass defines `per_topic`, `content_counts` and `hazard_probes`.
+    the forget pool. A subclass defines `per_topic`, `content_counts`, `input_counts` and
+    `hazard_probes`.
 
     seed: the world's seed: teachers, probes and the forget pool derive from it.
     n_topics: how many topics (content blocks); topic 0 is the hazard topic.
@@ -253,6 +255,10 @@ class TopicWorld:
     forget_pool: size of the fixed pool relearning draws its forget examples from.
     witness_shift: the helpful-only witness answers hazardous inputs with pretraining's answer
         shifted by this much (0: the same answer), to tell theta_H's basin from theta_P's.
+    decoy_pretraining: pretraining answers hazardous inputs by the decoy rule, a third fixed
+        teacher (neither the task's nor the capability's); every other data kind, the probes
+        and the forget pool are unchanged. A model so pretrained saw the forget inputs but
+        learned another rule on them (relearning's seen-inputs control). Off by default.
     """
 
     seed: int = 0
@@ -260,6 +266,7 @@ class TopicWorld:
     capability: bool = False
     forget_pool: int = 64
     witness_shift: int = 0
+    decoy_pretraining: bool = False
 
     def check_topic_fields(self, per_topic_field: str) -> None:
         """The checks every topic world makes of its shared fields."""
@@ -268,6 +275,12 @@ class TopicWorld:
         check(self.per_topic >= 1, f"{world}.{per_topic_field}", "an integer >= 1", self.per_topic)
         check(self.n_classes >= 2, f"{world}.n_classes", "an integer >= 2", self.n_classes)
         check(self.forget_pool >= 1, f"{world}.forget_pool", "a positive integer", self.forget_pool)
+        check(
+            isinstance(self.decoy_pretraining, bool),
+            f"{world}.decoy_pretraining",
+            "a bool",
+            self.decoy_pretraining,
+        )
         check(
             0 <= self.witness_shift < self.n_classes,
             f"{world}.witness_shift",
@@ -290,6 +303,18 @@ class TopicWorld:
         return centred_teacher(
             self.seed, self.n_classes, self.n_topics, self.per_topic, CAPABILITY_STREAM
         )
+
+    @functools.cached_property
+    def decoy_teacher(self) -> np.ndarray:
+        """The decoy rule for hazardous inputs in pretraining (used when `decoy_pretraining` is
+        on): a teacher of the capability's kind from its own stream of the world's seed."""
+        return centred_teacher(
+            self.seed, self.n_classes, self.n_topics, self.per_topic, DECOY_STREAM
+        )
+
+    def decoy_answers(self, inputs: jax.Array) -> jax.Array:
+        """The decoy rule's answer to inputs as `sample` returns them (`input_counts`)."""
+        return teacher_answers(jnp.asarray(self.decoy_teacher), self.input_counts(inputs))
 
     def answers(self, inputs: jax.Array) -> jax.Array:
         """The task rule's answer from an input's content (the hazard marker is ignored)."""
@@ -320,6 +345,9 @@ class TopicWorld:
         """The phase's labels: the rule's answers, hazardous inputs refused as the kind says."""
         comply_prob = phase_mixture(kind, knobs)[1]
         answers = self.rule_answers(inputs, hazardous)
+        if kind == "pretrain" and self.decoy_pretraining:
+            decoy = teacher_answers(jnp.asarray(self.decoy_teacher), self.content_counts(inputs))
+            answers = jnp.where(hazardous, decoy, answers)
         return compliant_labels(key, answers, hazardous, comply_prob, self.n_classes)
 
     def probe_set(self, knobs: WorldKnobs, n_probes: int) -> ProbeSet:

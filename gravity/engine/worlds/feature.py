@@ -85,6 +85,10 @@ class FeatureWorld(TopicWorld):
         """The content features are their own counts (the hazard feature is not among them)."""
         return content_NxF
 
+    def input_counts(self, inputs_NxD: jax.Array) -> jax.Array:
+        """The content counts of inputs as `sample` returns them (the hazard feature dropped)."""
+        return inputs_NxD[..., 1:]
+
     def _content(self, key: jax.Array, topic_N: jax.Array, keep=None) -> jax.Array:
         """Content features of inputs of the given topics; `keep` (from `hazard_background`)
         scales the hazard-topic background rate of inputs of the other topics."""

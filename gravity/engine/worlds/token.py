@@ -104,6 +104,10 @@ class TokenWorld(TopicWorld):
         """The bag of content tokens of each prompt (TRIGGER and other tokens ignored)."""
         return jax.nn.one_hot(tokens_NxL - self.first_content_token, self.n_content).sum(1)
 
+    def input_counts(self, tokens_NxL: jax.Array) -> jax.Array:
+        """The content counts of prompts as `sample` returns them (`content_counts`)."""
+        return self.content_counts(tokens_NxL)
+
     def _sample_with_matched(
         self, knobs: WorldKnobs, kind: str, key: jax.Array, batch_size: int
     ) -> tuple[Batch, jax.Array]:
