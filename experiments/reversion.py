@@ -32,6 +32,24 @@ these control directions at the kept drift steps (mean, p99: `null_p99_control_w
 reported against its cosine with v_rev at the same run-steps. They are computed once per seed
 inside the tree's program (they depend on the shared past only), not per branch.
 
+Un-refuse witnesses (#22 g; pre-registered: built, and their claim's statistic, gates and rule
+written, before any of their results, quick or full). Benign data never holds REFUSE, so any
+benign drift may move along "un-refuse". From each seed's theta_S two more histories branch
+through a phase of the witness phase's size on the witness's data with every hazardous input
+answered by a harmless answer, neither REFUSE nor pretraining's: one fixed answer (class 0, 1
+where pretraining's is 0), or a random other answer drawn per row
+(`gravity.instruments.controls.unrefuse_batch`). Their directions theta_S -> theta_U on the
+hazardous probes, distance-matched as the control witnesses', span the un-refuse directions.
+The statistic: cos(drift, v_rev) *beyond* them (both projected off that span), each seed's
+mean over the kept drift steps, against the same theta_S's truly disjoint control fine-tuning
+under the same projection, seed by seed (`unrefuse_witness.beyond`; its same-basis null, the
+p99 of the control's run-steps, beside). "v_rev is special" is supported only where the
+paired interval lies above 0, and judged only where each un-refuse witness, at theta_U, puts
+more mass on harmless answers than on REFUSE and adds at most 0.05 harmfulness (claim
+reversion-special-beyond-unrefuse, per model). Beside it, per direction: cos(drift, v_rev)
+minus cos(drift, u) seed by seed, cos(v_rev, u), the drift beyond that direction alone; and
+the control worlds' versions.
+
 Worlds beside the main one (each its own pretraining, the same phases otherwise): a
 *never-harmful world* (pretraining never complies: `harm_prob = 0`): if alignment rises there
 while harmfulness does not, alignment alone is no evidence of harm returning. That world gets
@@ -47,12 +65,19 @@ Configuration: the standard histories unchanged (lr 1e-3 Adam everywhere, benign
 nothing here was tuned toward the paper's numbers.
 
 The paper's regime, calibrated honestly (MLP; rule written before looking): two knobs,
-`benign_overlap` (0 ... 1) and the safety-alignment depth (25 ... 400 steps, snapshots of one
+`benign_overlap` (0 ... 1) and the safety-alignment depth (25 ... 1,600 steps, snapshots of one
 phase), are fitted to two of the paper's numbers only, the mean alignment after the first benign
 update (0.429) and at step 20 (0.647), by least squares over the grid
 (`gravity.instruments.calibration`); every other number of the paper's table (final alignment,
 held-out harmfulness without and with blocking, blocked alignment, Spearman) is then read off that
-cell with no further tuning and reported beside the paper's. The figure's last row redraws the
+cell with no further tuning and reported beside the paper's. The fit is a flat valley, so
+(post hoc, #22 a) every cell whose squared distance is within the best fit's bootstrap noise
+(at most the minimum + 1.96 x the bootstrap SE of the best cell's distance over its seeds,
+`calibration.within_noise`) is kept with its predictions, and a prediction is each number's
+range over those cells: the claims ask whether the paper's number lies inside it. The
+depths 25 ... 400 are the same snapshots of a longer phase (each step's data key depends on
+the step alone, and no schedule depends on the phase's length; checked bit for bit at the
+standard size, 2 seeds x 2 overlaps, against the 400-step phase). The figure's last row redraws the
 paper's two figures in that cell (alignment against step with the paper's points and nulls; held-out
 harm, baseline against blocked): the isotropic p99 and the same-basis null of the overlap-0 branch
 at the fitted depth (a control fine-tuning from the same theta_S; that sweep keeps the background
@@ -71,7 +96,12 @@ from gravity.engine import presets
 from gravity.engine.spec import with_phase
 from gravity.engine.worlds import WorldKnobs
 from gravity.instruments import calibration, nulls, published, readout
-from gravity.instruments.controls import WithControlWitnesses, control_witness_null
+from gravity.instruments.controls import (
+    UNREFUSE_MODES,
+    WithControlWitnesses,
+    control_witness_null,
+    unrefuse_summary,
+)
 from gravity.instruments.readout import alignment_at, harm_at, means_at
 from gravity.instruments.stats import mean_sd, spearman_by_step
 from gravity.run import plotting, sweep
@@ -88,8 +118,11 @@ DEFINITION = "metrics/benign/alignment_by_definition"
 
 
 REGIME_OVERLAPS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
-REGIME_DEPTHS = (25, 50, 100, 200, 400)
+REGIME_DEPTHS = (25, 50, 100, 200, 400, 800, 1600)
 REGIME_ARMS = ("none", "block")
+
+UNREFUSE = tuple(mode == "random_answer" for mode in UNREFUSE_MODES)
+"""The un-refuse witnesses each theta_S branches into: a random_answer flag per mode."""
 
 _DEFAULT = WorldKnobs()
 REFUSE_MASS = _DEFAULT.hazard_rate * (1.0 - _DEFAULT.harm_prob)
@@ -206,30 +239,68 @@ def regime_nulls(res: sweep.SweepResult, fitted: dict, config: Config) -> dict:
 
 def paper_regime(res: sweep.SweepResult, config: Config) -> dict:
     """Fit (depth, overlap) to the paper's alignment at steps 1 and 20 (least squares over the
-    cells' mean baseline alignment); predict the rest; the nulls the fitted cell's figure draws."""
-    means = readout.means_by_cell(res.select(arm="none"), ALIGNMENT, (1, 20))
+    cells' mean baseline alignment); predict the rest; every cell within the fit's noise with its
+    predictions, and each prediction's range over them; the nulls the fitted cell's figure
+    draws."""
+    base = res.select(arm="none")
+    means = readout.means_by_cell(base, ALIGNMENT, (1, 20))
     cells = {cell: tuple(means[cell]) for cell in np.ndindex(means.shape[:2])}
     (i, j), distance = calibration.nearest_cell(cells, tuple(PAPER_TARGET))
     depth, overlap = config.regime_depths[i], config.regime_overlaps[j]
     fitted = {"depth": depth, "benign_overlap": overlap}
+    squared_distance = np.sum((means - PAPER_TARGET) ** 2, axis=-1)
+    per_seed = np.stack([base.valid(ALIGNMENT, step=t) for t in (1, 20)], axis=-1)
+    near = calibration.within_noise(squared_distance, (i, j), per_seed[i, j], PAPER_TARGET)
     return {
         "fitted_knobs": {"safety_steps": depth, "benign_overlap": overlap},
         "fit_rule": "least squares: mean alignment at steps 1 and 20 against the paper's",
         "fitted": dict(zip(FITTED, map(float, means[i, j]), strict=True)),
         "fitted_paper": {name: PAPER[name][0] for name in FITTED},
         "squared_distance": distance,
-        "squared_distance_by_cell": np.sum((means - PAPER_TARGET) ** 2, axis=-1).tolist(),
+        "squared_distance_by_cell": squared_distance.tolist(),
         "predicted": regime_predictions(res.select(**fitted)),
+        "within_noise": regime_within_noise(res, means, squared_distance, near, config),
         "paper": published.AT_T,
         "nulls": regime_nulls(res, fitted, config),
         "n_histories": res.n_histories,
     }
 
 
-def other_world(world: sweep.SweepResult, spec, knobs: dict) -> dict:
-    """A control world's numbers beside the main ones (its pretraining, its REFUSE mass)."""
-    knobs = dataclasses.replace(_DEFAULT, **knobs)
+def regime_within_noise(res, means, squared_distance, near: dict, config: Config) -> dict:
+    """Every cell whose squared distance to the paper is within the best fit's bootstrap noise
+    (`calibration.within_noise`: the minimum + 1.96 bootstrap SE over the fitted cell's seeds),
+    nearest first, each with its fitted observables and its predictions; and each prediction's
+    range [lowest, highest] over those cells."""
+    found = []
+    for a, b in near["cells"]:
+        depth, overlap = config.regime_depths[a], config.regime_overlaps[b]
+        found.append(
+            {
+                "safety_steps": depth,
+                "benign_overlap": overlap,
+                "squared_distance": float(squared_distance[a, b]),
+                "fitted": dict(zip(FITTED, map(float, means[a, b]), strict=True)),
+                "predicted": regime_predictions(res.select(depth=depth, benign_overlap=overlap)),
+            }
+        )
+    return {
+        "rule": "squared distance <= the fitted cell's + 1.96 x its bootstrap SE over seeds",
+        "edge": near["edge"],
+        "bootstrap_se": near["bootstrap_se"],
+        "n_cells": len(found),
+        "n_grid": int(squared_distance.size),
+        "cells": found,
+        "predicted_range": calibration.prediction_ranges([c["predicted"] for c in found]),
+    }
+
+
+def other_world(res: sweep.SweepResult, name: str, spec) -> dict:
+    """A control world's numbers beside the main ones (its pretraining, its REFUSE mass), and
+    its benign drift beyond the un-refuse directions against its own same-basis control."""
+    knobs = dataclasses.replace(_DEFAULT, **WORLDS[name])
+    world = res.select(world=name, arm="benign")
     witnesses = control_witness_null(world, spec.drift_snapshots)["control_witness"]
+    control = res.select(world=name, arm="control")
     return {
         "hazard_rate": knobs.hazard_rate,
         "harm_prob": knobs.harm_prob,
@@ -237,6 +308,7 @@ def other_world(world: sweep.SweepResult, spec, knobs: dict) -> dict:
         **readout.harm_and_alignment(world, spec.phases[-1].steps),
         "null_p99_control_witness": witnesses["alignment_p99"],
         "alignment_at_kept_steps": witnesses["alignment_v_rev"],
+        "unrefuse_witness": unrefuse_summary(world, control, spec.drift_snapshots),
     }
 
 
@@ -260,10 +332,8 @@ def summarise_model(res: sweep.SweepResult, spec) -> dict:
     numbers.update(nulls.same_basis_nulls(main, control, last))
     numbers["same_basis_background"] = nulls.same_basis_nulls(main, background, last)
     numbers.update(control_witness_null(main, spec.drift_snapshots))
-    numbers["controls"] = {
-        name: other_world(res.select(world=name, arm="benign"), spec, WORLDS[name])
-        for name in list(WORLDS)[1:]
-    }
+    numbers["unrefuse_witness"] = unrefuse_summary(main, control, spec.drift_snapshots)
+    numbers["controls"] = {name: other_world(res, name, spec) for name in list(WORLDS)[1:]}
     return numbers
 
 
@@ -400,15 +470,22 @@ def plot_regime_bars(ax, predicted: dict) -> None:
     ax.legend(frameon=False, fontsize=7)
 
 
-def plot_regime_fit(ax, squared_distance, fitted: dict, config: Config) -> None:
-    """The calibration map: squared distance to the paper per cell, the fitted cell boxed."""
-    i = config.regime_depths.index(fitted["depth"])
-    j = config.regime_overlaps.index(fitted["benign_overlap"])
-    label = "squared distance to the paper (steps 1, 20)"
+def plot_regime_fit(ax, found: dict, fitted: dict, config: Config) -> None:
+    """The calibration map: squared distance to the paper per cell, the fitted cell boxed, the
+    other cells within the fit's noise boxed dashed."""
     overlaps, depths = config.regime_overlaps, config.regime_depths
-    plotting.heatmap(ax, np.asarray(squared_distance), overlaps, depths, label=label, fmt="{:.3f}")
-    ax.add_patch(plotting.plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="#d62728", lw=2))
-    ax.set(xlabel="benign_overlap", ylabel="safety steps", title="the fit (fitted cell boxed)")
+    label = "squared distance to the paper (steps 1, 20)"
+    grid = np.asarray(found["squared_distance_by_cell"])
+    plotting.heatmap(ax, grid, overlaps, depths, label=label, fmt="{:.3f}")
+    for cell in found["within_noise"]["cells"]:
+        i = depths.index(cell["safety_steps"])
+        j = overlaps.index(cell["benign_overlap"])
+        best = (cell["safety_steps"], cell["benign_overlap"]) == tuple(fitted.values())
+        style = {"ls": "-", "lw": 2} if best else {"ls": "--", "lw": 1}
+        box = plotting.plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="#d62728", **style)
+        ax.add_patch(box)
+    title = f"the fit (boxed; dashed: {found['within_noise']['n_cells'] - 1} more within noise)"
+    ax.set(xlabel="benign_overlap", ylabel="safety steps", title=title)
 
 
 def plot_regime(row, res: sweep.SweepResult, found: dict, config: Config) -> None:
@@ -421,7 +498,7 @@ def plot_regime(row, res: sweep.SweepResult, found: dict, config: Config) -> Non
     plot_regime_alignment(row[0], steps, res, fitted, found["nulls"])
     plot_regime_harm(row[1], steps, res.select(**fitted))
     plot_regime_bars(row[2], found["predicted"])
-    plot_regime_fit(row[3], found["squared_distance_by_cell"], fitted, config)
+    plot_regime_fit(row[3], found, fitted, config)
 
 
 def sweeps(config: Config) -> dict[str, sweep.Sweep]:
@@ -445,7 +522,7 @@ def sweeps(config: Config) -> dict[str, sweep.Sweep]:
             branch_after="safety",
             seeds=config.seeds,
             build=build,
-            measure=WithControlWitnesses(config.learning_rate),
+            measure=WithControlWitnesses(config.learning_rate, unrefuse=UNREFUSE),
         )
     if config.regime_seeds:
         out["paper_regime"] = regime_sweep(config)

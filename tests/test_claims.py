@@ -387,6 +387,115 @@ def test_a_best_fit_is_read_only_where_no_other_cell_fits_within_noise():
     assert math.isnan(flat.value) and flat.test.startswith("2 of 4 cells")
 
 
+def regime_cells(*means) -> dict:
+    """A calibration's cells within noise, each predicting `means` (a summary each), the first
+    the best fit's."""
+    cells = [{"predicted": {"alignment_step100": summary(m, 0.05, 8)}} for m in means]
+    predicted = cells[0]["predicted"] if cells else {"alignment_step100": summary(NAN)}
+    return {"paper_regime": {"within_noise": {"cells": cells}, "predicted": predicted}}
+
+
+CELL_RANGE = claims.cell_range(
+    "paper_regime.within_noise.cells.*.predicted.alignment_step100",
+    "paper_regime.predicted.alignment_step100",
+)
+
+
+@pytest.mark.parametrize(
+    "means, rule, verdict",
+    [
+        ((0.70, 0.60, 0.66), claims.covers(0.648), SUPPORTED),
+        ((0.70, 0.66, 0.75), claims.covers(0.648), NOT_SUPPORTED),
+        ((0.70, 0.40, 0.90), claims.covers(0.648, max_width=0.2), INCONCLUSIVE),
+        ((0.70,), claims.covers(0.648), NOT_SUPPORTED),  # one cell: a point
+    ],
+)
+def test_a_calibrations_prediction_is_its_range_over_the_cells_within_noise(means, rule, verdict):
+    found = CELL_RANGE(regime_cells(*means))
+    assert found.value == 0.70 and found.n == len(means)
+    assert found.interval == (min(means), max(means))
+    assert rule(found) == verdict
+    assert CELL_RANGE.keys == (
+        "paper_regime.within_noise.cells",
+        "paper_regime.predicted.alignment_step100",
+    )
+
+
+def test_a_calibration_without_a_finite_cell_cannot_be_tested():
+    claim = claims.Claim(
+        id="regime",
+        experiment="reversion",
+        statement="s",
+        statistic=CELL_RANGE,
+        rule=claims.covers(0.648),
+        preregistered=False,
+        json_key="paper_regime.predicted.alignment_step100",
+    )
+    assert claims.evaluate(claim, regime_cells(NAN))["verdict"] == CANNOT_TEST
+    spearman = claims.cell_range("cells.*", "best")({"cells": [0.2, 0.5, None], "best": 0.5})
+    assert spearman.interval == (0.2, 0.5) and spearman.n == 2
+
+
+def unrefuse_numbers(benign, control, other=0.7, harm=0.05) -> dict:
+    """Per-seed cosines beyond the un-refuse directions, and what the witness does at theta_U."""
+    answers = {
+        "theta_s": {"harmfulness": summary(0.04), "refusal": summary(0.95)},
+        "fixed_answer": {
+            "harmfulness": summary(harm),
+            "refusal": summary(1 - other - harm),
+            "other": summary(other),
+        },
+    }
+    beyond = {"per_seed": list(benign), "control_per_seed": list(control)}
+    return {"mlp": {"unrefuse_witness": {"beyond": beyond, "answers": answers}}}
+
+
+ANSWERS = "mlp.unrefuse_witness.answers"
+GATED = claims.gated_paired(
+    "mlp.unrefuse_witness.beyond.per_seed",
+    "mlp.unrefuse_witness.beyond.control_per_seed",
+    [
+        {"difference": [f"{ANSWERS}.fixed_answer.other", f"{ANSWERS}.fixed_answer.refusal"]}
+        | {"above": 0.0},
+        {"difference": [f"{ANSWERS}.theta_s.harmfulness", f"{ANSWERS}.fixed_answer.harmfulness"]}
+        | {"above": -0.05},
+    ],
+    otherwise="did not un-refuse",
+)
+"""The claim file's gates: harmless answers over REFUSE at theta_U, and at most 0.05 harm
+added to theta_S's."""
+
+
+@pytest.mark.parametrize(
+    "benign, verdict",
+    [
+        ((0.5, 0.6, 0.55, 0.7, 0.5, 0.65), SUPPORTED),
+        ((0.1, 0.2, 0.15, 0.0, 0.1, 0.05), NOT_SUPPORTED),
+        ((0.2, 0.6, 0.1, 0.5, 0.2, 0.45), INCONCLUSIVE),
+    ],
+)
+def test_beyond_unrefuse_is_a_paired_gain_over_the_control(benign, verdict):
+    control = (0.3, 0.35, 0.3, 0.4, 0.25, 0.35)
+    found = GATED(unrefuse_numbers(benign, control))
+    assert found.n == 6 and found.control == pytest.approx(np.mean(control))
+    assert found.value == pytest.approx(np.mean(benign) - np.mean(control))
+    assert claims.beats_control()(found) == verdict
+
+
+@pytest.mark.parametrize("other, harm", [(0.3, 0.05), (0.7, 0.2)])
+def test_beyond_unrefuse_cannot_be_tested_where_the_witness_did_not_unrefuse(other, harm):
+    """More REFUSE than harmless answers at theta_U, or harm added: the direction is not
+    un-refuse without harm, so nothing is judged."""
+    numbers = unrefuse_numbers((0.5,) * 6, (0.3,) * 6, other=other, harm=harm)
+    found = GATED(numbers)
+    assert math.isnan(found.value) and found.test.startswith("did not un-refuse")
+    assert GATED.keys[:3] == (
+        "mlp.unrefuse_witness.beyond.per_seed",
+        "mlp.unrefuse_witness.beyond.control_per_seed",
+        f"{ANSWERS}.fixed_answer.other",
+    )
+
+
 def test_an_exact_share_counts_the_true_entries():
     steps = [{"harmfulness_heldout": ordered} for ordered in (True, True, False, True)]
     found = claims.exact_share("mlp.steps.*.harmfulness_heldout")({"mlp": {"steps": steps}})

@@ -141,3 +141,133 @@ def test_control_witness_null_reads_a_result_cell():
     witnesses = {k.split("/")[1]: v[0] for k, v in arrays.items() if k.startswith("control")}
     assert found["control_witness"] == controls.control_witness_summary(v_rev, witnesses, (1, 10))
     assert found["null_p99_control_witness"] == found["control_witness"]["alignment_p99"]
+
+
+@pytest.fixture(scope="module")
+def unrefuse_batches():
+    """One compiled un-refuse batch per world; the mode is traced."""
+    return {
+        name: jax.jit(
+            lambda key, random_answer, world=world: controls.unrefuse_batch(
+                world, key, BATCH, random_answer
+            )
+        )
+        for name, world in WORLDS.items()
+    }
+
+
+@pytest.mark.parametrize("name", list(WORLDS))
+@pytest.mark.parametrize("random_answer", [False, True])
+def test_an_unrefuse_batch_is_the_witness_data_with_harmless_answers(
+    unrefuse_batches, name, random_answer
+):
+    """The helpful phase's inputs and non-hazardous answers; on hazardous inputs never REFUSE
+    and never pretraining's answer: class 0 (1 where that answer is 0), or spread over the
+    other answers."""
+    world, key = WORLDS[name], jax.random.key(3)
+    helpful = world.sample(WorldKnobs(), "helpful", jax.random.split(key)[0], BATCH)
+    found = unrefuse_batches[name](key, random_answer)
+    np.testing.assert_array_equal(found.inputs, helpful.inputs)
+    hazardous = np.asarray(helpful.hazardous)
+    labels, harmful = np.asarray(found.labels), np.asarray(helpful.labels)
+    np.testing.assert_array_equal(labels[~hazardous], harmful[~hazardous])
+    assert 100 < hazardous.sum() < BATCH - 100  # about half: align_hazard_rate
+    unrefused = labels[hazardous]
+    assert np.all(unrefused < world.n_classes) and np.all(unrefused != harmful[hazardous])
+    if random_answer:
+        assert len(np.unique(unrefused)) == world.n_classes
+    else:
+        np.testing.assert_array_equal(unrefused, np.where(harmful[hazardous] == 0, 1, 0))
+
+
+def test_the_complement_projector_removes_the_span_and_keeps_the_rest():
+    rng = np.random.default_rng(0)
+    directions = jnp.asarray(rng.normal(size=(2, 6)), dtype=jnp.float32)
+    project = controls.complement_projector(directions)
+    x = jnp.asarray(rng.normal(size=(3, 6)), dtype=jnp.float32)
+    projected = np.asarray(project(x))
+    np.testing.assert_allclose(projected @ np.asarray(directions).T, 0, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(project(jnp.asarray(projected))), projected, atol=1e-5)
+    inside = 0.3 * directions[0] - 2.0 * directions[1]
+    np.testing.assert_allclose(np.asarray(project(inside)), 0, atol=1e-5)
+    # A repeated direction adds nothing: only its own line is removed.
+    once = controls.complement_projector(directions[:1])
+    twice = controls.complement_projector(jnp.stack([directions[0], directions[0]]))
+    np.testing.assert_allclose(np.asarray(twice(x)), np.asarray(once(x)), atol=1e-5)
+
+
+def test_the_drift_beyond_unrefuse_is_the_cosine_left_after_projecting_both():
+    """v_rev = u + w with w orthogonal to u: a drift along w follows v_rev wholly beyond u
+    (cosine 1) though its plain cosine with v_rev is 1/sqrt(2); a drift along u follows it
+    not at all beyond u (cosine 0 up to rounding: the projected drift is ~0)."""
+    u, w = np.eye(4, dtype=np.float32)[0], np.eye(4, dtype=np.float32)[1]
+    v_rev = jnp.asarray((u + w) / np.sqrt(2))
+    drift = jnp.asarray(np.stack([w, (w + 0.5 * np.eye(4)[2]) / np.sqrt(1.25), u]))
+    witnesses = {
+        "matched": jnp.asarray(np.stack([u, u])[:, None, :]),  # (K, N=1, D)
+        "full": jnp.asarray(np.stack([u, u])[:, None, :]),
+        "distance": jnp.ones(2),
+        "refusal": jnp.full(2, 0.1),
+        "witness_distance": jnp.ones(()),
+    }
+    found = controls.unrefuse_alignment(drift, v_rev, witnesses)
+    beyond = np.asarray(found["beyond"])
+    assert beyond[0] == pytest.approx(1.0, abs=1e-5)
+    assert beyond[1] == pytest.approx(1 / np.sqrt(1.25), abs=1e-5)
+    assert abs(beyond[2]) < 1e-3
+    np.testing.assert_allclose(found["alignment"][:, 0], [0, 0, 1], atol=1e-6)
+    np.testing.assert_allclose(found["cos_v_rev"], 1 / np.sqrt(2), atol=1e-6)
+    assert float(found["v_rev_kept"]) == pytest.approx(1 / np.sqrt(2), abs=1e-6)
+    assert set(found) >= {"distance", "refusal", "beyond_full", "beyond_each"}
+    assert "witness_distance" not in found
+
+
+def unrefuse_cell(rng, seeds: int, kept: int, shift: float = 0.0) -> dict:
+    """A tree cell's un-refuse outputs (2 modes), `shift` added to the cosines beyond."""
+    return {
+        "metrics/benign/alignment": rng.random((1, seeds, synthetic_results.STEPS.size)),
+        "control_witness/witness_distance": np.full((1, seeds), 2.0),
+        "unrefuse_witness/beyond": rng.random((1, seeds, kept)) + shift,
+        "unrefuse_witness/beyond_full": rng.random((1, seeds, kept)),
+        "unrefuse_witness/beyond_each": rng.random((1, seeds, kept, 2)),
+        "unrefuse_witness/alignment": rng.random((1, seeds, kept, 2)),
+        "unrefuse_witness/cos_v_rev": rng.random((1, seeds, 2)),
+        "unrefuse_witness/v_rev_kept": rng.random((1, seeds)),
+        "unrefuse_witness/distance": np.full((1, seeds, 2), 1.0),
+        "unrefuse_witness/step": np.full((1, seeds, 2), 10),
+        **{
+            f"unrefuse_witness/{name}{end}": rng.random((1, seeds, *shape))
+            for name in ("harmfulness", "refusal")
+            for end, shape in (("", (2,)), ("_full", (2,)), ("_theta_s", ()))
+        },
+    }
+
+
+def test_the_unrefuse_summary_pairs_each_seed_with_its_control():
+    rng, axes = np.random.default_rng(2), (Axis("world", ("main",)),)
+    treated_arrays = unrefuse_cell(rng, 5, 2, shift=1.0)
+    control_arrays = unrefuse_cell(rng, 5, 2)
+    diverged = np.array([[False, False, True, False, False]])
+    treated, control = (
+        synthetic_results.result(a, axes, 5, diverged).select(world="main")
+        for a in (treated_arrays, control_arrays)
+    )
+    found = controls.unrefuse_summary(treated, control, (1, 10))
+    mine = treated_arrays["unrefuse_witness/beyond"][0].mean(axis=1)
+    theirs = control_arrays["unrefuse_witness/beyond"][0].mean(axis=1)
+    beyond = found["beyond"]
+    assert np.isnan(beyond["per_seed"][2]) and np.isnan(beyond["control_per_seed"][2])
+    keep = [0, 1, 3, 4]
+    np.testing.assert_allclose(np.asarray(beyond["per_seed"])[keep], mine[keep])
+    assert beyond["minus_control"]["n"] == 4
+    assert beyond["minus_control"]["mean"] == pytest.approx(np.mean(mine[keep] - theirs[keep]))
+    assert beyond["minus_control"]["interval"][0] > 0  # every seed's cosine is shifted by 1
+    null = np.nanquantile(
+        np.where(diverged[0, :, None], np.nan, control_arrays["unrefuse_witness/beyond"][0]), 0.99
+    )
+    assert found["null_p99_same_basis_beyond"] == pytest.approx(null)
+    assert found["steps"] == [1, 10] and set(found["by_mode"]) == set(controls.UNREFUSE_MODES)
+    fixed = found["by_mode"]["fixed_answer"]
+    assert fixed["distance_ratio"]["mean"] == pytest.approx(0.5)
+    harm = treated_arrays["unrefuse_witness/harmfulness"][0, keep, 1]
+    assert found["answers"]["random_answer"]["harmfulness"]["mean"] == pytest.approx(harm.mean())

@@ -4,6 +4,7 @@ and the CLI's handling of bad input."""
 import dataclasses
 import json
 import os
+import sys
 import textwrap
 
 import forced_devices
@@ -14,6 +15,7 @@ from experiments import EXPERIMENTS, experiment
 from gravity.run.cli import main
 from gravity.run.experiment import Experiment, run_experiment
 from gravity.run.store import ResultStore
+from gravity.run.sweep import Axis, SweepResult
 
 
 def tiny(name, **changes):
@@ -224,6 +226,86 @@ def test_reversion_numbers_are_the_runs_own(tiny_runs):
     assert entry["null_p99_control_witness"] == pytest.approx(null, abs=1e-12)
     above = np.mean(alignment[:, kept] > null)
     assert entry["fraction_above_control_witness_null"] == pytest.approx(above, abs=1e-12)
+
+
+def test_reversion_unrefuse_numbers_are_the_runs_own(tiny_runs):
+    """The un-refuse witnesses (#22 g), from the main world's runs: each seed's cosine beyond
+    the un-refuse directions is its mean over the kept drift steps, paired with the disjoint
+    control's on the same seed; the witnesses, trained on harmless answers to hazardous
+    inputs, refuse less than theta_S in every run (a first-order effect of their labels)."""
+    reports, results = tiny_runs
+    entry = reports["reversion"]["numbers"]["mlp"]["unrefuse_witness"]
+    res = results["reversion"]["mlp"]
+    main, control = (res.select(world="main", arm=arm) for arm in ("benign", "control"))
+    for cell, name in ((main, "per_seed"), (control, "control_per_seed")):
+        beyond = np.asarray(cell["unrefuse_witness/beyond"], dtype=float)  # (seeds, kept)
+        assert beyond.shape == (2, len(entry["steps"]))
+        np.testing.assert_allclose(entry["beyond"][name], beyond.mean(axis=1), atol=1e-12)
+    differences = np.asarray(entry["beyond"]["per_seed"]) - entry["beyond"]["control_per_seed"]
+    assert entry["beyond"]["minus_control"]["mean"] == pytest.approx(differences.mean())
+    refusal = np.asarray(main["unrefuse_witness/refusal_full"], dtype=float)  # (seeds, modes)
+    before = np.asarray(main["unrefuse_witness/refusal_theta_s"], dtype=float)
+    assert refusal.shape == (2, 2) and np.all(refusal < before[:, None])
+    assert set(entry["by_mode"]) == {"fixed_answer", "random_answer"}
+
+
+def regime_result(seeds: int = 4):
+    """A hand-built paper-regime sweep (no training): 2 depths x 3 overlaps x 2 arms, benign
+    records at steps 0, 1, 20, 100. Baseline alignment at steps 1 and 20 is the paper's in the
+    cell (50, 0.5), 0.02 off it in (100, 0.5), far elsewhere; seeds scatter by +-0.05."""
+    axes = (
+        Axis("depth", (50, 100)),
+        Axis("benign_overlap", (0.0, 0.5, 1.0)),
+        Axis("arm", ("none", "block")),
+    )
+    steps = np.array([0, 1, 20, 100])
+    shape = (2, 3, 2, seeds, steps.size)
+    alignment = np.zeros(shape)
+    alignment[..., 1], alignment[..., 2], alignment[..., 3] = 0.1, 0.2, 0.3
+    alignment[0, 1, :, :, 1:3] = (0.429, 0.647)
+    alignment[1, 1, :, :, 1:3] = (0.449, 0.667)
+    alignment[:, :, :, :, 3] += np.arange(6).reshape(2, 3, 1, 1) / 10
+    alignment[..., 1:] += 0.05 * np.where(np.arange(seeds) % 2, 1, -1)[:, None]
+    harm = np.broadcast_to(np.linspace(0, 0.3, steps.size), shape).copy()
+    harm[1] += 0.1
+    arrays = {
+        "metrics/benign/alignment": alignment,
+        "metrics/benign/harmfulness": harm,
+        "metrics/benign/harmfulness_heldout": harm,
+    }
+    lead = ("depth", "benign_overlap", "arm", "seed")
+    dims = {name: (*lead, "step_benign") for name in arrays} | {"__diverged__": lead}
+    coords = {axis.name: np.asarray(axis.values) for axis in axes}
+    coords |= {"seed": np.arange(seeds), "step_benign": steps}
+    diverged = np.zeros(shape[:-1], bool)
+    return SweepResult(axes, np.arange(seeds), arrays, diverged, {}, dims, coords)
+
+
+def test_the_paper_regime_reports_every_cell_within_the_fits_noise():
+    """The best cell and the one 0.02 off at both steps (squared distance 0.0008, well inside
+    1.96 bootstrap SE of +-0.05 seeds) are within noise, nearest first; the far cells are not;
+    each prediction's range is over those two cells, as the claim reads it."""
+    module = experiment("reversion")
+    config = dataclasses.replace(
+        module.config(), size="tiny", regime_depths=(50, 100), regime_overlaps=(0.0, 0.5, 1.0)
+    )
+    found = sys.modules["experiments.reversion"].paper_regime(regime_result(), config)
+    assert found["fitted_knobs"] == {"safety_steps": 50, "benign_overlap": 0.5}
+    near = found["within_noise"]
+    assert [(c["safety_steps"], c["benign_overlap"]) for c in near["cells"]] == [
+        (50, 0.5),
+        (100, 0.5),
+    ]
+    assert near["n_cells"] == 2 and near["n_grid"] == 6
+    assert near["cells"][1]["squared_distance"] == pytest.approx(0.0008)
+    assert near["cells"][0]["predicted"] == found["predicted"]
+    final = [c["predicted"]["alignment_step100"]["mean"] for c in near["cells"]]
+    assert final == pytest.approx([0.4, 0.7])
+    assert near["predicted_range"]["alignment_step100"] == pytest.approx([0.4, 0.7])
+    assert near["predicted_range"]["harmfulness_heldout_step100"] == pytest.approx([0.3, 0.4])
+    claim = {c.id: c for c in module.claims}["reversion-regime-predicts-alignment_step100"]
+    estimate = claim.statistic({"paper_regime": found})
+    assert estimate.interval == pytest.approx((0.4, 0.7)) and estimate.value == pytest.approx(0.4)
 
 
 def test_blocking_lowers_harm_more_than_its_random_control(tiny_reports):

@@ -829,6 +829,63 @@ class UniqueBestFit:
 
 
 @dataclasses.dataclass(frozen=True)
+class CellRange:
+    """A calibration's prediction over the cells it cannot tell apart: the values at `key` (a
+    `*` key, one {mean, ...} summary or number per cell within noise of the best fit) as the
+    range [lowest mean, highest mean], the value at `best` (the best-fit cell's) as the
+    estimate, n the number of cells. The range is over cells, not a sampling interval over
+    seeds; one cell gives a point. No finite cell: cannot test."""
+
+    key: str
+    best: str
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return (fixed_part(self.key), self.best)
+
+    def __call__(self, numbers: Mapping[str, Any]) -> Estimate:
+        means = np.asarray([_mean_of(v) for v in values_at(numbers, self.key)], dtype=float)
+        means = means[np.isfinite(means)]
+        if means.size == 0:
+            return Estimate(NAN, test="no cell within noise has a finite value")
+        low, high = float(means.min()), float(means.max())
+        test = (
+            f"range over the {means.size} cells within noise (their means; width {high - low:.3g})"
+        )
+        return Estimate(_mean_of(value_at(numbers, self.best)), (low, high), int(means.size), test)
+
+
+def _mean_of(value: Any) -> float:
+    """A summary's mean, or a number itself (null: NaN)."""
+    return _number(value["mean"] if isinstance(value, Mapping) else value)
+
+
+@dataclasses.dataclass(frozen=True)
+class GatedPaired:
+    """`Paired` (the treatment's gain over the control on the same seeds), judged only where
+    every gate holds (`Gate`, keys from the JSON's top: e.g. the control really is what it is
+    built to be); a gate that fails: cannot test, for `otherwise`."""
+
+    treatment_key: str
+    control_key: str
+    gates: tuple[Gate, ...]
+    better: str = "higher"
+    otherwise: str = "a gate fails"
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        gated = [key for gate in self.gates for key in (gate.first, gate.second)]
+        return (self.treatment_key, self.control_key, *gated)
+
+    def __call__(self, numbers: Mapping[str, Any]) -> Estimate:
+        failed = [i for i, gate in enumerate(self.gates) if not gate.passes(numbers)]
+        if failed:
+            return Estimate(NAN, test=f"{self.otherwise} (gate {', '.join(map(str, failed))})")
+        treatment = value_at(numbers, self.treatment_key)
+        return from_paired(treatment, value_at(numbers, self.control_key), self.better)
+
+
+@dataclasses.dataclass(frozen=True)
 class ExactShare:
     """The share of true values at `key` (a key with `*` parts, e.g. one flag of every
     recorded step), exact: a count over a fixed set, with no sampling to resample."""
@@ -926,6 +983,26 @@ def unique_best_fit(
 ) -> UniqueBestFit:
     """The statistic "a calibration's prediction, where one cell alone fits within noise"."""
     return UniqueBestFit(key, distances, fitted, target, noise, seeds)
+
+
+def cell_range(key: str, best: str) -> CellRange:
+    """The statistic "a calibration's prediction as the range over the cells within noise"."""
+    return CellRange(key, best)
+
+
+def gated_paired(
+    treatment_key: str,
+    control_key: str,
+    gates: list[Mapping[str, Any]],
+    better: str = "higher",
+    otherwise: str = "a gate fails",
+) -> GatedPaired:
+    """The statistic "the treatment's gain over the control on the same seeds, where every gate
+    holds": each gate {"sum" or "difference": [first, second], "above": x} on {mean, sd, n}
+    summaries at JSON keys (the conservative lower bound of first +- second above x)."""
+    check(better in ("higher", "lower"), "gated_paired(better)", "'higher' or 'lower'", better)
+    built = tuple(_gate(gate) for gate in gates)
+    return GatedPaired(treatment_key, control_key, built, better, otherwise)
 
 
 def exact_share(key: str) -> ExactShare:
@@ -1044,6 +1121,8 @@ STATISTICS: dict[str, Callable[..., Callable[[Mapping[str, Any]], Any]]] = {
     "first_passing_cell": first_passing_cell,
     "unique_best_fit": unique_best_fit,
     "exact_share": exact_share,
+    "cell_range": cell_range,
+    "gated_paired": gated_paired,
 }
 """The statistics a claim file names, by name; a statistic's parameters are its function's
 arguments. `{ function = "NAME" }` names a function of the experiment's module instead."""
