@@ -57,3 +57,13 @@ def test_every_experiment_makes_claims_on_its_committed_figure(verdict_records):
     for record in verdict_records:
         assert record["verdict"] in ("supported", "not supported", "inconclusive", "cannot test")
         assert record["verdict"] != "cannot test" or record["reason"]
+
+
+def test_the_performance_page_holds_the_generated_cost_table():
+    from gravity.run import costs, verdicts
+
+    page = ROOT / "docs" / "performance.md"
+    text = page.read_text()
+    table = costs.markdown(costs.cost_rows(ROOT / "figures"))
+    expected = verdicts.with_table(text, table, costs.PAGE_MARKERS)
+    assert text == expected, "the cost table is stale: gravity costs --page docs/performance.md"

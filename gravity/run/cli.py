@@ -70,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     verdicts.add_argument("--figures", type=Path, default=None, help="where NAME.json lie")
     verdicts.add_argument("--markdown", action="store_true", help="print a Markdown table")
     verdicts.add_argument("--readme", type=Path, default=None, help="write the table into it")
+    costs = commands.add_parser("costs", help="what each figure cost, from figures/NAME.json")
+    costs.add_argument("--figures", type=Path, default=None, help="where NAME.json lie")
+    costs.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    costs.add_argument("--page", type=Path, default=None, help="write the table into it")
     chosen = _Parser(add_help=False)
     chosen.add_argument("name", nargs="?", help="an experiment name (see `gravity list`)")
     chosen.add_argument("--quick", action="store_true", help="the small default size")
@@ -125,7 +129,7 @@ def writable_folder(path: Path, field: str = "--out", private: bool = False) -> 
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-        if args.command not in ("list", "verdicts") and args.name is None:
+        if args.command not in ("list", "verdicts", "costs") and args.name is None:
             return _name_needed(args)
         return COMMANDS[args.command](args)
     except ConfigError as error:
@@ -370,12 +374,22 @@ def _verdicts(args) -> int:
     return verdicts.main([*args.names, *options, *(["--markdown"] if args.markdown else [])])
 
 
+def _costs(args) -> int:
+    """`gravity costs [--figures DIR] [--markdown] [--page PAGE]` (`gravity.run.costs`)."""
+    from gravity.run import costs
+
+    options = [] if args.figures is None else ["--figures", str(args.figures)]
+    options += [] if args.page is None else ["--page", str(args.page)]
+    return costs.main([*options, *(["--markdown"] if args.markdown else [])])
+
+
 COMMANDS = {
     "list": _list,
     "show": _show,
     "run": _run,
     "collect": _collect,
     "verdicts": _verdicts,
+    "costs": _costs,
 }
 
 
