@@ -41,7 +41,10 @@ KNOBS = presets.standard_knobs(SPEC)
 
 def test_a_defence_costs_extra_flops_per_step_and_the_free_ones_nothing(monkeypatch):
     every = overhead.defence_variants()
-    assert set(every) == {"rehearsal", "ewc", "l2sp", "safelora", "freeze", "block", "project"}
+    assert set(every) == {
+        *("rehearsal", "ewc", "l2sp", "safelora", "freeze", "block", "project"),
+        *("lisa", "resta", "antidote", "critical_freeze", "tokenwise"),
+    }
     chosen = {name: every[name] for name in ("ewc", "block")}  # two compiled, to stay quick
     monkeypatch.setattr(overhead, "defence_variants", lambda: chosen)
     costs = overhead.defence_step_overheads(SPEC, KNOBS, cost=performance.flops)

@@ -8,9 +8,29 @@ compiles (`PhaseSpec.defences`): **rehearsal** (the batch), **ewc** and **l2sp**
 with `PhaseSpec.interventions`: the **steering** variants (block, push, project and controls;
 `steering`, with `gravity.interventions` as its name map). Before fine-tuning, in the safety
 phase itself: **adversarial alignment** (`adversarial`).
+
+From the harmful-fine-tuning literature (issue #23's arena), registered after the above so their
+indices never move: **lisa** (alignment steps alternating with benign ones, a proximal term to
+the last switch point: batch, loss, carried state), **resta** (a safety vector added after
+fine-tuning: edit), **antidote** (the top Wanda-scored weights on hazardous inputs pruned after
+fine-tuning: edit; `pruning`), **critical_freeze** (the top safety-critical weights by SNIP, minus
+utility, frozen: update; `critical`) and **tokenwise** (Qi et al.'s token-wise constrained loss:
+batch loss).
 """
 
-from gravity.defences import ewc, freeze, l2sp, rehearsal, safelora, steering
+from gravity.defences import (
+    critical,
+    ewc,
+    freeze,
+    l2sp,
+    lisa,
+    pruning,
+    rehearsal,
+    resta,
+    safelora,
+    steering,
+    tokenwise,
+)
 from gravity.defences.adversarial import adversarial_alignment
 from gravity.engine.defence import (
     REGISTRY,
@@ -33,6 +53,11 @@ for _defence in (
     l2sp.L2SP,
     safelora.SAFELORA,
     freeze.FREEZE,
+    lisa.LISA,
+    resta.RESTA,
+    pruning.ANTIDOTE,
+    critical.CRITICAL_FREEZE,
+    tokenwise.TOKENWISE,
 ):
     register(_defence)
 
@@ -43,17 +68,22 @@ __all__ = [
     "adversarial_alignment",
     "check_names",
     "compiled",
+    "critical",
     "ewc",
     "freeze",
     "get",
     "index",
     "l2sp",
+    "lisa",
     "names",
+    "pruning",
     "register",
     "registered",
     "rehearsal",
+    "resta",
     "safelora",
     "selected",
     "steering",
+    "tokenwise",
     "unregister",
 ]

@@ -13,7 +13,14 @@ its default is the identity, so a defence overrides only where it acts:
 - `gradient`: the gradient before the optimizer (the steering terms, from one probe pass);
 - `update`: the optimizer's update, before it is applied (SafeLoRA's projection, freezing);
 - `edit`: the parameters at the phase's end, a post-hoc weight edit after fine-tuning (what
-  later phases and the history's `params` see; the phase's own records are of the unedited run).
+  later phases and the history's `params` see; the phase's own records are of the unedited run);
+- `batch_loss`: a term on the step's batch, given the model's logits on it (Qi et al.'s
+  token-wise constraint compares them with theta_S's);
+- `carry` and `advance`: a defence whose state moves during the phase (Lisa's alternation and
+  its proximal anchor, the parameters at the last switch) carries a value from step to step:
+  `carry` gives it at the phase's start, `advance` turns it, the step index and the parameters
+  before the step into the state this step's hooks see and the value carried on. By default
+  nothing is carried and every step sees the phase-start state (the program is unchanged).
 
 The steering family (`gravity.defences.steering`: block, push, project and their controls) is
 one more Defence, selected among its variants by `Knobs.intervention` instead: it registers in
@@ -81,6 +88,21 @@ class Defence:
     def edit(self, params, state, strength):
         """The phase's final parameters, edited."""
         return params
+
+    def batch_loss(self, params, state, strength, batch, logits):
+        """Its loss term on the step's batch, `logits` the model's at `params` on its inputs
+        (None: it adds none)."""
+        return None
+
+    def carry(self, state, params) -> Any:
+        """What it carries from step to step, at the phase's start (`params`: the phase's initial
+        parameters; None: nothing)."""
+        return None
+
+    def advance(self, state, carried, params, step):
+        """Before step `step` (0-based within the phase, traced) at `params`: the state this
+        step's batch, loss, gradient and update hooks see, and what is carried to the next step."""
+        return state, carried
 
 
 REGISTRY: dict[str, Defence] = {NONE: Defence(NONE, "plain benign fine-tuning (baseline)")}

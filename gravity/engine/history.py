@@ -244,13 +244,14 @@ def _reference_outputs(net, spec: HistorySpec, state: HistoryState, objective):
     return outputs
 
 
-def _loss_and_update(net, spec, phase, knobs, state, reversion, optimizer, guard):
+def _loss_and_update(net, spec, phase, knobs, state, reversion, optimizer):
     """One training step's (loss, grads -> updates) for the phase, its compiled defences'
-    loss, gradient and update hooks included (`guard`: from `_defence_states`)."""
+    loss, batch loss, gradient and update hooks included (`guard`: the step's, from
+    `_defence_states` and `_advance`)."""
     objective = objectives.get(phase.objective)
     reference = _reference_outputs(net, spec, state, objective)
 
-    def loss_fn(q, batch):
+    def loss_fn(q, batch, guard):
         logits, acts = net.apply(q, batch.inputs)
         outputs = objectives.Outputs(logits, acts[net.config.activation_layer])
         task_loss = objective.loss(
@@ -258,13 +259,16 @@ def _loss_and_update(net, spec, phase, knobs, state, reversion, optimizer, guard
         )
         total = task_loss
         for defence, ctx, active, strength in guard:
-            term = defence.loss(q, ctx, strength)
-            if term is not None:
-                total += jnp.where(active, term, 0.0)
+            for term in (
+                defence.loss(q, ctx, strength),
+                defence.batch_loss(q, ctx, strength, batch, logits),
+            ):
+                if term is not None:
+                    total += jnp.where(active, term, 0.0)
         return total, task_loss
 
-    def update(p, opt_state, batch):
-        (_, task_loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, batch)
+    def update(p, opt_state, batch, guard):
+        (_, task_loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, batch, guard)
         steps = []
         for defence, ctx, active, strength in guard:
             hooked, step = defence.gradient(p, grads, ctx, strength)
@@ -293,7 +297,7 @@ def _run_phase(net, spec, phase: PhaseSpec, knobs, key, state, reversion):
     world = spec.world
     optimizer = phase_optimizer(phase, knobs.learning_rate[phase.name])
     guard = _defence_states(net, spec, phase, knobs, key, state, reversion)
-    update = _loss_and_update(net, spec, phase, knobs, state, reversion, optimizer, guard)
+    update = _loss_and_update(net, spec, phase, knobs, state, reversion, optimizer)
     measure = _measurement(net, spec, phase, state, reversion)
     record = np.zeros(phase.steps + 1, dtype=bool)
     record[phase.record_steps] = True
@@ -302,18 +306,20 @@ def _run_phase(net, spec, phase: PhaseSpec, knobs, key, state, reversion):
         return jax.tree.map(jnp.zeros_like, jax.eval_shape(measure, p))
 
     def step(carry, xs):
-        p, opt_state = carry
+        p, opt_state, carried = carry
         t, do_record = xs
+        guard_t, carried = _advance(guard, carried, p, t)
         step_key = jax.random.fold_in(key, t)
         batch = world.sample(knobs.world, phase.data, step_key, phase.batch_size)
         defence_key = jax.random.fold_in(step_key, FISHER_TAG)
-        for defence, ctx, active, strength in guard:
+        for defence, ctx, active, strength in guard_t:
             hooked = defence.batch(ctx, world, knobs.world, defence_key, batch, strength)
             batch = _where(active, hooked, batch)
-        p, opt_state, task_loss = update(p, opt_state, batch)
-        return (p, opt_state), (task_loss, jax.lax.cond(do_record, measure, skip, p))
+        p, opt_state, task_loss = update(p, opt_state, batch, guard_t)
+        return (p, opt_state, carried), (task_loss, jax.lax.cond(do_record, measure, skip, p))
 
-    carry = (state.params, optimizer.init(state.params))
+    carried = tuple(d.carry(ctx, state.params) for d, ctx, _, _ in guard)
+    carry = (state.params, optimizer.init(state.params), carried)
     ends = sorted({*phase.snapshots, phase.steps})
     losses, recorded, snapshots, begin = [], [], [], 0
     for end in ends:
@@ -335,6 +341,17 @@ def _run_phase(net, spec, phase: PhaseSpec, knobs, key, state, reversion):
     finite = jnp.all(jnp.isfinite(losses)) & _all_finite(params)
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *snapshots) if snapshots else None
     return params, metrics, extras, finite, stacked
+
+
+def _advance(guard, carried, params, step):
+    """The step's guard (each defence's state as its `advance` hook gives it before step `step`
+    at `params`) and what each carries on."""
+    stepped, kept = [], []
+    for (defence, ctx, active, strength), value in zip(guard, carried, strict=True):
+        ctx, value = defence.advance(ctx, value, params, step)
+        stepped.append((defence, ctx, active, strength))
+        kept.append(value)
+    return tuple(stepped), tuple(kept)
 
 
 def _defence_states(net, spec, phase, knobs, key, state, reversion):
