@@ -17,7 +17,7 @@ fixed. The sweep: method x pretraining ("concept", or "never_learned": the same 
 concept absent from pretraining) x seeds, one compiled program.
 
 Analysis (fixed before the full run; the smoke runs that shaped the design are reported in
-docs/resurgence.md):
+docs/results/resurgence.md):
 - concept mass: the share of 4,096 samples of the concept's label inside the concept's basin
   (the disc of half the neighbour spacing) at theta_P, theta_E and after benign fine-tuning (the
   curve over benign steps uses the first 1,024 of the same noise), with beside it the likelihood
