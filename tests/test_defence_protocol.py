@@ -69,4 +69,4 @@ def test_registered_defence_is_selected_by_the_traced_knob(result):
 def test_registry_is_left_as_it_was():
     assert ANCHOR.name not in defences.names()
     assert defences.names()[:6] == ("none", "rehearsal", "ewc", "l2sp", "safelora", "freeze")
-    assert defences.names()[-1] == "tokenwise"  # the last built-in (issue #23's arena)
+    assert defences.names()[-1] == "tar_benign"  # the last built-in (issue #23's arena)

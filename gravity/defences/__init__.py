@@ -15,10 +15,17 @@ the last switch point: batch, loss, carried state), **resta** (a safety vector a
 fine-tuning: edit), **antidote** (the top Wanda-scored weights on hazardous inputs pruned after
 fine-tuning: edit; `pruning`), **critical_freeze** (the top safety-critical weights by SNIP, minus
 utility, frozen: update; `critical`) and **tokenwise** (Qi et al.'s token-wise constrained loss:
-batch loss).
+batch loss). Then those that act at alignment, compiled into the safety phase
+(`Defence.acts_at_alignment`): **vaccine** (alignment under the worst-case hidden-state
+perturbation: batch loss), **booster** and **booster_benign** (a penalty on how much a simulated
+harmful, or benign, step lowers the harmful loss: advance, loss), **repnoise** (hazardous
+activations at every layer pushed to Gaussian noise by MMD: advance, loss) and **tar** and
+**tar_benign** (first-order TAR: refusal trained at the end of K simulated harmful, or benign,
+fine-tuning steps: advance, loss).
 """
 
 from gravity.defences import (
+    booster,
     critical,
     ewc,
     freeze,
@@ -26,10 +33,13 @@ from gravity.defences import (
     lisa,
     pruning,
     rehearsal,
+    repnoise,
     resta,
     safelora,
     steering,
+    tar,
     tokenwise,
+    vaccine,
 )
 from gravity.defences.adversarial import adversarial_alignment
 from gravity.engine.defence import (
@@ -58,6 +68,12 @@ for _defence in (
     pruning.ANTIDOTE,
     critical.CRITICAL_FREEZE,
     tokenwise.TOKENWISE,
+    vaccine.VACCINE,
+    booster.BOOSTER,
+    booster.BOOSTER_BENIGN,
+    repnoise.REPNOISE,
+    tar.TAR,
+    tar.TAR_BENIGN,
 ):
     register(_defence)
 
@@ -66,6 +82,7 @@ __all__ = [
     "Defence",
     "Setup",
     "adversarial_alignment",
+    "booster",
     "check_names",
     "compiled",
     "critical",
@@ -80,10 +97,13 @@ __all__ = [
     "register",
     "registered",
     "rehearsal",
+    "repnoise",
     "resta",
     "safelora",
     "selected",
     "steering",
+    "tar",
     "tokenwise",
     "unregister",
+    "vaccine",
 ]

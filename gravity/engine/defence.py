@@ -22,6 +22,11 @@ its default is the identity, so a defence overrides only where it acts:
   before the step into the state this step's hooks see and the value carried on. By default
   nothing is carried and every step sees the phase-start state (the program is unchanged).
 
+A defence that acts at alignment time (Vaccine, Booster, RepNoise, TAR) is compiled into the
+safety phase itself (`acts_at_alignment`; there is no theta_S yet, so its `Setup` has none). Such
+a defence draws its own data each step (hazardous inputs, simulated fine-tuning batches) in
+`advance`, from `Setup.key` folded with the step, `Setup.world_knobs` and `Setup.phase`.
+
 The steering family (`gravity.defences.steering`: block, push, project and their controls) is
 one more Defence, selected among its variants by `Knobs.intervention` instead: it registers in
 its own slot (`register_steering`), so the engine runs it without importing any defence.
@@ -32,7 +37,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -45,8 +50,11 @@ NONE = "none"
 @dataclasses.dataclass(frozen=True)
 class Setup:
     """What a defence's per-phase state may be built from: the network, the anchors theta_S
-    and theta_H, a safety batch drawn for it (the Fisher's), the probes, the phase's reversion
-    references (`history._Reversion`) and the traced steering variant (`Knobs.intervention`)."""
+    and theta_H (None in a phase before them: the safety phase an alignment-time defence runs
+    in), a safety batch drawn for it (the Fisher's), the probes, the phase's reversion
+    references (`history._Reversion`; None before alignment) and the traced steering variant
+    (`Knobs.intervention`); for a defence that draws its own data each step, the world's knobs,
+    the phase's key for such draws (fold in the step) and the phase (`PhaseSpec`)."""
 
     net: Any
     theta_s: Any
@@ -55,11 +63,23 @@ class Setup:
     probes: Any = None
     reversion: Any = None
     variant: Any = 0
+    world_knobs: Any = None
+    key: Any = None
+    phase: Any = None
+
+    def draw(self, kind: str, step, stream: int = 0):
+        """A batch of the world's `kind` data (the phase's batch size) for step `step` (traced)
+        of the phase, from the defence's stream `stream` (distinct streams: independent draws)."""
+        key = jax.random.fold_in(jax.random.fold_in(self.key, step), stream)
+        return self.net.world.sample(self.world_knobs, kind, key, self.phase.batch_size)
 
 
 @dataclasses.dataclass(frozen=True)
 class Defence:
-    """A defence: its name and one line on what it does; every hook defaults to the identity."""
+    """A defence: its name and one line on what it does; every hook defaults to the identity.
+    `acts_at_alignment`: it may be compiled into a safety phase (it needs no theta_S)."""
+
+    acts_at_alignment: ClassVar[bool] = False
 
     name: str
     description: str

@@ -52,6 +52,7 @@ from gravity.validation import check, check_choice
 INIT_TAG = phase_tag("init")
 RANDOM_TAG = phase_tag("random_direction")
 FISHER_TAG = phase_tag("fisher")
+DEFENCE_DRAWS_TAG = phase_tag("defence draws")
 HELDOUT_SEED = 104_729
 FISHER_BATCH = 256
 
@@ -357,22 +358,27 @@ def _advance(guard, carried, params, step):
 def _defence_states(net, spec, phase, knobs, key, state, reversion):
     """The phase's compiled defences, each as (defence, its state at the phase's start, whether
     the traced knob selects it, its strength): steering first (selected among its variants by
-    `Knobs.intervention`, so always on), then `PhaseSpec.defences` in registry order."""
+    `Knobs.intervention`, so always on), then `PhaseSpec.defences` in registry order. In a
+    safety phase (alignment-time defences) there are no anchors yet: theta_S and theta_H are
+    None."""
     if not (phase.interventions or phase.defences):
         return ()
     fisher_batch = None
     if phase.defences:
         fisher_key = jax.random.fold_in(key, FISHER_TAG)
         fisher_batch = spec.world.sample(knobs.world, "safety", fisher_key, FISHER_BATCH)
-    theta = reversion.anchors
+    theta = reversion.anchors if reversion is not None else {}
     setup = defences.Setup(
         net,
-        theta["safety"],
-        theta["helpful"],
+        theta.get("safety"),
+        theta.get("helpful"),
         fisher_batch,
         state.probes,
         reversion,
         knobs.intervention,
+        knobs.world,
+        jax.random.fold_in(key, DEFENCE_DRAWS_TAG),
+        phase,
     )
     out = []
     if phase.interventions:

@@ -169,9 +169,12 @@ class HistorySpec:
         for i, phase in enumerate(self.phases):
             for field in ("interventions", "defences"):
                 check(
-                    not getattr(phase, field) or self.measures_reversion(i),
+                    not getattr(phase, field)
+                    or self.measures_reversion(i)
+                    or (field == "defences" and aligning_defences(phase)),
                     f"{phase.name}.{field}",
-                    "only in a phase after a helpful and a safety phase",
+                    "only in a phase after a helpful and a safety phase (or, for defences that "
+                    "act at alignment, in a safety phase)",
                     getattr(phase, field),
                 )
         benign = [p for i, p in enumerate(self.phases) if self.measures_reversion(i)]
@@ -214,6 +217,14 @@ class HistorySpec:
     @property
     def needs_trajectory(self) -> bool:
         return any(geometry.DIRECTIONS[name].needs_trajectory for name in self.directions)
+
+
+def aligning_defences(phase: PhaseSpec) -> bool:
+    """Whether `phase` is a safety phase whose defences all act at alignment (they may be
+    compiled into it: they need no theta_S)."""
+    return phase.data == "safety" and all(
+        defences.get(name).acts_at_alignment for name in phase.defences
+    )
 
 
 @jax.tree_util.register_dataclass

@@ -25,13 +25,15 @@ FREE = ("baseline", "deeper_alignment", "adversarial_alignment", "shallower_basi
 
 def defence_variants(strength: float = 0.1) -> dict[str, tuple[dict, dict]]:
     """Every defence that acts during fine-tuning as a `performance.phase_programs` variant: the
-    registered defences at `strength`, and the steering interventions block and project."""
+    registered defences at `strength` (not those that act at alignment, in the safety phase),
+    and the steering interventions block and project."""
     variants = {
         name: (
             {"defences": (name,)},
             {"defence": defences.index(name), "defence_strength": strength},
         )
         for name in defences.names()[1:]
+        if not defences.get(name).acts_at_alignment
     }
     for name in ("block", "project"):
         variants[name] = ({"interventions": True}, {"intervention": steering.index(name)})

@@ -66,6 +66,14 @@ class ModelConfig:
         return (*(f"block{i + 1}" for i in range(self.n_layers)), "final", "logits")
 
     @property
+    def hidden_layers(self) -> tuple[str, ...]:
+        """The layers whose activations a perturbation can be added to: the MLP's hidden layers,
+        the transformer's blocks (not its final norm or the logits)."""
+        if self.kind == "mlp":
+            return self.layer_names[:-1]
+        return self.layer_names[:-2]
+
+    @property
     def activation_layer(self) -> str:
         """The layer of v_rev: the chosen one, else the last hidden layer / residual block."""
         return self.layer or self.layer_names[-3 if self.kind == "transformer" else -2]
@@ -108,9 +116,24 @@ class Network(NamedTuple):
         """Fresh params from a key; vmappable over keys."""
         return nnx.split(build(self.config, self.world, key), nnx.Param)[1]
 
-    def apply(self, params: nnx.State, inputs: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """Logits (N, n_outputs) and activations at every named layer, each (N, width)."""
-        return nnx.merge(self.graphdef, params)(inputs)
+    def apply(
+        self, params: nnx.State, inputs: jax.Array, perturbations: dict | None = None
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """Logits (N, n_outputs) and activations at every named layer, each (N, width).
+
+        `perturbations` ({hidden layer name: (N, width)}, `ModelConfig.hidden_layers`): added to
+        those layers' activations, which the rest of the network then reads (None: none, the
+        plain forward pass)."""
+        model = nnx.merge(self.graphdef, params)
+        if perturbations is None:
+            return model(inputs)
+        check(
+            set(perturbations) <= set(self.config.hidden_layers),
+            "perturbations",
+            f"hidden layers among {', '.join(self.config.hidden_layers)}",
+            sorted(perturbations),
+        )
+        return model(inputs, perturbations)
 
     def activations(self, params: nnx.State, inputs: jax.Array) -> jax.Array:
         """Activations at the configured layer, (N, width)."""

@@ -16,12 +16,19 @@ class MLP(nnx.Module):
         )
         self.readout = nnx.Linear(widths[-1], output_dim, rngs=rngs)
 
-    def __call__(self, inputs_NxD: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    def __call__(
+        self, inputs_NxD: jax.Array, perturbations: dict[str, jax.Array] | None = None
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """`perturbations`: {hidden layer name: (N, width)} added to that layer's activations
+        before the layers after it read them (Vaccine's perturbed forward pass)."""
         activations = {}
         h = inputs_NxD
         for i, layer in enumerate(self.hidden):
             h = jax.nn.relu(layer(h))
-            activations[f"hidden{i + 1}"] = h
+            name = f"hidden{i + 1}"
+            if perturbations is not None and name in perturbations:
+                h = h + perturbations[name]
+            activations[name] = h
         logits = self.readout(h)
         activations["logits"] = logits
         return logits, activations

@@ -51,14 +51,21 @@ class Transformer(nnx.Module):
         self.final_norm = nnx.LayerNorm(d_model, rngs=rngs)
         self.unembed = nnx.Linear(d_model, n_outputs or vocab_size, rngs=rngs)
 
-    def __call__(self, tokens_NxL: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    def __call__(
+        self, tokens_NxL: jax.Array, perturbations: dict[str, jax.Array] | None = None
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """`perturbations`: {block name: (N, d_model)} added to that block's output at the last
+        position (the recorded activation) before the layers after it read it."""
         length = tokens_NxL.shape[-1]
         x = self.token_embedding(tokens_NxL) + self.position_embedding(jnp.arange(length))[None]
         mask = nnx.make_causal_mask(tokens_NxL)
         activations = {}
         for i, block in enumerate(self.blocks):
             x = block(x, mask)
-            activations[f"block{i + 1}"] = x[:, -1]
+            name = f"block{i + 1}"
+            if perturbations is not None and name in perturbations:
+                x = x.at[:, -1].add(perturbations[name])
+            activations[name] = x[:, -1]
         final = self.final_norm(x[:, -1])
         activations["final"] = final
         logits = self.unembed(final)
