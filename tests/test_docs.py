@@ -41,12 +41,22 @@ def verdict_records():
     return verdicts.scoreboard(ROOT / "figures", verdicts.declared_claims())
 
 
-def test_the_readme_holds_the_generated_verdicts_table(verdict_records):
+def test_the_readme_holds_the_generated_verdicts_summary(verdict_records):
     from gravity.run import verdicts
 
     text = (ROOT / "README.md").read_text()
-    expected = verdicts.with_table(text, verdicts.markdown(verdict_records))
+    expected = verdicts.with_table(text, verdicts.summary(verdict_records))
     assert text == expected, "README's verdicts are stale: gravity verdicts --readme README.md"
+
+
+def test_the_scoreboard_page_holds_every_claim(verdict_records):
+    from gravity.run import verdicts
+
+    page = ROOT / verdicts.SCOREBOARD_PAGE
+    text = page.read_text()
+    markers = (verdicts.PAGE_START, verdicts.PAGE_END)
+    expected = verdicts.with_table(text, verdicts.markdown(verdict_records), markers)
+    assert text == expected, f"the scoreboard is stale: gravity verdicts --page {page}"
 
 
 def test_every_experiment_makes_claims_on_its_committed_figure(verdict_records):

@@ -103,3 +103,19 @@ def test_a_claim_that_cannot_be_tested_says_why_in_the_table(tmp_path):
     records = verdicts.scoreboard(tmp_path, CLAIMS[:1])
     assert records[0]["verdict"] == "cannot test"
     assert "- (no interval: one number" in verdicts.table(records)
+
+
+def test_the_summary_counts_each_experiments_verdicts_and_totals_them():
+    records = [
+        {"experiment": "b", "verdict": "supported", "preregistered": True},
+        {"experiment": "a", "verdict": "cannot test", "preregistered": False},
+        {"experiment": "b", "verdict": "inconclusive", "preregistered": False},
+        {"experiment": "b", "verdict": "supported", "preregistered": False},
+    ]
+    lines = verdicts.summary(records).splitlines()
+    assert lines[0].startswith("| experiment | claims | supported | not supported |")
+    assert lines[2:] == [
+        "| b | 3 | 2 | 0 | 1 | 0 | 1 |",
+        "| a | 1 | 0 | 0 | 0 | 1 | 0 |",
+        "| **all** | 4 | 2 | 0 | 1 | 1 | 1 |",
+    ]

@@ -69,7 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     verdicts.add_argument("names", nargs="*", metavar="NAME", help="only these experiments")
     verdicts.add_argument("--figures", type=Path, default=None, help="where NAME.json lie")
     verdicts.add_argument("--markdown", action="store_true", help="print a Markdown table")
-    verdicts.add_argument("--readme", type=Path, default=None, help="write the table into it")
+    verdicts.add_argument("--readme", type=Path, default=None, help="write the summary into it")
+    verdicts.add_argument("--page", type=Path, default=None, help="write the table into it")
     costs = commands.add_parser("costs", help="what each figure cost, from figures/NAME.json")
     costs.add_argument("--figures", type=Path, default=None, help="where NAME.json lie")
     costs.add_argument("--markdown", action="store_true", help="print a Markdown table")
@@ -371,6 +372,7 @@ def _verdicts(args) -> int:
 
     options = [] if args.figures is None else ["--figures", str(args.figures)]
     options += [] if args.readme is None else ["--readme", str(args.readme)]
+    options += [] if args.page is None else ["--page", str(args.page)]
     return verdicts.main([*args.names, *options, *(["--markdown"] if args.markdown else [])])
 
 
