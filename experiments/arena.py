@@ -77,7 +77,10 @@ ALIGNMENT_STRENGTHS = {
 """Alignment-stage defences (compiled into the safety phase, branched after the helpful phase)
 and their strengths: the papers' own values where they give one, chosen before any arena run
 with them, not tuned for the toy (their scale relative to the toy's parameters differs: a
-strength sweep is the next step)."""
+strength sweep is the next step). Not yet in the full config: their group branches the safety
+phase for every (arm, setting), each safety step ~22x a plain one with all six compiled, about
+an hour of 2 CPU cores; `Config(alignment_strengths=tuple(ALIGNMENT_STRENGTHS.items()))` runs
+them (issue #23)."""
 BASELINE = ("none", 0.0)
 OPTIMIZERS = ("adam", "sgd")
 BATCH_SCALES = (0.25, 1.0, 4.0)
@@ -125,7 +128,7 @@ class Config:
     programs: tuple[tuple[str, float, int], ...] = PROGRAMS
     settings: tuple[tuple[float, float], ...] = SETTINGS
     strengths: tuple[tuple[str, float], ...] = tuple(STRENGTHS.items())
-    alignment_strengths: tuple[tuple[str, float], ...] = tuple(ALIGNMENT_STRENGTHS.items())
+    alignment_strengths: tuple[tuple[str, float], ...] = ()  # --set-able: ALIGNMENT_STRENGTHS
     standard: tuple = STANDARD
     split_programs: bool = True
     n_orders: int = 20
