@@ -15,6 +15,7 @@ import pytest
 
 from gravity import defences
 from gravity.defences import booster, repnoise, tar, vaccine
+from gravity.defences.arms import labelled_arms
 from gravity.engine import history, presets
 from gravity.engine.defence import Setup
 from gravity.engine.history import run_trunk
@@ -312,13 +313,7 @@ KNOBS = presets.standard_knobs(SPEC)
 
 
 def _arms():
-    arms = {"none": KNOBS}
-    for name in NEW:
-        for strength in (0.0, STRENGTHS[name]):
-            arms[f"{name}@{strength:g}"] = dataclasses.replace(
-                KNOBS, defence=defences.index(name), defence_strength=strength
-            )
-    return arms
+    return labelled_arms(KNOBS, {name: (0.0, STRENGTHS[name]) for name in NEW})
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ constrained loss), then one tiny history per defence through the engine, every a
 compiled program: each runs and moves the final parameters away from plain fine-tuning, and at
 strength 0 (where that is the identity) it is plain fine-tuning bit for bit."""
 
-import dataclasses
 import math
 
 import jax
@@ -16,6 +15,7 @@ from flax import nnx
 
 from gravity import defences
 from gravity.defences import critical, lisa, pruning, resta, tokenwise
+from gravity.defences.arms import labelled_arms
 from gravity.engine import history, presets
 from gravity.engine.defence import Defence
 from gravity.engine.history import run_history, run_trunk
@@ -258,13 +258,7 @@ KNOBS = presets.standard_knobs(SPEC)
 
 
 def _arms():
-    arms = {"none": KNOBS}
-    for name in NEW:
-        for strength in (0.0, STRENGTHS[name]):
-            arms[f"{name}@{strength:g}"] = dataclasses.replace(
-                KNOBS, defence=defences.index(name), defence_strength=strength
-            )
-    return arms
+    return labelled_arms(KNOBS, {name: (0.0, STRENGTHS[name]) for name in NEW})
 
 
 @pytest.fixture(scope="module")

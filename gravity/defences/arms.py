@@ -46,3 +46,13 @@ def split_by_machinery(arms: Sequence[Arm]) -> dict[str, tuple[Arm, ...]]:
     steer = tuple(a for a in arms if a[0] in STEERING)
     guard = tuple(a for a in arms[1:] if a[0] not in STEERING)
     return {"steer": (arms[0], *steer), "guard": (arms[0], *guard)}
+
+
+def labelled_arms(base, strengths) -> dict[str, object]:
+    """{"none": `base`, "NAME@S": `base` with defence NAME selected at strength S} for every
+    (NAME, its strengths) of `strengths`, in order: the arms of a comparison, by label."""
+    arms = {"none": base}
+    for name, values in dict(strengths).items():
+        for strength in values:
+            arms[f"{name}@{strength:g}"] = arm_knobs(base, (name, strength))
+    return arms

@@ -28,12 +28,12 @@ not in the paper; it is Booster's construction against this project's threat mod
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from gravity.engine.defence import Defence, Setup
+from gravity.engine.defence import DrawingAlignmentDefence, Setup
 from gravity.engine.objectives import cross_entropy
 from gravity.validation import check_choice
 
@@ -51,17 +51,12 @@ class BoosterStep(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class Booster(Defence):
-    acts_at_alignment: ClassVar[bool] = True
+class Booster(DrawingAlignmentDefence):
     alpha: float = 0.1
     simulate: str = "harmful"
 
     def __post_init__(self):
         check_choice(self.simulate, SIMULATED, "Booster.simulate")
-
-    def state(self, setup: Setup):
-        """The setup (each step draws its own batches)."""
-        return setup
 
     def advance(self, state: Setup, carried, params, step):
         """The step's harmful batch and d, the unit gradient of the simulated step's loss."""

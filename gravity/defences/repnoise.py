@@ -29,12 +29,12 @@ exactly 0.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from gravity.engine.defence import Defence, Setup
+from gravity.engine.defence import DrawingAlignmentDefence, Setup
 
 KERNEL_MUL, KERNEL_NUM = 2.0, 5
 """RepNoise's kernel family: `KERNEL_NUM` bandwidths, consecutive ones `KERNEL_MUL` apart."""
@@ -50,13 +50,7 @@ class RepNoiseStep(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class RepNoise(Defence):
-    acts_at_alignment: ClassVar[bool] = True
-
-    def state(self, setup: Setup):
-        """The setup (each step draws its own hazardous inputs and noise)."""
-        return setup
-
+class RepNoise(DrawingAlignmentDefence):
     def advance(self, state: Setup, carried, params, step):
         inputs = state.draw("hazard", step, HAZARD_STREAM).inputs
         shapes = jax.eval_shape(state.net.apply, params, inputs)[1]

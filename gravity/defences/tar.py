@@ -31,13 +31,13 @@ inner step costs a forward and backward pass per safety step).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from gravity.engine.defence import Defence, Setup
+from gravity.engine.defence import DrawingAlignmentDefence, Setup
 from gravity.engine.objectives import cross_entropy
 from gravity.validation import check, check_choice
 
@@ -56,8 +56,7 @@ class TarStep(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class Tar(Defence):
-    acts_at_alignment: ClassVar[bool] = True
+class Tar(DrawingAlignmentDefence):
     inner_steps: int = 4
     inner_learning_rate: float = 1e-3
     adversary: str = "harmful"
@@ -65,10 +64,6 @@ class Tar(Defence):
     def __post_init__(self):
         check(self.inner_steps >= 0, "Tar.inner_steps", "an integer >= 0", self.inner_steps)
         check_choice(self.adversary, ADVERSARIES, "Tar.adversary")
-
-    def state(self, setup: Setup):
-        """The setup (each step draws its own batches)."""
-        return setup
 
     def advance(self, state: Setup, carried, params, step):
         """The attack's displacement theta_K - theta from `params`, and L_TR's batch."""

@@ -125,6 +125,17 @@ class Defence:
         return state, carried
 
 
+@dataclasses.dataclass(frozen=True)
+class DrawingAlignmentDefence(Defence):
+    """A defence acting in the safety phase whose per-step batches it draws itself: its state is
+    the `Setup` (`Setup.draw`), which its `advance` hook turns into the step's state."""
+
+    acts_at_alignment: ClassVar[bool] = True
+
+    def state(self, setup: Setup) -> Setup:
+        return setup
+
+
 REGISTRY: dict[str, Defence] = {NONE: Defence(NONE, "plain benign fine-tuning (baseline)")}
 
 
