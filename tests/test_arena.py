@@ -117,8 +117,9 @@ def test_best_so_far_rises_to_the_kept_maximum_in_every_order():
 TINY_DEFENCES = (("rehearsal", 0.25), ("resta", 1.0))
 
 
-@pytest.fixture(scope="module")
-def tiny_arena(tmp_path_factory):
+def tiny_run(out, **changes):
+    """The arena at tiny size (2 seeds, one setting, the standard program first) with `changes`,
+    run into `out`: (the experiment, its config, its numbers)."""
     from experiments import experiment
     from gravity.run.experiment import run_experiment
     from gravity.run.store import ResultStore
@@ -128,15 +129,24 @@ def tiny_arena(tmp_path_factory):
         chosen.quick(chosen.config()),
         seeds=2,
         size="tiny",
-        programs=(("adam", 1.0, 20), ("sgd", 1.0, 10)),
         settings=((1e-3, 0.5),),
         standard=(("adam", 1.0, 20), (1e-3, 0.5)),
-        strengths=TINY_DEFENCES,
-        n_boot=50,
+        **changes,
     )
-    out = tmp_path_factory.mktemp("arena")
     numbers = run_experiment(
         chosen, config, out_dir=out, store=ResultStore(out / "store"), progress=False
+    )
+    return chosen, config, numbers
+
+
+@pytest.fixture(scope="module")
+def tiny_arena(tmp_path_factory):
+    out = tmp_path_factory.mktemp("arena")
+    chosen, config, numbers = tiny_run(
+        out,
+        programs=(("adam", 1.0, 20), ("sgd", 1.0, 10)),
+        strengths=TINY_DEFENCES,
+        n_boot=50,
     )
     return chosen, config, numbers, json.loads((out / "arena.json").read_text())
 
@@ -201,32 +211,20 @@ class _DampedAlignment(Defence):
         return jax.tree.map(lambda u: u / (1.0 + strength), updates)
 
 
-@pytest.mark.skipif(
-    not hasattr(Defence, "acts_at_alignment"), reason="alignment-stage defences not landed"
-)
 def test_an_alignment_stage_defence_joins_as_one_more_program(tmp_path):
     from experiments import experiment
-    from gravity.run.experiment import run_experiment
-    from gravity.run.store import ResultStore
 
     chosen = experiment("arena")
-    config = dataclasses.replace(
-        chosen.quick(chosen.config()),
-        seeds=2,
-        size="tiny",
-        programs=(("adam", 1.0, 20),),
-        settings=((1e-3, 0.5),),
-        standard=(("adam", 1.0, 20), (1e-3, 0.5)),
-        strengths=(("rehearsal", 0.25),),
-        alignment_strengths=(("damped_alignment", 3.0),),
-        n_boot=20,
-    )
     with registered(_DampedAlignment("damped_alignment", "slower safety alignment")):
+        _, config, numbers = tiny_run(
+            tmp_path,
+            programs=(("adam", 1.0, 20),),
+            strengths=(("rehearsal", 0.25),),
+            alignment_strengths=(("damped_alignment", 3.0),),
+            n_boot=20,
+        )
         assert set(chosen.sweeps(config)) == {"mlp-during", "mlp-aligned"}
         assert chosen.sweeps(config)["mlp-aligned"].branch_after == "helpful"
-        numbers = run_experiment(
-            chosen, config, out_dir=tmp_path, store=ResultStore(tmp_path / "store"), progress=False
-        )
     arms = numbers["mlp"]["arms"]
     assert set(arms) == {"none", "rehearsal", "damped_alignment"}
     assert len(arms["damped_alignment"]["worst_case_per_seed"]) == 2
