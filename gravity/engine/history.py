@@ -33,6 +33,7 @@ import optax
 from gravity.engine import defence as defences
 from gravity.engine import geometry, objectives
 from gravity.engine.models import Network, network
+from gravity.engine.models.linearised import Linearised
 from gravity.engine.objectives import cross_entropy
 from gravity.engine.spec import (
     OPTIMIZERS,
@@ -400,9 +401,15 @@ def run_phases(
     state: HistoryState,
     knobs: Knobs,
     phases: tuple[PhaseSpec, ...] | None = None,
+    *,
+    linearise: bool = False,
 ) -> tuple[HistoryState, dict[str, Any]]:
     """Continue a history from `state` through `phases` (default: every phase of `spec` the
     state has not finished yet); pure in (key, state, knobs).
+
+    `linearise`: each phase trains the network's first-order model around the parameters it
+    starts from (`models.linearised.Linearised`), on the same batches with the same optimizer, and
+    records what that model outputs; v_rev and its references stay the network's own.
 
     Returns the new state and outputs: metrics {phase: {metric: (n_records, ...)}}, v_rev (if a
     phase measured reversion), drift fields (if asked for), snapshots {phase: params (S, ...)}.
@@ -419,8 +426,9 @@ def run_phases(
             reversion = _reversion(net, spec, state, key)
             outputs["v_rev"] = reversion.reference.directions[0]
         phase_key = jax.random.fold_in(key, phase_tag(phase.name))
+        trained = Linearised(net, state.params) if linearise else net
         params, metrics, extras, finite, snaps = _run_phase(
-            net, spec, phase, knobs, phase_key, state, reversion if measured else None
+            trained, spec, phase, knobs, phase_key, state, reversion if measured else None
         )
         outputs["metrics"][phase.name] = metrics
         if snaps is not None:

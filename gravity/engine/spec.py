@@ -187,8 +187,13 @@ class HistorySpec:
             )
 
     def anchor_index(self, data: str) -> int | None:
-        """Index of the last phase training on `data` (the anchor theta_P, theta_H or theta_S)."""
-        found = [i for i, phase in enumerate(self.phases) if phase.data == data]
+        """Index of the anchor phase of `data`: theta_S is the last phase training on safety
+        data; theta_P and theta_H are the last phases training on pretraining and helpful data
+        before it (anywhere when there is no safety phase). A phase after alignment fine-tunes,
+        whatever its data: fine-tuning on the pretraining distribution moves no anchor."""
+        safety = [i for i, phase in enumerate(self.phases) if phase.data == "safety"]
+        end = safety[-1] if safety and data != "safety" else len(self.phases)
+        found = [i for i, phase in enumerate(self.phases[:end]) if phase.data == data]
         return found[-1] if found else None
 
     def anchor_name(self, data: str) -> str | None:

@@ -194,10 +194,10 @@ def frontier_curves(ax, points, front, colors, x="task_accuracy_T", y="harmfulne
                 ax.plot(xi, yi, "s", mfc="none", mec="k", ms=9)
 
 
-def colour_ramp(cmap: str, n: int, stop: float = 0.9):
-    """`n` colours evenly spaced along a colormap from its start to `stop`: one per level of an
+def colour_ramp(cmap: str, n: int, stop: float = 0.9, start: float = 0.0):
+    """`n` colours evenly spaced along a colormap from `start` to `stop`: one per level of an
     ordered knob (learning rates, batch sizes, overlaps)."""
-    return plt.get_cmap(cmap)(np.linspace(0, stop, n))
+    return plt.get_cmap(cmap)(np.linspace(start, stop, n))
 
 
 def line_family(ax, x, rows, labels, colors, fmt="o-", **style):

@@ -1,0 +1,162 @@
+"""Linearised reversion: the first-order model of the network around theta_S, trained on the same
+benign batches with the same optimizer, predicts harmfulness(t) and alignment(t) of each run, and
+the statistics that score the prediction against the simulated run.
+
+The prediction (`LinearisedMeasure`) is `history.run_phases(..., linearise=True)` from the
+branch's theta_S: the network replaced by f(theta_S) + J (theta - theta_S)
+(`gravity.engine.models.linearised`). For SGD this is the exact linear (empirical-NTK) dynamics
+of Lee et al. (2019), the one-step decomposition of Ren & Sutherland (ICLR 2025) iterated with the
+kernel frozen at theta_S; for Adam the stated choice is Adam itself run on the linear model (its
+moments follow the linear model's gradients), not a preconditioner frozen after one step. Nothing
+is fitted: the prediction is scored as it stands.
+
+Scoring (fixed before any result was seen, #24):
+- `r_squared_at`: R^2 of the predicted against the simulated cell means (each cell: one grid
+  point, its mean over seeds) of a metric at one record, as predicted (no refit), with a
+  percentile bootstrap over seeds (the seeds are shared by every cell of a grid, so a resample
+  draws seeds and keeps every cell);
+- `error_by_step`: the mean absolute error of the per-run prediction at every record;
+- `horizon`: the last record step up to which that error stays within `TOLERANCE` (0.05 in
+  harmfulness, a twentieth of its range), and the same in lr x steps (the distance an SGD run
+  travels scales with lr x steps, so a horizon set by the nonlinearity should be constant there).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from gravity.engine import history
+from gravity.instruments.stats import percentile_interval
+
+TOLERANCE = 0.05
+"""The stated error within which a prediction counts as holding (harmfulness units)."""
+METRICS = (
+    "harmfulness",
+    "harmfulness_heldout",
+    "alignment",
+    "drift_along_v_rev",
+    "weight_distance",
+    "task_accuracy",
+)
+"""The phase's metrics a `LinearisedMeasure` keeps, simulated and predicted, at every record."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearisedMeasure:
+    """A branch's fine-tuning phase as simulated and as its linearised model around the branch's
+    start (theta_S) predicts it, on the same batches, with the anchors' held-out harmfulness.
+
+    Returns {"simulated": {phase: {metric: (records,)}}, "linearised": {phase: {metric:
+    (records,)}}, "heldout_aligned", "heldout_helpful", "heldout_pretrained", "diverged"}."""
+
+    phase: str = "benign"
+    metrics: tuple[str, ...] = METRICS
+
+    def __call__(self, key, spec, knobs, start=None) -> dict:
+        out = history.run_history(key, spec, knobs, start=start)
+        state = history.branch_state(start, spec, knobs)
+        phases = (spec.phase(self.phase),)
+        _, linear = history.run_phases(key, spec, state, knobs, phases, linearise=True)
+        simulated, predicted = out["metrics"][self.phase], linear["metrics"][self.phase]
+        final = {
+            name: out["metrics"][spec.anchor_name(role)]["harmfulness_heldout"][-1]
+            for name, role in (
+                ("heldout_aligned", "safety"),
+                ("heldout_helpful", "helpful"),
+                ("heldout_pretrained", "pretrain"),
+            )
+        }
+        diverged = out["diverged"] | ~jax.numpy.isfinite(predicted["harmfulness_heldout"]).all()
+        return {
+            "simulated": {self.phase: {m: simulated[m] for m in self.metrics}},
+            "linearised": {self.phase: {m: predicted[m] for m in self.metrics}},
+            **final,
+            "diverged": diverged,
+        }
+
+
+def r_squared(predicted, measured) -> float:
+    """1 - SS_res / SS_tot of `predicted` against `measured` (flat, finite pairs only)."""
+    predicted, measured = np.ravel(predicted), np.ravel(measured)
+    ok = np.isfinite(predicted) & np.isfinite(measured)
+    residual = np.sum((measured[ok] - predicted[ok]) ** 2)
+    total = np.sum((measured[ok] - measured[ok].mean()) ** 2)
+    return float(1.0 - residual / total) if total > 0 else float("nan")
+
+
+def seed_resamples(n_seeds: int, n_resamples: int, seed: int = 0) -> np.ndarray:
+    """Seed indices drawn with replacement, (n_resamples, n_seeds)."""
+    return np.random.default_rng(seed).integers(0, n_seeds, (n_resamples, n_seeds))
+
+
+def cell_means(values_CxS: np.ndarray, seeds: np.ndarray | None = None) -> np.ndarray:
+    """Each cell's mean over seeds (NaN runs left out), over the seeds `seeds` if given."""
+    values = values_CxS if seeds is None else values_CxS[:, seeds]
+    return np.nanmean(values, axis=1)
+
+
+def r_squared_at(
+    grids: list[tuple[np.ndarray, np.ndarray]], n_resamples: int = 1000, seed: int = 0
+) -> dict:
+    """R^2 as predicted of the cell means, pooled over grids, each grid a (predicted, simulated)
+    pair of cells x seeds arrays; a percentile bootstrap over seeds, drawn per grid.
+
+    Returns {"estimate", "interval", "n" (cells), "test"}."""
+
+    def pooled(draws):
+        pairs = [
+            (cell_means(p, d), cell_means(s, d)) for (p, s), d in zip(grids, draws, strict=True)
+        ]
+        return r_squared(
+            np.concatenate([p for p, _ in pairs]), np.concatenate([s for _, s in pairs])
+        )
+
+    draws = [seed_resamples(p.shape[1], n_resamples, seed + i) for i, (p, _) in enumerate(grids)]
+    resampled = np.array([pooled([d[b] for d in draws]) for b in range(n_resamples)])
+    cells = sum(p.shape[0] for p, _ in grids)
+    seeds = "+".join(str(p.shape[1]) for p, _ in grids)
+    return {
+        "estimate": pooled([None] * len(grids)),
+        "interval": list(percentile_interval(resampled[np.isfinite(resampled)])),
+        "n": int(cells),
+        "test": f"R^2 as predicted (no refit) over {cells} cell means; 95% percentile bootstrap "
+        f"over seeds ({seeds} seeds per grid), {n_resamples} resamples",
+    }
+
+
+def error_by_step(predicted_RxT: np.ndarray, simulated_RxT: np.ndarray) -> np.ndarray:
+    """The mean absolute error of the per-run prediction at every record (finite runs)."""
+    return np.nanmean(np.abs(predicted_RxT - simulated_RxT), axis=0)
+
+
+def horizon(error_T: np.ndarray, steps_T, tolerance: float = TOLERANCE) -> dict:
+    """The last record step up to which the error stays within `tolerance` (0 if the first
+    record after the start exceeds it) and whether it never left (`censored`)."""
+    steps = np.asarray(steps_T)
+    over = np.flatnonzero(np.asarray(error_T) > tolerance)
+    if over.size == 0:
+        return {"steps": int(steps[-1]), "censored": True}
+    first = over[0]
+    return {"steps": int(steps[first - 1]) if first > 0 else 0, "censored": False}
+
+
+def horizons_by(
+    group_C, predicted_CxSxT, simulated_CxSxT, steps_T, rate_of, tolerance: float = TOLERANCE
+):
+    """The horizon of each group of cells (e.g. each learning rate), in steps and in lr x steps
+    (`rate_of(group)`: its learning rate), from the mean absolute error over the group's runs."""
+    group_C = np.asarray(group_C)
+    out = {}
+    for group in dict.fromkeys(group_C.tolist()):
+        rows = group_C == group
+        error = error_by_step(
+            predicted_CxSxT[rows].reshape(-1, len(steps_T)),
+            simulated_CxSxT[rows].reshape(-1, len(steps_T)),
+        )
+        found = horizon(error, steps_T, tolerance)
+        lr = float(rate_of(group))
+        out[str(group)] = {**found, "learning_rate": lr, "lr_x_steps": lr * found["steps"]}
+    return out
