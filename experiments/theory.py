@@ -24,28 +24,28 @@ said where they are made (the basin's harm, the rebound speed). docs/theory.md d
    tree: pretraining snapshots (MLP 200 ... 3,200 steps, transformer 100 ... 1,600, doubling),
    each growing its helpful-only and a 400-step safety phase whose snapshots (25 ... 400) are
    the alignment amounts, each fine-tuned 100 steps (Adam 1e-3) on the pretraining
-   distribution (Ji et al.'s inverse alignment) or on benign data. Rebound speed: 1 / the steps until held-out harm is half way
-   back from h_S to h_P (early_warning's reversion midpoint), interpolated, censored at 100; its
-   per-seed slope against log2(amount), averaged over the other amount; Ji et al.'s direction:
-   positive for both amounts (the speed was r_10 until a 2-seed quick run showed it at its
-   ceiling: see `gravity.instruments.elasticity`).
+   distribution (Ji et al.'s inverse alignment) or on benign data. Rebound speed: 1 / the steps
+   until held-out harm is half way back from h_S to h_P (early_warning's reversion midpoint),
+   interpolated, censored at 100; its per-seed slope against log2(amount), averaged over the
+   other amount; Ji et al.'s direction: positive for both amounts (the speed was r_10 until a
+   2-seed quick run showed it at its ceiling: see `gravity.instruments.elasticity`).
 3. **Safety basin** (`gravity.instruments.safety_basin`). Around each of early_warning's 16
    theta_S per model (the same seeds, the same standard histories), held-out non-refusal
    (1 - P(REFUSE): Peng et al.'s attack success counts any answer that does not refuse) along
    16 random filter-normalised directions at growing norms: the basin width (the perturbation
    at which it first passes the midpoint of its values at theta_S and theta_P) and a
    VISAGE-like mean safety margin. (The compliant answer's probability, the first choice, never
-   reached its midpoint in a 2-seed pilot of the landscape alone: every width censored.) A narrow basin should revert more: each score's ROC AUC for
-   early_warning's labels (a run reverted when its held-out harm at T passes that midpoint), on
-   its 308 conditions x 16 seeds, read from figures/early_warning.json (per-seed reverted
-   shares, with the pre-flight's AUC on the same runs); a seed-level score ranks only seeds, so
-   the AUC is exact from the per-seed counts, its interval a bootstrap over seeds.
+   reached its midpoint in a 2-seed pilot of the landscape alone: every width censored.) A
+   narrow basin should revert more: each score's ROC AUC for early_warning's labels (a run
+   reverted when its held-out harm at T passes the midpoint of h_S and h_P), on its 308
+   conditions x 16 seeds, read from figures/early_warning.json (per-seed reverted shares, with
+   the pre-flight's AUC on the same runs); a seed-level score ranks only seeds, so the AUC is
+   exact from the per-seed counts, its interval a bootstrap over seeds.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +54,8 @@ from experiments import basin_depth, metastability, overlap
 from gravity.engine import presets
 from gravity.engine.spec import with_phase
 from gravity.instruments import elasticity, linearised, safety_basin
-from gravity.run import plotting, sweep
+from gravity.instruments.stats import unpaired_difference
+from gravity.run import plotting, report, sweep
 from gravity.run.experiment import Experiment
 from gravity.validation import check
 
@@ -313,24 +314,6 @@ def predicted_and_simulated(res: sweep.SweepResult, metric: str = HARM):
     return tuple(by_cell(res, f"{kind}/benign/{metric}") for kind in ("linearised", "simulated"))
 
 
-def grid_numbers(res: sweep.SweepResult) -> dict:
-    """One grid's prediction scored: error by step, horizon, signed error and R^2 at T."""
-    steps = record_steps(res)
-    predicted, simulated = predicted_and_simulated(res)
-    runs = (-1, len(steps))
-    error = linearised.error_by_step(predicted.reshape(runs), simulated.reshape(runs))
-    return {
-        "steps": steps,
-        "mean_absolute_error": error.tolist(),
-        "horizon": linearised.horizon(error, steps),
-        "signed_error_at_T": float(np.nanmean(predicted[..., -1] - simulated[..., -1])),
-        "simulated_harm_at_T": float(np.nanmean(simulated[..., -1])),
-        "predicted_harm_at_T": float(np.nanmean(predicted[..., -1])),
-        "n_cells": int(predicted.shape[0]),
-        "n_seeds": int(predicted.shape[1]),
-    }
-
-
 def learning_rate_horizons(config: Config, res: sweep.SweepResult) -> dict:
     """Metastability's horizon per learning rate, in steps and in lr x steps (its arrays are
     batch x lr x depth x seeds x records: the learning rate is axis 1)."""
@@ -365,7 +348,10 @@ def linearised_numbers(config: Config, results: dict) -> dict:
                 g: linearised.r_squared_at([pair], config.bootstrap)
                 for g, pair in zip(grids, harm, strict=True)
             },
-            "by_grid": {g: grid_numbers(r) for g, r in grids.items()},
+            "by_grid": {
+                g: linearised.scored_grid(*predicted_and_simulated(r), record_steps(r))
+                for g, r in grids.items()
+            },
         }
         if "metastability" in grids:
             escape = grids["metastability"]
@@ -381,28 +367,20 @@ def horizon_numbers(config: Config, results: dict) -> dict:
     for model in config.models:
         res = results[f"horizon-{model}"]
         steps = record_steps(res)
-        entry = {}
+        out[model] = {"steps": steps}
         for name, rates in horizon_rates(config).items():
-            entry[name] = {}
+            out[model][name] = {}
             for r, rate in enumerate(rates):
                 cell = res.select(optimizer=name, rate=r)
-                predicted, simulated = (
-                    cell.valid(f"{kind}/benign/{HARM}") for kind in ("linearised", "simulated")
-                )
-                error = linearised.error_by_step(predicted, simulated)
-                found = linearised.horizon(error, steps)
-                distance = np.nanmean(cell.valid("simulated/benign/weight_distance"), axis=0)
-                entry[name][f"{rate:g}"] = {
-                    **found,
-                    "learning_rate": rate,
-                    "lr_x_steps": rate * found["steps"],
-                    "weight_distance_at_horizon": float(distance[steps.index(found["steps"])]),
-                    "mean_absolute_error": error.tolist(),
-                    "simulated_harm": np.nanmean(simulated, axis=0).tolist(),
-                    "predicted_harm": np.nanmean(predicted, axis=0).tolist(),
-                    "weight_distance": distance.tolist(),
-                }
-        out[model] = {"steps": steps, **entry}
+                runs = [
+                    cell.valid(f"{kind}/benign/{metric}")
+                    for kind, metric in (
+                        ("linearised", HARM),
+                        ("simulated", HARM),
+                        ("simulated", "weight_distance"),
+                    )
+                ]
+                out[model][name][f"{rate:g}"] = linearised.horizon_run(*runs, steps, rate)
     return out
 
 
@@ -421,37 +399,19 @@ def elasticity_numbers(config: Config, results: dict) -> dict:
     for model in config.models:
         res = results[f"elasticity-{model}"]
         back, steps = rebounds(res)
-        speed = 1.0 / elasticity.rebound_time(back, steps)
-        at_10 = back[..., steps.index(elasticity.REBOUND_STEP)]
-        harm = res.valid("benign/harmfulness_heldout")
+        harm, pretrained = res.valid(f"benign/{HARM}"), res.valid("harm_pretrained")
         amounts = {"pretraining": pretrain_steps(config, model), "alignment": config.safety_steps}
-        entry = {}
-        for i, data in enumerate(config.rebound_data):
-            entry[data] = {
-                "rebound_speed_mean": float(np.nanmean(speed[i])),
-                "censored_share": float(np.mean(elasticity.rebound_censored(back[i]))),
-                "rebound_at_10_mean": float(np.nanmean(at_10[i])),
-                "rebound_at_T_mean": float(np.nanmean(back[i, ..., -1])),
-                "harm_aligned_mean": float(np.nanmean(harm[i, ..., 0])),
-                "harm_pretrained_mean": float(np.nanmean(res.valid("harm_pretrained")[i])),
-                "rebound_by_step": np.nanmean(back[i], axis=(0, 1, 2)).tolist(),
-                "steps": steps,
-            }
-            for axis, (name, values) in enumerate(amounts.items()):
-                entry[data][f"by_{name}"] = elasticity.by_amount(speed[i], values, axis)
-                for label, values_ in (("", speed[i]), ("_at_10", at_10[i])):
-                    slopes = elasticity.slopes_by_seed(values_, values, axis)
-                    entry[data][f"slope_{name}{label}"] = [float(v) for v in slopes]
-        out[model] = entry
+        out[model] = {
+            data: elasticity.summary(back[i], steps, harm[i], pretrained[i], amounts)
+            for i, data in enumerate(config.rebound_data)
+        }
     return out
 
 
 def early_warning_labels(config: Config, model: str) -> dict:
     """Early_warning's per-seed reverted counts and its pre-flight AUC, from its figure's JSON."""
     path = Path(config.early_warning_figure)
-    path = path if path.is_absolute() else ROOT / path
-    check(path.is_file(), "early_warning_figure", "an early_warning figure JSON", str(path))
-    numbers = json.loads(path.read_text())["numbers"]
+    numbers = report.read_numbers(path if path.is_absolute() else ROOT / path)
     check(model in numbers, "early_warning_figure", f"a figure with the {model}", str(path))
     entry = numbers[model]
     shares = np.asarray(entry["reverted_share_by_seed"])
@@ -480,25 +440,9 @@ def basin_numbers(config: Config, results: dict) -> dict:
         res = results[f"safety_basin-{model}"]
         labels = early_warning_labels(config, model)
         width, visage = res.valid("width"), res.valid("visage")
-        scores = {
-            "narrow_basin": -width,
-            "low_visage": -visage,
-            "seed_share_in_sample": labels["reverted"].astype(float),
-        }
-        compared = safety_basin.compare_seed_level_aucs(
-            scores,
-            labels["reverted"],
-            labels["conditions"],
-            [("seed_share_in_sample", "narrow_basin"), ("narrow_basin", "low_visage")],
-            n_resamples=config.bootstrap,
+        judged = safety_basin.scorecard(
+            width, visage, labels["reverted"], labels["conditions"], config.bootstrap
         )
-        where = f"{labels['conditions']} conditions x {width.size} seeds"
-        judged = {
-            kind: {
-                name: seed_level_estimate(found, width.size, where) for name, found in part.items()
-            }
-            for kind, part in compared.items()
-        }
         preflight = labels["preflight"]
         out[model] = {
             "width": [float(v) for v in width],
@@ -517,31 +461,6 @@ def basin_numbers(config: Config, results: dict) -> dict:
             ),
         }
     return out
-
-
-def seed_level_estimate(found, n_seeds: int, where: str) -> dict:
-    """A `SeedLevelAuc` as the stored estimate the claims read."""
-    return {
-        "estimate": found.estimate,
-        "interval": list(found.interval),
-        "n": n_seeds,
-        "test": f"exact ROC AUC over early_warning's runs ({where}) of a score of theta_S; "
-        f"95% percentile bootstrap over seeds, {len(found.resampled)} resamples",
-    }
-
-
-def unpaired_difference(a: dict, b: dict) -> dict:
-    """a - b of two estimates with 95% intervals from different resamples, the interval from
-    their normal standard errors (interval width / 3.92) added in quadrature: unpaired."""
-    se = [(e["interval"][1] - e["interval"][0]) / 3.92 for e in (a, b)]
-    value = a["estimate"] - b["estimate"]
-    half = 1.96 * float(np.hypot(*se))
-    return {
-        "estimate": value,
-        "interval": [value - half, value + half],
-        "n": min(a["n"], b["n"]),
-        "test": "unpaired: difference of two AUCs, normal interval from their two intervals",
-    }
 
 
 def summarise(config: Config, results: dict) -> dict:

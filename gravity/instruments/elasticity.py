@@ -116,3 +116,29 @@ def by_amount(values_AxBxS: np.ndarray, amounts, axis: int) -> list[dict]:
         {"amount": int(a), "mean": float(np.nanmean(v)), "sd": float(np.nanstd(v))}
         for a, v in zip(amounts, values, strict=True)
     ]
+
+
+def summary(rebound_AxBxSxT: np.ndarray, steps_T, harm_xT: np.ndarray, harm_pretrained, amounts):
+    """One fine-tuning data's elasticity: rebound speed (inverse half-way time), its censored
+    share, r_10, r at T and the anchors' harm, the mean rebound by step, and per amount axis
+    (`amounts`: {name: values}, in the array's axis order) the speed by amount and the per-seed
+    slopes of the speed and of r_10 against log2(amount)."""
+    steps = [int(s) for s in steps_T]
+    speed = 1.0 / rebound_time(rebound_AxBxSxT, steps)
+    at_10 = rebound_AxBxSxT[..., steps.index(REBOUND_STEP)]
+    out = {
+        "rebound_speed_mean": float(np.nanmean(speed)),
+        "censored_share": float(np.mean(rebound_censored(rebound_AxBxSxT))),
+        "rebound_at_10_mean": float(np.nanmean(at_10)),
+        "rebound_at_T_mean": float(np.nanmean(rebound_AxBxSxT[..., -1])),
+        "harm_aligned_mean": float(np.nanmean(harm_xT[..., 0])),
+        "harm_pretrained_mean": float(np.nanmean(harm_pretrained)),
+        "rebound_by_step": np.nanmean(rebound_AxBxSxT, axis=(0, 1, 2)).tolist(),
+        "steps": steps,
+    }
+    for axis, (name, values) in enumerate(amounts.items()):
+        out[f"by_{name}"] = by_amount(speed, values, axis)
+        for label, measured in (("", speed), ("_at_10", at_10)):
+            slopes = slopes_by_seed(measured, values, axis)
+            out[f"slope_{name}{label}"] = [float(v) for v in slopes]
+    return out

@@ -160,3 +160,47 @@ def horizons_by(
         lr = float(rate_of(group))
         out[str(group)] = {**found, "learning_rate": lr, "lr_x_steps": lr * found["steps"]}
     return out
+
+
+def scored_grid(predicted_CxSxT: np.ndarray, simulated_CxSxT: np.ndarray, steps_T) -> dict:
+    """One grid's prediction scored: the runs' mean absolute error at every record, the horizon,
+    and the mean signed error, simulated and predicted means at T."""
+    runs = (-1, len(steps_T))
+    error = error_by_step(predicted_CxSxT.reshape(runs), simulated_CxSxT.reshape(runs))
+    at_T = predicted_CxSxT[..., -1], simulated_CxSxT[..., -1]
+    return {
+        "steps": [int(s) for s in steps_T],
+        "mean_absolute_error": error.tolist(),
+        "horizon": horizon(error, steps_T),
+        "signed_error_at_T": float(np.nanmean(at_T[0] - at_T[1])),
+        "simulated_harm_at_T": float(np.nanmean(at_T[1])),
+        "predicted_harm_at_T": float(np.nanmean(at_T[0])),
+        "n_cells": int(predicted_CxSxT.shape[0]),
+        "n_seeds": int(predicted_CxSxT.shape[1]),
+    }
+
+
+def horizon_run(
+    predicted_RxT: np.ndarray,
+    simulated_RxT: np.ndarray,
+    distance_RxT: np.ndarray,
+    steps_T,
+    learning_rate: float,
+) -> dict:
+    """The runs of one optimizer and learning rate: their horizon in steps and in lr x steps,
+    how far the simulated runs had moved from theta_S there (`distance`: |theta - theta_S|),
+    and the mean trajectories the horizon was read from."""
+    steps = [int(s) for s in steps_T]
+    error = error_by_step(predicted_RxT, simulated_RxT)
+    found = horizon(error, steps)
+    distance = np.nanmean(distance_RxT, axis=0)
+    return {
+        **found,
+        "learning_rate": learning_rate,
+        "lr_x_steps": learning_rate * found["steps"],
+        "weight_distance_at_horizon": float(distance[steps.index(found["steps"])]),
+        "mean_absolute_error": error.tolist(),
+        "simulated_harm": np.nanmean(simulated_RxT, axis=0).tolist(),
+        "predicted_harm": np.nanmean(predicted_RxT, axis=0).tolist(),
+        "weight_distance": distance.tolist(),
+    }

@@ -302,6 +302,38 @@ def seed_level_auc_interval(
     return compared["aucs"]["score"]
 
 
+def scorecard(width_S, visage_S, reverted_counts_S, runs_per_seed, n_resamples: int) -> dict:
+    """The basin's two scores (a narrow basin, a low VISAGE: more risk) and the in-sample
+    ceiling of any score of theta_S (each seed's own reverted count) judged on the same runs
+    and seed resamples, as stored estimates ({"estimate", "interval", "n", "test"}), with the
+    ceiling's and VISAGE's paired gaps to the width."""
+    scores = {
+        "narrow_basin": -np.asarray(width_S, dtype=float),
+        "low_visage": -np.asarray(visage_S, dtype=float),
+        "seed_share_in_sample": np.asarray(reverted_counts_S, dtype=float),
+    }
+    pairs = [("seed_share_in_sample", "narrow_basin"), ("narrow_basin", "low_visage")]
+    compared = compare_seed_level_aucs(
+        scores, reverted_counts_S, runs_per_seed, pairs, n_resamples=n_resamples
+    )
+    n_seeds = int(np.size(width_S))
+    where = f"{runs_per_seed} conditions x {n_seeds} seeds"
+    test = (
+        f"exact ROC AUC over early_warning's runs ({where}) of a score of theta_S; 95% "
+        f"percentile bootstrap over seeds, {n_resamples} resamples"
+    )
+
+    def stored(found):
+        return {
+            "estimate": found.estimate,
+            "interval": list(found.interval),
+            "n": n_seeds,
+            "test": test,
+        }
+
+    return {part: {k: stored(v) for k, v in found.items()} for part, found in compared.items()}
+
+
 def heldout_harm(net, state: history.HistoryState, n_classes: int, harm: str) -> Callable:
     """harm(params) on the state's held-out hazardous inputs: "compliance" is
     `history.behaviour`'s `harmfulness_heldout` (the probability of the compliant answer, the

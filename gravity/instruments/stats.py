@@ -315,6 +315,21 @@ def paired_difference(
     }
 
 
+def unpaired_difference(a, b) -> dict:
+    """a - b of two stored estimates ({"estimate", "interval", "n"}) whose intervals come from
+    different resamples, the difference's 95% interval from their normal standard errors
+    (interval width / 3.92) added in quadrature: unpaired, so wider than a paired comparison."""
+    se = [(e["interval"][1] - e["interval"][0]) / 3.92 for e in (a, b)]
+    value = a["estimate"] - b["estimate"]
+    half = 1.96 * float(np.hypot(*se))
+    return {
+        "estimate": value,
+        "interval": [value - half, value + half],
+        "n": min(a["n"], b["n"]),
+        "test": "unpaired: difference of two estimates, normal interval from their two intervals",
+    }
+
+
 def _effect_size(differences: np.ndarray) -> float:
     """mean / sd (ddof = 1); +-inf for a constant nonzero difference, NaN when undefined."""
     if differences.size < 2:

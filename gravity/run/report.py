@@ -23,6 +23,7 @@ import jax
 import numpy as np
 
 from gravity.instruments.stats import mean_sd  # noqa: F401  (re-exported: experiments import it here)
+from gravity.validation import check
 
 SCHEMA_VERSION = 2  # of the reports (the store has its own: gravity.run.store)
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "scipy", "matplotlib")
@@ -121,6 +122,16 @@ def write_json(path: Path, payload: dict[str, Any], mode: int = 0o644) -> Path:
     """Write JSON atomically: readers never see half a file."""
     text = json.dumps(to_jsonable(payload), indent=2, allow_nan=False, default=str) + "\n"
     return atomic_write(path, lambda f: f.write(text.encode()), mode)
+
+
+def read_numbers(path: Path | str) -> dict[str, Any]:
+    """The numbers of a figure's JSON report (a committed figure another experiment reads), or
+    one line naming the file when there is none."""
+    path = Path(path)
+    check(
+        path.is_file(), "figure", f"a JSON report at {path} (run its experiment first)", path.name
+    )
+    return json.loads(path.read_text())["numbers"]
 
 
 def write_report(
