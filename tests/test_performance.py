@@ -53,6 +53,14 @@ def test_a_defence_costs_extra_flops_per_step_and_the_free_ones_nothing(monkeypa
     assert costs["random_block"] == costs["block"] and costs["block"] > 0 and costs["ewc"] > 0
 
 
+def test_an_alignment_defence_costs_extra_flops_per_safety_step(monkeypatch):
+    every = overhead.alignment_variants()
+    assert set(every) == {"vaccine", "booster", "booster_benign", "repnoise", "tar", "tar_benign"}
+    monkeypatch.setattr(overhead, "alignment_variants", lambda: {"vaccine": every["vaccine"]})
+    costs = overhead.alignment_step_overheads(SPEC, KNOBS, cost=performance.flops)
+    assert set(costs) == {"vaccine"} and costs["vaccine"] > 0
+
+
 def test_augmented_safety_costs_more_than_the_plain_step():
     extra = overhead.augmented_safety_overhead(SPEC, KNOBS, runs=2, steps=3, cost=performance.flops)
     assert extra > 0

@@ -1,6 +1,8 @@
 """What a defence costs in compute: the extra cost per benign fine-tuning step of each defence
-(its phase compiled alone, against the plain phase), and of an adversarially augmented safety
-step against the engine's plain one.
+(its phase compiled alone, against the plain phase), the extra cost per safety step of each
+defence that acts at alignment (Vaccine, Booster, RepNoise, TAR: the safety phase compiled with
+it alone, against the plain safety phase), and of an adversarially augmented safety step against
+the engine's plain one.
 
 Either cost of `gravity.run.performance`: the one timer (`best_seconds`, this machine's wall
 seconds) or XLA's FLOP count (`flops`, deterministic). A cost is not an experiment's number (it
@@ -38,6 +40,25 @@ def defence_variants(strength: float = 0.1) -> dict[str, tuple[dict, dict]]:
     for name in ("block", "project"):
         variants[name] = ({"interventions": True}, {"intervention": steering.index(name)})
     return variants
+
+
+def alignment_variants(strength: float = 0.1) -> dict[str, tuple[dict, dict]]:
+    """Every registered defence that acts at alignment as a `performance.phase_programs` variant
+    of the safety phase, at `strength`."""
+    return {
+        name: (
+            {"defences": (name,)},
+            {"defence": defences.index(name), "defence_strength": strength},
+        )
+        for name in defences.names()[1:]
+        if defences.get(name).acts_at_alignment
+    }
+
+
+def alignment_step_overheads(spec, knobs, cost: performance.Cost = performance.best_seconds):
+    """{defence: extra cost per safety step over the plain safety step}, for each defence that
+    acts at alignment, its safety phase compiled alone (a one-off cost: alignment runs once)."""
+    return performance.step_overhead(spec, knobs, "safety", alignment_variants(), cost=cost)
 
 
 def defence_step_overheads(spec, knobs, cost: performance.Cost = performance.best_seconds):
