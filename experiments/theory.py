@@ -548,6 +548,17 @@ def horizon_panel(ax, numbers: dict, x: str):
     plotting.finish(ax, xlabel, "mean |linearised - simulated| harm", title, fontsize=6)
 
 
+def r_squared_panel(ax, numbers: dict):
+    """R^2 of the cell means, as predicted, at every record after the start, per grid."""
+    for model, entry in numbers.items():
+        for grid, found in entry["by_grid"].items():
+            steps, r2 = found["steps"][1:], found["r_squared_by_step"][1:]
+            ax.plot(steps, r2, MODEL_STYLE[model], color=COLORS[grid], label=f"{model} {grid}")
+    ax.set_xscale("log")
+    ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.02)
+    plotting.finish(ax, "benign step", "R^2 of cell means, as predicted", "the grids, by step")
+
+
 def elasticity_panel(ax, config: Config, numbers: dict, amount: str):
     for model, entry in numbers.items():
         for data, values in entry.items():
@@ -579,7 +590,7 @@ def basin_panel(ax, numbers: dict):
 
 
 def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
-    fig, axes = plotting.figure(4, 2, width=4.2, height=3.4)
+    fig, axes = plotting.figure(5, 2, width=4.0, height=3.4)
     sample_runs_panel(axes[0, 0], results)
     at_T_panel(axes[0, 1], config, results, numbers["linearised"])
     horizon_panel(axes[0, 2], numbers["horizon"], "lr_x_steps")
@@ -588,8 +599,37 @@ def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
     elasticity_panel(axes[1, 1], config, numbers["elasticity"], "alignment")
     basin_panel(axes[1, 2], numbers["safety_basin"])
     basin_landscape_panel(axes[1, 3], results, config)
+    r_squared_panel(axes[0, 4], numbers["linearised"])
+    summary_panel(axes[1, 4], numbers)
     title = "Theory: linearised reversion, elasticity and the safety basin"
     return plotting.save(fig, path, title)
+
+
+def summary_panel(ax, numbers: dict):
+    """The headline numbers in words, each with its 95% interval."""
+
+    def judged(entry):
+        low, high = entry["interval"]
+        return f"{entry['estimate']:.2f} [{low:.2f}, {high:.2f}]"
+
+    def per_seed(values):
+        values = np.asarray(values, dtype=float)
+        return f"{np.nanmean(values):+.3f} (n {np.isfinite(values).sum()})"
+
+    lines = []
+    for model in numbers["linearised"]:
+        rebound = numbers["elasticity"][model]["pretrain"]
+        basin = numbers["safety_basin"][model]
+        lines += [
+            f"{model}:",
+            f"  R^2 harm at T {judged(numbers['linearised'][model]['r2_harm_at_T'])}",
+            f"  rebound slope, pretraining {per_seed(rebound['slope_pretraining'])}",
+            f"  rebound slope, alignment {per_seed(rebound['slope_alignment'])}",
+            f"  AUC narrow basin {judged(basin['auc']['narrow_basin'])}",
+            f"  AUC pre-flight {judged(basin['auc_preflight'])}",
+        ]
+    ax.axis("off")
+    plotting.text_panel(ax, lines, fontsize=7)
 
 
 def basin_landscape_panel(ax, results: dict, config: Config):
@@ -599,7 +639,8 @@ def basin_landscape_panel(ax, results: dict, config: Config):
         landscape = res.valid("landscape")  # (seeds, directions, alphas)
         curve = np.nanmean(landscape, axis=(0, 1))
         ax.plot(alphas, curve, MODEL_STYLE[model], label=model)
-    plotting.finish(ax, "perturbation (x each leaf's norm)", "held-out harm", "safety landscape")
+    title = "safety landscape, mean of directions and seeds"
+    plotting.finish(ax, "perturbation (x each leaf's norm)", "held-out 1 - P(REFUSE)", title)
 
 
 EXPERIMENT = Experiment.defined_in(

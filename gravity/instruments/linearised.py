@@ -163,14 +163,17 @@ def horizons_by(
 
 
 def scored_grid(predicted_CxSxT: np.ndarray, simulated_CxSxT: np.ndarray, steps_T) -> dict:
-    """One grid's prediction scored: the runs' mean absolute error at every record, the horizon,
-    and the mean signed error, simulated and predicted means at T."""
+    """One grid's prediction scored: the runs' mean absolute error and the R^2 of the cell means
+    (as predicted) at every record, the horizon, and the mean signed error, simulated and
+    predicted means at T."""
     runs = (-1, len(steps_T))
     error = error_by_step(predicted_CxSxT.reshape(runs), simulated_CxSxT.reshape(runs))
     at_T = predicted_CxSxT[..., -1], simulated_CxSxT[..., -1]
+    means = cell_means(predicted_CxSxT), cell_means(simulated_CxSxT)
     return {
         "steps": [int(s) for s in steps_T],
         "mean_absolute_error": error.tolist(),
+        "r_squared_by_step": [r_squared(means[0][:, t], means[1][:, t]) for t in range(runs[1])],
         "horizon": horizon(error, steps_T),
         "signed_error_at_T": float(np.nanmean(at_T[0] - at_T[1])),
         "simulated_harm_at_T": float(np.nanmean(at_T[1])),
