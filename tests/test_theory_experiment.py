@@ -59,5 +59,5 @@ def test_its_claims_are_judged_on_its_numbers(tiny_theory):
     chosen, _, numbers, _ = tiny_theory
     judged = {c.id: claims.evaluate(c, numbers) for c in chosen.claims}
     mlp = [v for k, v in judged.items() if k.endswith("-mlp")]
-    assert len(mlp) == 5 and all(v["verdict"] in claims.VERDICTS for v in mlp)
+    assert len(mlp) == 6 and all(v["verdict"] in claims.VERDICTS for v in mlp)
     assert all(v["reason"] for k, v in judged.items() if k.endswith("-transformer"))
