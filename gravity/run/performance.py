@@ -19,6 +19,14 @@ Tried on the engine and not adopted (same machine, paired runs in one process):
   would depend on its chunk); ruled out;
 - disabling XLA:CPU's YNNPACK fusions (`--xla_cpu_experimental_ynn_fusion_type=`): 8% slower
   for the MLP, 40% slower for the transformer; the defaults stay.
+- one `lax.scan` per phase instead of one per snapshot segment (the snapshots written into a
+  stacked buffer under a `lax.cond` inside the loop; issue #25 item 3): every quick number of
+  the seven experiments with snapshots bitwise equal, but compile seconds at `--quick`, each
+  side with an empty compile cache, one after the other, barely move: basin_depth 15.3 -> 15.1,
+  metastability 37.6 -> 35.8, witness 12.2 -> 11.1 (one run each). XLA's time is not in the
+  number of identical loop bodies; not adopted. (Compare compile times only with
+  `GRAVITY_CACHE` pointing at an empty folder: the persistent cache otherwise serves whichever
+  side's programs were compiled before.)
 
 What a program costs, two ways: `best_seconds` is the one timer (wall seconds on this machine,
 best of a few runs of an already compiled program); `flops` is XLA's own count from the compiled
