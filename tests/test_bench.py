@@ -77,3 +77,18 @@ def test_the_tiny_bench_history_is_the_tiny_preset_shortened():
     assert spec.phase_names == ("pretrain", "benign")
     assert spec.phases[0].steps == SCALES["tiny"].steps["mlp"]["pretrain"]
     assert spec.model == standard_spec("mlp", "tiny").model
+
+
+def test_the_roofline_row_bounds_the_step_by_its_flops_or_its_bytes():
+    from benchmarks import roofline
+
+    assert roofline.bandwidth_gbs(1 << 10, passes=4, repeats=1) > 0
+    bandwidths = {"cache": 100.0, "main_memory": 10.0}
+    row = roofline.step_row("mlp", 1, steps=2, peak=100.0, bandwidths=bandwidths)
+    assert row["matmul_flops"] == flops.train_step_flops(standard_spec("mlp"), 64)
+    assert row["xla_bytes_accessed"] > 0 and row["step_s"] > 0
+    for name, gbs in bandwidths.items():
+        memory = row["xla_bytes_accessed"] / (gbs * 1e9)
+        assert row["bound_s"][name] == max(row["compute_bound_s"], memory)
+    assert row["compute_bound_s"] == row["matmul_flops"] / 100e9
+    assert "| mlp | 1 |" in roofline.table({"rows": {"mlp": [row]}})
