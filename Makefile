@@ -28,7 +28,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install -q -c constraints.txt -e ".[test,bench]"
 	@touch $@
 
-## Speed against the baselines: writes bench.json and prints a table
+## Speed against the baselines: writes benchmarks/results/bench.json and prints a table
 bench: $(BENCH_STAMP)
 	JAX_PLATFORMS=cpu $(PY) -m benchmarks
 

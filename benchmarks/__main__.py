@@ -1,4 +1,5 @@
-"""`python -m benchmarks [--quick] [--out bench.json] [--kinds mlp,transformer] [--no-torch]`."""
+"""`python -m benchmarks [--quick] [--out benchmarks/results/bench.json] [--kinds mlp,transformer]
+[--no-torch]`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from benchmarks.config import KINDS, SCALES
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a ~2 minute smoke version")
-    parser.add_argument("--out", type=Path, default=Path("bench.json"), help="where to write")
+    parser.add_argument(
+        "--out", type=Path, default=Path("benchmarks/results/bench.json"), help="where to write"
+    )
     parser.add_argument("--kinds", default=",".join(KINDS), help="model kinds, comma-separated")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch baselines")
     args = parser.parse_args(argv)
@@ -25,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     scale = SCALES["quick" if args.quick else "full"]
     out = run_bench(scale, kinds, torch=not args.no_torch, log=lambda m: print(m, flush=True))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     write(out, args.out)
     print()
     print(table(out))

@@ -69,12 +69,18 @@ def throughput(run: dict, steps_per_history: int) -> dict:
 
 
 def run_bench(
-    scale: Scale, kinds=KINDS, torch: bool = True, defences: bool = True, log=print
+    scale: Scale,
+    kinds=KINDS,
+    torch: bool = True,
+    defences: bool = True,
+    log=print,
+    roofline: bool = True,
 ) -> dict:
     """Every measurement of `scale` for the model `kinds`; the bench.json dictionary.
     `defences`: also what each defence adds to a benign step, and an adversarially augmented
     safety step, on the standard histories (`benchmarks.defence_costs`, timed by the one timer;
-    the defences experiment reports no timings)."""
+    the defences experiment reports no timings). `roofline`: also the training step against its
+    roofline (`benchmarks.roofline`: FLOPs, bytes, peak and bandwidths in one run)."""
     from benchmarks.torch_runs import available
 
     started = time.perf_counter()
@@ -162,6 +168,11 @@ def run_bench(
             str(n): _row(engine[n], out["baselines"][kind], n, steps, history_flops, peak_gflops)
             for n in sizes
         }
+    if roofline:
+        from benchmarks.roofline import roofline as step_roofline
+
+        log("roofline: the training step's FLOPs and bytes against the peak and bandwidths")
+        out["roofline"] = step_roofline(kinds)
     if defences:
         from benchmarks.defence_costs import defence_costs
 

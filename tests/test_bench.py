@@ -37,7 +37,12 @@ def tiny_bench():
     # the defences' step costs compile every defence on the standard histories: `make bench`
     # measures them; tests/test_performance.py checks the function that does it
     return run_bench(
-        SCALES["tiny"], kinds=("mlp",), torch=False, defences=False, log=lambda _: None
+        SCALES["tiny"],
+        kinds=("mlp",),
+        torch=False,
+        defences=False,
+        log=lambda _: None,
+        roofline=False,
     )
 
 
