@@ -169,10 +169,9 @@ def run_bench(
             for n in sizes
         }
     if roofline:
-        from benchmarks.roofline import roofline as step_roofline
-
         log("roofline: the training step's FLOPs and bytes against the peak and bandwidths")
-        out["roofline"] = step_roofline(kinds)
+        task = {"what": "roofline", "kinds": list(kinds), "scale": scale.name, "cpu_devices": True}
+        out["roofline"] = run_task(task, isolate, log)
     if defences:
         from benchmarks.defence_costs import defence_costs
 

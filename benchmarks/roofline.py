@@ -14,8 +14,11 @@ there and the main-memory one is an upper bound. XLA's byte count is of its fuse
 
 The step is the engine's: a batch sampled from the world, forward and backward through the
 network, Adam's update (as `benchmarks.jax_runs.jax_sequential`), vmapped over N histories and
-jitted; timed by the one timer (best of repeats of `steps` steps in a `lax.scan`, so dispatch is
-not timed), with the machine's contention recorded.
+jitted, laid out as the engine lays out a sweep: one XLA CPU device per core
+(`gravity.run.runtime.use_cpu_cores`, set by `main`) and the histories sharded over them (N = 1
+on one device); the triads are sharded the same way. Timed by the one timer (best of repeats of
+`steps` steps in a `lax.scan`, so dispatch is not timed), with the machine's contention
+recorded. XLA's counts are of the unsharded step (the whole N).
 
     python -m benchmarks.roofline [--out benchmarks/results/roofline.json] [--sizes 1,8,64]
 """
@@ -28,7 +31,9 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from benchmarks.flops import train_step_flops
 from benchmarks.machine import Contention, machine_info, matmul_peak_gflops
@@ -42,11 +47,21 @@ MAIN_MEMORY_FLOATS = 1 << 24
 CACHE_FLOATS = 1 << 16
 
 
+def over_devices(tree, n: int):
+    """`tree` with its leading (run) axis sharded over every device when they divide `n`."""
+    devices = jax.devices()
+    if n % len(devices):
+        return tree
+    sharding = NamedSharding(Mesh(np.array(devices), ("runs",)), PartitionSpec("runs"))
+    return jax.device_put(tree, sharding)
+
+
 def bandwidth_gbs(n_floats: int, passes: int, repeats: int = 5) -> float:
     """Bytes moved per second by `a + s b` over float32 operands of `n_floats` (read a and b,
-    write the result: 12 bytes a float), `passes` times in one compiled loop."""
-    a = jnp.ones(n_floats, jnp.float32)
-    b = jnp.full(n_floats, 0.5, jnp.float32)
+    write the result: 12 bytes a float), `passes` times in one compiled loop, the operands
+    sharded over the devices."""
+    a = over_devices(jnp.ones(n_floats, jnp.float32), n_floats)
+    b = over_devices(jnp.full(n_floats, 0.5, jnp.float32), n_floats)
 
     @jax.jit
     def triad(a, b):
@@ -84,8 +99,9 @@ def step_program(model: str, n: int, steps: int):
     opt_state = jax.vmap(optimizer.init)(params)
     args = (params, opt_state, keys)
     single = jax.jit(jax.vmap(one)).lower(*args).compile()
-    looped = jax.jit(jax.vmap(many)).lower(*args).compile()
-    return spec, phase, single, looped, args
+    laid_out = over_devices(args, n)
+    looped = jax.jit(jax.vmap(many)).lower(*laid_out).compile()
+    return spec, phase, single, looped, laid_out
 
 
 def step_row(model: str, n: int, steps: int, peak: float, bandwidths: dict) -> dict:
@@ -128,6 +144,7 @@ def roofline(models=("mlp", "transformer"), sizes=(1, 8, 64), steps: int = 20) -
     return {
         "matmul_peak_gflops": peak,
         "bandwidth_gbs": bandwidths,
+        "devices": [str(d) for d in jax.devices()],
         "rows": rows,
         "others_cores": contention.others_cores,
         "machine": machine_info(),
@@ -143,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="1,8,64", help="histories N, comma-separated")
     parser.add_argument("--models", default="mlp,transformer", help="comma-separated")
     args = parser.parse_args(argv)
+    from gravity.run.runtime import use_cpu_cores
+
+    use_cpu_cores()
     sizes = tuple(int(s) for s in args.sizes.split(","))
     out = roofline(tuple(args.models.split(",")), sizes)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ MARK = "RESULT "
 def measure(task: dict) -> dict:
     """Run one task: {"what": ..., "kind": ..., "n": ..., "scale": ..., ...}."""
     what, scale = task["what"], SCALES[task["scale"]]
-    if what in ("engine", "tree") and task.get("cpu_devices"):
+    if what in ("engine", "tree", "roofline") and task.get("cpu_devices"):
         from gravity.run.runtime import use_cpu_cores
 
         use_cpu_cores()
@@ -41,6 +41,10 @@ def measure(task: dict) -> dict:
         from benchmarks.jax_runs import jax_sequential
 
         return jax_sequential(task["kind"], scale)
+    if what == "roofline":
+        from benchmarks.roofline import roofline
+
+        return roofline(tuple(task["kinds"]))
     if what == "torch":
         return torch_baselines(scale, task["sizes"])
     raise ValueError(f"unknown task {what!r}")
