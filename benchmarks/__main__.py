@@ -15,7 +15,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a ~2 minute smoke version")
     parser.add_argument(
-        "--out", type=Path, default=Path("benchmarks/results/bench.json"), help="where to write"
+        "--out",
+        type=Path,
+        default=None,
+        help="where to write (benchmarks/results/bench.json; bench-quick.json with --quick)",
     )
     parser.add_argument("--kinds", default=",".join(KINDS), help="model kinds, comma-separated")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch baselines")
@@ -28,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     scale = SCALES["quick" if args.quick else "full"]
     out = run_bench(scale, kinds, torch=not args.no_torch, log=lambda m: print(m, flush=True))
+    args.out = args.out or Path(f"benchmarks/results/bench{'-quick' if args.quick else ''}.json")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write(out, args.out)
     print()
