@@ -29,6 +29,7 @@ import jax
 import numpy as np
 
 from gravity.engine import history
+from gravity.instruments import theory
 from gravity.instruments.stats import percentile_interval
 
 TOLERANCE = 0.05
@@ -79,17 +80,8 @@ class LinearisedMeasure:
 
 
 def r_squared(predicted, measured) -> float:
-    """1 - SS_res / SS_tot of `predicted` against `measured` (flat, finite pairs only)."""
-    predicted, measured = np.ravel(predicted), np.ravel(measured)
-    ok = np.isfinite(predicted) & np.isfinite(measured)
-    residual = np.sum((measured[ok] - predicted[ok]) ** 2)
-    total = np.sum((measured[ok] - measured[ok].mean()) ** 2)
-    return float(1.0 - residual / total) if total > 0 else float("nan")
-
-
-def seed_resamples(n_seeds: int, n_resamples: int, seed: int = 0) -> np.ndarray:
-    """Seed indices drawn with replacement, (n_resamples, n_seeds)."""
-    return np.random.default_rng(seed).integers(0, n_seeds, (n_resamples, n_seeds))
+    """R^2 as predicted (no refit) over the finite pairs (`theory.r_squared`)."""
+    return theory.r_squared(predicted, measured)["r2_as_predicted"]
 
 
 def cell_means(values_CxS: np.ndarray, seeds: np.ndarray | None = None) -> np.ndarray:
@@ -114,7 +106,10 @@ def r_squared_at(
             np.concatenate([p for p, _ in pairs]), np.concatenate([s for _, s in pairs])
         )
 
-    draws = [seed_resamples(p.shape[1], n_resamples, seed + i) for i, (p, _) in enumerate(grids)]
+    draws = [
+        np.random.default_rng(seed + i).integers(0, p.shape[1], (n_resamples, p.shape[1]))
+        for i, (p, _) in enumerate(grids)
+    ]
     resampled = np.array([pooled([d[b] for d in draws]) for b in range(n_resamples)])
     cells = sum(p.shape[0] for p, _ in grids)
     seeds = "+".join(str(p.shape[1]) for p, _ in grids)

@@ -389,16 +389,17 @@ def r_squared(predicted, measured) -> dict[str, float]:
     """How well a prediction scores against measurement, over the finite pairs: R^2 as it
     stands (1 - SS_res / SS_tot, no refit; negative when worse than the measured mean) and
     after a least-squares linear refit (Pearson r^2, with r), and the number of pairs. NaN with
-    fewer than 3 pairs or a constant side."""
+    fewer than 3 pairs or a constant measurement; the refit and r also with a constant
+    prediction (which has an R^2 as it stands: at most 0)."""
     x, y = np.asarray(predicted, float).ravel(), np.asarray(measured, float).ravel()
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
-    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        nan = float("nan")
+    nan = float("nan")
+    if x.size < 3 or np.ptp(y) == 0:
         return {"r2_as_predicted": nan, "r2_linear_refit": nan, "pearson_r": nan, "n": int(x.size)}
     ss_tot = float(np.sum((y - y.mean()) ** 2))
     as_is = 1.0 - float(np.sum((y - x) ** 2)) / ss_tot
-    pearson = float(np.corrcoef(x, y)[0, 1])
+    pearson = float(np.corrcoef(x, y)[0, 1]) if np.ptp(x) > 0 else nan
     return {
         "r2_as_predicted": as_is,
         "r2_linear_refit": pearson**2,
