@@ -28,9 +28,9 @@ hand) paired against no defence on the same seeds; (c) best harm so far against 
 configurations tried, over random orders.
 
 Fixed before any full run was seen: the grid, the 0.8 utility share, the strengths (`STRENGTHS`).
-Alignment-stage defences (Vaccine, Booster, RepNoise, TAR) act in the safety phase, so they
-branch after the helpful phase: `ALIGNMENT_STRENGTHS` names them, each group of them one more
-program (empty until their plug-ins have landed and been chosen a strength).
+Alignment-stage defences (Vaccine, Booster, RepNoise, TAR) act in the safety phase, so their
+group ("aligned") is a two-level tree: each defence's safety phase branches after the helpful
+phase, and the settings branch after it; `ALIGNMENT_STRENGTHS` names them and their strengths.
 """
 
 from __future__ import annotations
@@ -77,10 +77,9 @@ ALIGNMENT_STRENGTHS = {
 """Alignment-stage defences (compiled into the safety phase, branched after the helpful phase)
 and their strengths: the papers' own values where they give one, chosen before any arena run
 with them, not tuned for the toy (their scale relative to the toy's parameters differs: a
-strength sweep is the next step). Not yet in the full config: their group branches the safety
-phase for every (arm, setting), each safety step ~22x a plain one with all six compiled, about
-an hour of 2 CPU cores; `Config(alignment_strengths=tuple(ALIGNMENT_STRENGTHS.items()))` runs
-them (issue #23)."""
+strength sweep is the next step). All six are compiled into one safety phase (a safety step costs
+the sum of their terms), run once per (program, seed, defence); `--set alignment_strengths=`
+leaves them out."""
 BASELINE = ("none", 0.0)
 OPTIMIZERS = ("adam", "sgd")
 BATCH_SCALES = (0.25, 1.0, 4.0)
@@ -128,7 +127,7 @@ class Config:
     programs: tuple[tuple[str, float, int], ...] = PROGRAMS
     settings: tuple[tuple[float, float], ...] = SETTINGS
     strengths: tuple[tuple[str, float], ...] = tuple(STRENGTHS.items())
-    alignment_strengths: tuple[tuple[str, float], ...] = ()  # --set-able: ALIGNMENT_STRENGTHS
+    alignment_strengths: tuple[tuple[str, float], ...] = tuple(ALIGNMENT_STRENGTHS.items())
     standard: tuple = STANDARD
     split_programs: bool = True
     n_orders: int = 20
@@ -191,7 +190,10 @@ def arena_knobs(spec, arm, setting):
 
 
 def arena_sweep(model: str, config: Config, label: str, arms, after: str = "safety"):
-    """One program group: the programs a grid axis, (arm, setting) branches after `after`."""
+    """One program group: the programs a grid axis, (arm, setting) branches after `after`. An
+    alignment-stage group (`after` "helpful") is a two-level tree: each arm's safety phase runs
+    once per (program, seed) and its settings (which change only the benign phase) branch after
+    it, not nine copies of it."""
     phase = "safety" if after == "helpful" else "benign"
 
     def build(program, arm, setting):
@@ -206,7 +208,7 @@ def arena_sweep(model: str, config: Config, label: str, arms, after: str = "safe
         build,
         arena.ArenaMeasure(),
         branches=(sweep.Axis("arm", arms), sweep.Axis("setting", tuple(config.settings))),
-        branch_after=after,
+        branch_after=after if after == "safety" else (after, "safety"),
     )
 
 
@@ -328,7 +330,7 @@ def summarise_model(model: str, results: dict, config: Config) -> dict:
     index, base = standard_index(config), arrays["none"]
     arms = {name: arm_summary(scores, base, index, config) for name, scores in arrays.items()}
     standard, worst = frontier_rows(arms, config)
-    baselines = [results[f"{model}-{g}"].valid("final/harm")[:, 0] for g in groups(config)]
+    baselines = [results[f"{model}-{g}"].valid("final/harm")[:, 0] for g in all_groups(config)]
     return {
         "arms": arms,
         "frontier_standard": standard,

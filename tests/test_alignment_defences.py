@@ -305,6 +305,37 @@ def test_tar_applies_the_refusal_gradient_at_the_attacked_point():
     assert not np.allclose(_leaves(benign.shift)[0], _leaves(step.shift)[0])
 
 
+@pytest.mark.parametrize("defence", [booster.BOOSTER_BENIGN, tar.TAR_BENIGN], ids=str)
+def test_simulated_benign_data_do_not_see_the_runs_benign_overlap(defence):
+    """The defender aligns before the fine-tuner picks its data: its simulated benign batches
+    are the world's at its own assumed overlap (0.5), whatever the run's knobs say, and they
+    are the data a run at overlap 0.5 would draw (a sweep over the fine-tuner's overlap, the
+    arena's, hands the defender nothing)."""
+    spec, net, params, _ = _tiny("mlp")
+    world = presets.standard_knobs(spec).world
+
+    def advanced(overlap):
+        knobs = dataclasses.replace(world, benign_overlap=jnp.float32(overlap))
+        setup = dataclasses.replace(_setup(spec, net), world_knobs=knobs)
+        return _leaves(defence.advance(setup, None, params, 3)[0])
+
+    at_default = advanced(0.5)
+    for overlap in (0.0, 1.0):
+        for a, b in zip(advanced(overlap), at_default, strict=True):
+            np.testing.assert_array_equal(a, b)
+    setup = _setup(spec, net)
+    for overlap in (0.0, 1.0):
+        drawn = setup.draw("benign", 3, 1, benign_overlap=jnp.float32(overlap))
+        replaced = dataclasses.replace(
+            setup, world_knobs=dataclasses.replace(world, benign_overlap=jnp.float32(overlap))
+        )
+        np.testing.assert_array_equal(drawn.inputs, replaced.draw("benign", 3, 1).inputs)
+    assert not np.array_equal(
+        setup.draw("benign", 3, 1, benign_overlap=jnp.float32(0.0)).inputs,
+        setup.draw("benign", 3, 1, benign_overlap=jnp.float32(1.0)).inputs,
+    )
+
+
 # End to end: every defence compiled into the safety phase, every arm in one program
 
 

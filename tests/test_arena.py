@@ -224,7 +224,7 @@ def test_an_alignment_stage_defence_joins_as_one_more_program(tmp_path):
             n_boot=20,
         )
         assert set(chosen.sweeps(config)) == {"mlp-during", "mlp-aligned"}
-        assert chosen.sweeps(config)["mlp-aligned"].branch_after == "helpful"
+        assert chosen.sweeps(config)["mlp-aligned"].branch_after == ("helpful", "safety")
     arms = numbers["mlp"]["arms"]
     assert set(arms) == {"none", "rehearsal", "damped_alignment"}
     assert len(arms["damped_alignment"]["worst_case_per_seed"]) == 2

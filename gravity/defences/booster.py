@@ -22,7 +22,11 @@ The variant `simulate="benign"` (registered as "booster_benign") simulates a ben
 instead: d is the normalised gradient of the cross-entropy on a fresh benign batch (the world's
 "benign" data, the fine-tuning this project's reversion is about), and the term penalises how
 much that step lowers the harmful loss h, the first-order reversion a benign step causes. It is
-not in the paper; it is Booster's construction against this project's threat model.
+not in the paper; it is Booster's construction against this project's threat model. Its benign
+batches are the world's at `simulated_overlap` (0.5, the world's default and the standard
+fine-tuning's), not at the run's own benign overlap: the defender aligns before the fine-tuner
+chooses its data, so a sweep over the fine-tuner's overlap (the arena) must not hand it to the
+defender.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class BoosterStep(NamedTuple):
 class Booster(DrawingAlignmentDefence):
     alpha: float = 0.1
     simulate: str = "harmful"
+    simulated_overlap: float = 0.5
 
     def __post_init__(self):
         check_choice(self.simulate, SIMULATED, "Booster.simulate")
@@ -63,7 +68,12 @@ class Booster(DrawingAlignmentDefence):
         harmful = state.draw("hazard", step, HARMFUL_STREAM)
         simulated = harmful
         if self.simulate != "harmful":
-            simulated = state.draw(SIMULATED[self.simulate], step, STEP_STREAM)
+            simulated = state.draw(
+                SIMULATED[self.simulate],
+                step,
+                STEP_STREAM,
+                benign_overlap=jnp.float32(self.simulated_overlap),
+            )
         grads = jax.grad(batch_loss(state.net, simulated))(params)
         return BoosterStep(state.net, harmful, unit(grads)), carried
 

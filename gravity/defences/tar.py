@@ -25,7 +25,10 @@ fine-tuning, against TAR trained against the benign fine-tuner itself. At K = 0 
 lambda times the refusal loss at theta; at lambda = 0 it is exactly 0. What it drops: the
 distribution over attacks (learning rates, schedules, datasets), the TR loss along the inner
 trajectory (ours: its end only), its DPO form, the retain representation term, and K = 64 (every
-inner step costs a forward and backward pass per safety step).
+inner step costs a forward and backward pass per safety step). The adversary's data are the
+world's at `adversary_overlap` (0.5, the world's default and the standard fine-tuning's), not at
+the run's own benign overlap: the defender aligns before the fine-tuner chooses its data, so a
+sweep over the fine-tuner's overlap (the arena) must not hand it to the defender.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class Tar(DrawingAlignmentDefence):
     inner_steps: int = 4
     inner_learning_rate: float = 1e-3
     adversary: str = "harmful"
+    adversary_overlap: float = 0.5
 
     def __post_init__(self):
         check(self.inner_steps >= 0, "Tar.inner_steps", "an integer >= 0", self.inner_steps)
@@ -68,7 +72,12 @@ class Tar(DrawingAlignmentDefence):
     def advance(self, state: Setup, carried, params, step):
         """The attack's displacement theta_K - theta from `params`, and L_TR's batch."""
         batches = [
-            state.draw(ADVERSARIES[self.adversary], step, TAMPER_STREAM + 1 + k)
+            state.draw(
+                ADVERSARIES[self.adversary],
+                step,
+                TAMPER_STREAM + 1 + k,
+                benign_overlap=jnp.float32(self.adversary_overlap),
+            )
             for k in range(self.inner_steps)
         ]
         attacked = simulated_attack(

@@ -67,11 +67,14 @@ class Setup:
     key: Any = None
     phase: Any = None
 
-    def draw(self, kind: str, step, stream: int = 0):
+    def draw(self, kind: str, step, stream: int = 0, **world):
         """A batch of the world's `kind` data (the phase's batch size) for step `step` (traced)
-        of the phase, from the defence's stream `stream` (distinct streams: independent draws)."""
+        of the phase, from the defence's stream `stream` (distinct streams: independent draws);
+        `world` replaces world knobs for this draw (a defence's own assumption about data it
+        cannot see, e.g. the benign overlap of a fine-tuning that comes after it)."""
         key = jax.random.fold_in(jax.random.fold_in(self.key, step), stream)
-        return self.net.world.sample(self.world_knobs, kind, key, self.phase.batch_size)
+        knobs = dataclasses.replace(self.world_knobs, **world) if world else self.world_knobs
+        return self.net.world.sample(knobs, kind, key, self.phase.batch_size)
 
 
 @dataclasses.dataclass(frozen=True)
