@@ -96,16 +96,21 @@ class Contention:
     Other processes on a shared machine take cores away from the measurement; this reads the
     machine's busy CPU time (/proc/stat) and this process's own CPU time over the block, and
     reports the difference per second of wall time. None where /proc/stat is unavailable.
+    `children`: the block's finished child processes count as its own (a timed subprocess).
     """
+
+    def __init__(self, children: bool = False):
+        self.children = children
 
     def __enter__(self) -> Contention:
         self.others_cores: float | None = None
-        self._start = (time.perf_counter(), _machine_busy_s(), _own_cpu_s())
+        self._start = (time.perf_counter(), _machine_busy_s(), _own_cpu_s(self.children))
         return self
 
     def __exit__(self, *exc) -> None:
         wall0, busy0, own0 = self._start
-        wall, busy, own = time.perf_counter() - wall0, _machine_busy_s(), _own_cpu_s() - own0
+        own = _own_cpu_s(self.children) - own0
+        wall, busy = time.perf_counter() - wall0, _machine_busy_s()
         if busy is None or busy0 is None or wall <= 0:
             return
         self.others_cores = max(0.0, (busy - busy0 - own) / wall)
@@ -137,9 +142,9 @@ def best_of(run, *, min_total_s: float = 0.0, max_total_s: float = 200.0, max_ru
     return {"run_s": seconds, "others_cores": others, "runs": len(tries)}
 
 
-def _own_cpu_s() -> float:
+def _own_cpu_s(children: bool = False) -> float:
     t = os.times()
-    return t.user + t.system
+    return t.user + t.system + (t.children_user + t.children_system if children else 0.0)
 
 
 def _machine_busy_s() -> float | None:

@@ -1,6 +1,7 @@
 """The bench's FLOP counter against a hand count, and a tiny bench run that writes every key."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +98,26 @@ def test_the_roofline_row_bounds_the_step_by_its_flops_or_its_bytes():
         assert row["bound_s"][name] == max(row["compute_bound_s"], memory)
     assert row["compute_bound_s"] == row["matmul_flops"] / 100e9
     assert "| mlp | 1 |" in roofline.table({"rows": {"mlp": [row]}})
+
+
+def test_the_figure_timer_runs_this_engine_at_the_baselines_content():
+    """Each engine's own CLI; this engine's figure with the `--set`s that switch off what was
+    added after the baseline (so both run the same science); the table's ratio is before/now."""
+    from benchmarks import figures
+
+    now = figures.command("current", "blocking", Path("out"), quick=False)
+    before = figures.command("baseline", "blocking", Path("out"), quick=False)
+    assert now[1:3] == ["-m", "gravity.run.cli"] and before[1:3] == ["-m", "gravity.cli"]
+    assert now[now.index("--set") + 1] == "dose_strengths=" and "--set" not in before
+    assert "--quick" in figures.command("baseline", "erosion", Path("out"), quick=True)
+    assert set(figures.PRE_TREE) <= set(figures.FIGURES) == set(figures.BEFORE_HISTORIES)
+    runs = [
+        {"figure": "erosion", "cache": "cold", "engine": e, "wall_s": w, "histories": 160}
+        for e, w in (("current", 50.0), ("baseline", 150.0))
+    ]
+    result = {
+        "runs": runs,
+        "totals": {"current_cold_s": 50.0, "baseline_cold_s": 150.0},
+        "speedup": {"cold": 3.0},
+    }
+    assert "| erosion | cold | 160 / 160 | 50.0 | 150.0 | 3.00x |" in figures.table(result)

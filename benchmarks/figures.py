@@ -1,0 +1,213 @@
+"""The six main figures timed whole on this engine and on an earlier one, side by side.
+
+`python -m benchmarks.figures [--baseline 8526419] [--warm] [--only erosion,overlap] [--quick]`
+
+Each engine is a clean `git worktree` of its commit (this one: HEAD, so uncommitted edits are
+not timed). Every figure runs as its own process, `gravity run NAME` of that commit, timed from
+process start to exit, with its own empty result store (nothing is loaded) and, cold, an empty
+XLA compilation cache per engine (as on a fresh machine); `--warm` then runs every figure again
+on the cache the cold runs filled (tracing and lowering still happen; XLA's compiles are read
+back). The two engines alternate figure by figure, so a drift in the machine's speed falls on
+both alike. This engine runs each figure at the content the baseline's had (`PRE_TREE`: the
+controls added since are switched off with `--set`; its histories are at least the baseline's),
+so the ratio compares the same science, not today's larger figures.
+
+How busy the machine's other processes were over each run is read from /proc/stat against the
+children's CPU time (`machine.Contention(children=True)`); timings share the machine with
+nothing of ours, so run it alone. It writes `benchmarks/results/figures.json` (every run, the
+sums and the ratios) and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.machine import Contention, machine_info
+
+BASELINE = "8526419"
+"""The engine before histories were trees: the commit the README's "before" column was timed at."""
+FIGURES = ("erosion", "reversion", "blocking", "basin_depth", "metastability", "overlap")
+PRE_TREE = {
+    "reversion": ("regime_seeds=0",),
+    "blocking": ("dose_strengths=",),
+    "basin_depth": ("safety_data=mixed",),
+}
+"""`--set` arguments that give this engine's figure the content it had at the baseline: the
+paper-regime grid, the dose branches and the hazard-only safety arm, added after it, left out."""
+BEFORE_HISTORIES = {
+    "erosion": 160,
+    "reversion": 32,
+    "blocking": 224,
+    "basin_depth": 1008,
+    "metastability": 1000,
+    "overlap": 1152,
+}
+"""The baseline's histories per full-size figure (its JSONs do not record them): the "before"
+column of the README's figure table at ff78d03, 3,576 in all."""
+CLI = {"current": "gravity.run.cli", "baseline": "gravity.cli"}
+"""Each engine's command-line module (the CLI moved into gravity.run since the baseline)."""
+
+
+def worktree(repo: Path, commit: str, into: Path) -> Path:
+    """A detached clean checkout of `commit` at `into`."""
+    subprocess.run(
+        ["git", "-C", str(repo), "worktree", "add", "--detach", str(into), commit],
+        check=True,
+        capture_output=True,
+    )
+    return into
+
+
+def command(engine: str, name: str, out: Path, quick: bool) -> list[str]:
+    """`gravity run NAME` of an engine (`--quick`: both at their small default, a smoke run),
+    its figure written under `out`."""
+    args = [sys.executable, "-m", CLI[engine], "run", name, "--out", str(out), "--no-progress"]
+    args += ["--quick"] if quick else []
+    for assignment in PRE_TREE.get(name, ()) if engine == "current" else ():
+        args += ["--set", assignment]
+    return args
+
+
+def timed_run(tree: Path, args: list[str], cache: Path, scratch: Path) -> dict:
+    """One figure's process timed whole, with a fresh result store and the given compile cache."""
+    results = Path(tempfile.mkdtemp(prefix="results-", dir=scratch))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tree),
+        "JAX_PLATFORMS": "cpu",
+        "GRAVITY_CACHE": str(cache),
+        "GRAVITY_RESULTS": str(results),
+    }
+    with Contention(children=True) as busy:
+        start = time.perf_counter()
+        done = subprocess.run(args, cwd=tree, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed in {tree}:\n{done.stderr[-3000:]}")
+    return {"wall_s": round(wall, 2), "others_cores": busy.others_cores}
+
+
+def histories(out: Path, name: str) -> int | None:
+    path = out / f"{name}.json"
+    return json.loads(path.read_text()).get("n_histories") if path.exists() else None
+
+
+def time_figures(
+    repo: Path, baseline: str, names, warm: bool, quick: bool, log=print
+) -> dict[str, object]:
+    """Every figure on both engines, alternating, cold (then warm): {"runs": [...], ...}."""
+    head = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    scratch = Path(tempfile.mkdtemp(prefix="gravity-figures-"))
+    trees = {
+        "current": worktree(repo, head, scratch / "current"),
+        "baseline": worktree(repo, baseline, scratch / "baseline"),
+    }
+    caches = {engine: scratch / f"cache-{engine}" for engine in trees}
+    runs = []
+    try:
+        for cache in ("cold", "warm") if warm else ("cold",):
+            for name in names:
+                for engine, tree in trees.items():
+                    out = scratch / f"figures-{engine}-{cache}"
+                    args = command(engine, name, out, quick)
+                    row = timed_run(tree, args, caches[engine], scratch)
+                    row |= {"engine": engine, "figure": name, "cache": cache}
+                    row["histories"] = histories(out, name)
+                    if row["histories"] is None and engine == "baseline" and not quick:
+                        row["histories"] = BEFORE_HISTORIES[name]
+                    runs.append(row)
+                    log(
+                        f"{cache:4s} {engine:8s} {name:13s} {row['wall_s']:8.1f} s "
+                        f"{row['histories']} histories (others {row['others_cores']})"
+                    )
+    finally:
+        for tree in trees.values():
+            subprocess.run(
+                ["git", "-C", str(repo), "worktree", "remove", "--force", str(tree)],
+                capture_output=True,
+            )
+        shutil.rmtree(scratch, ignore_errors=True)
+    totals = {
+        f"{engine}_{cache}_s": round(
+            sum(r["wall_s"] for r in runs if r["engine"] == engine and r["cache"] == cache), 1
+        )
+        for engine in trees
+        for cache in ("cold", "warm")
+        if any(r["cache"] == cache for r in runs)
+    }
+    ratios = {
+        cache: round(totals[f"baseline_{cache}_s"] / totals[f"current_{cache}_s"], 2)
+        for cache in ("cold", "warm")
+        if f"current_{cache}_s" in totals
+    }
+    return {
+        "commits": {"current": head, "baseline": baseline},
+        "quick": quick,
+        "pre_tree_sets": {k: list(v) for k, v in PRE_TREE.items()},
+        "runs": runs,
+        "totals": totals,
+        "speedup": ratios,
+        "max_others_cores": max((r["others_cores"] or 0.0) for r in runs),
+        "machine": machine_info(),
+    }
+
+
+def table(result: dict) -> str:
+    lines = ["| figure | cache | histories now / before | now s | before s | ratio |"]
+    lines.append("|---|---|---|---|---|---|")
+    by = {(r["figure"], r["cache"], r["engine"]): r for r in result["runs"]}
+    for (name, cache, engine), now in by.items():
+        if engine != "current":
+            continue
+        before = by[(name, cache, "baseline")]
+        lines.append(
+            f"| {name} | {cache} | {now['histories']} / {before['histories']} | "
+            f"{now['wall_s']:.1f} | {before['wall_s']:.1f} | "
+            f"{before['wall_s'] / now['wall_s']:.2f}x |"
+        )
+    for cache, ratio in result["speedup"].items():
+        totals = result["totals"]
+        now, before = totals[f"current_{cache}_s"], totals[f"baseline_{cache}_s"]
+        lines.append(f"| **all** | {cache} |  | {now:.1f} | {before:.1f} | **{ratio:.2f}x** |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.figures", description=__doc__)
+    parser.add_argument("--baseline", default=BASELINE, help="the earlier engine's commit")
+    parser.add_argument("--warm", action="store_true", help="also time every figure warm")
+    parser.add_argument("--only", default=",".join(FIGURES), help="figures, comma-separated")
+    parser.add_argument("--quick", action="store_true", help="the figures' small size: a smoke run")
+    parser.add_argument("--out", type=Path, default=None, help="benchmarks/results/figures.json")
+    args = parser.parse_args(argv)
+    names = tuple(n for n in args.only.split(",") if n)
+    unknown = [n for n in names if n not in FIGURES]
+    if unknown:
+        print(f"benchmarks.figures: --only = {unknown} is invalid: from {FIGURES}", file=sys.stderr)
+        return 2
+    repo = Path(__file__).resolve().parent.parent
+    result = time_figures(repo, args.baseline, names, args.warm, args.quick)
+    name = "figures-quick.json" if args.quick else "figures.json"
+    out = args.out or repo / "benchmarks" / "results" / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(table(result))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
