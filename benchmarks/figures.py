@@ -101,9 +101,10 @@ def histories(out: Path, name: str) -> int | None:
 
 
 def time_figures(
-    repo: Path, baseline: str, names, warm: bool, quick: bool, log=print
+    repo: Path, baseline: str, names, warm: bool, quick: bool, log=print, on_result=None
 ) -> dict[str, object]:
-    """Every figure on both engines, alternating, cold (then warm): {"runs": [...], ...}."""
+    """Every figure on both engines, alternating, cold (then warm): `summarise`'s dict, also
+    handed to `on_result` after every run (a long run keeps what it has measured)."""
     head = subprocess.run(
         ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
         check=True,
@@ -133,6 +134,8 @@ def time_figures(
                         f"{cache:4s} {engine:8s} {name:13s} {row['wall_s']:8.1f} s "
                         f"{row['histories']} histories (others {row['others_cores']})"
                     )
+                    if on_result is not None:
+                        on_result(summarise(runs, head, baseline, quick))
     finally:
         for tree in trees.values():
             subprocess.run(
@@ -140,19 +143,25 @@ def time_figures(
                 capture_output=True,
             )
         shutil.rmtree(scratch, ignore_errors=True)
-    totals = {
-        f"{engine}_{cache}_s": round(
-            sum(r["wall_s"] for r in runs if r["engine"] == engine and r["cache"] == cache), 1
-        )
-        for engine in trees
-        for cache in ("cold", "warm")
-        if any(r["cache"] == cache for r in runs)
-    }
-    ratios = {
-        cache: round(totals[f"baseline_{cache}_s"] / totals[f"current_{cache}_s"], 2)
-        for cache in ("cold", "warm")
-        if f"current_{cache}_s" in totals
-    }
+    return summarise(runs, head, baseline, quick)
+
+
+def summarise(runs: list[dict], head: str, baseline: str, quick: bool) -> dict[str, object]:
+    """The runs, and per cache the summed seconds and the ratio (baseline / this engine) over
+    the figures both engines have finished."""
+    done = {(r["figure"], r["cache"], r["engine"]): r["wall_s"] for r in runs}
+    totals, ratios = {}, {}
+    for cache in ("cold", "warm"):
+        pairs = [
+            (done[(f, c, "current")], done[(f, c, "baseline")])
+            for f, c, e in done
+            if c == cache and e == "current" and (f, c, "baseline") in done
+        ]
+        if pairs:
+            totals[f"current_{cache}_s"] = round(sum(now for now, _ in pairs), 1)
+            totals[f"baseline_{cache}_s"] = round(sum(before for _, before in pairs), 1)
+            totals[f"{cache}_figures"] = len(pairs)
+            ratios[cache] = round(totals[f"baseline_{cache}_s"] / totals[f"current_{cache}_s"], 2)
     return {
         "commits": {"current": head, "baseline": baseline},
         "quick": quick,
@@ -166,13 +175,14 @@ def time_figures(
 
 
 def table(result: dict) -> str:
+    """A markdown table of the figures both engines finished, and the sums."""
     lines = ["| figure | cache | histories now / before | now s | before s | ratio |"]
     lines.append("|---|---|---|---|---|---|")
     by = {(r["figure"], r["cache"], r["engine"]): r for r in result["runs"]}
     for (name, cache, engine), now in by.items():
-        if engine != "current":
+        before = by.get((name, cache, "baseline"))
+        if engine != "current" or before is None:
             continue
-        before = by[(name, cache, "baseline")]
         lines.append(
             f"| {name} | {cache} | {now['histories']} / {before['histories']} | "
             f"{now['wall_s']:.1f} | {before['wall_s']:.1f} | "
@@ -199,11 +209,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"benchmarks.figures: --only = {unknown} is invalid: from {FIGURES}", file=sys.stderr)
         return 2
     repo = Path(__file__).resolve().parent.parent
-    result = time_figures(repo, args.baseline, names, args.warm, args.quick)
     name = "figures-quick.json" if args.quick else "figures.json"
     out = args.out or repo / "benchmarks" / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+
+    def write(result):
+        out.write_text(json.dumps(result, indent=1) + "\n")
+
+    result = time_figures(repo, args.baseline, names, args.warm, args.quick, on_result=write)
+    write(result)
     print(table(result))
     print(f"wrote {out}")
     return 0

@@ -112,12 +112,14 @@ def test_the_figure_timer_runs_this_engine_at_the_baselines_content():
     assert "--quick" in figures.command("baseline", "erosion", Path("out"), quick=True)
     assert set(figures.PRE_TREE) <= set(figures.FIGURES) == set(figures.BEFORE_HISTORIES)
     runs = [
-        {"figure": "erosion", "cache": "cold", "engine": e, "wall_s": w, "histories": 160}
-        for e, w in (("current", 50.0), ("baseline", 150.0))
+        {"figure": f, "cache": "cold", "engine": e, "wall_s": w, "histories": 160}
+        for f, e, w in (
+            ("erosion", "current", 50.0),
+            ("erosion", "baseline", 150.0),
+            ("overlap", "current", 30.0),  # its baseline run has not finished: left out
+        )
     ]
-    result = {
-        "runs": runs,
-        "totals": {"current_cold_s": 50.0, "baseline_cold_s": 150.0},
-        "speedup": {"cold": 3.0},
-    }
+    result = figures.summarise([{**r, "others_cores": 0.0} for r in runs], "now", "before", False)
+    assert result["totals"] == {"current_cold_s": 50.0, "baseline_cold_s": 150.0, "cold_figures": 1}
+    assert result["speedup"] == {"cold": 3.0}
     assert "| erosion | cold | 160 / 160 | 50.0 | 150.0 | 3.00x |" in figures.table(result)
