@@ -19,15 +19,16 @@ def report(commit: str, *, loaded_from: str | None = None) -> dict:
     }
 
 
-def test_a_row_sums_every_program_and_names_the_computing_commits(tmp_path):
+def test_a_row_counts_and_sums_every_program_and_names_the_computing_commits(tmp_path):
     (tmp_path / "b.json").write_text(json.dumps(report("a" * 40, loaded_from="c" * 40)))
     (tmp_path / "a.json").write_text(json.dumps(report("d" * 40 + "+dirty")))
     first, second = costs.cost_rows(tmp_path)
     assert first["experiment"] == "a" and first["computed at"] == "ddddddd+dirty"
     assert second["computed at"] == "aaaaaaa, sweeps from ccccccc"
     assert (second["compile s"], second["run s"], second["wall s"]) == (3.0, 3.0, 7.5)
+    assert second["programs"] == 2  # one per timed program of every sweep
     total = costs.markdown([first, second]).splitlines()[-1]
-    assert total.startswith("| **all** | 96 | 15.0 | 6.0 | 6.0 |")
+    assert total.startswith("| **all** | 96 | 4 | 15.0 | 6.0 | 6.0 |")
 
 
 def test_a_loaded_sweep_of_the_same_commit_is_not_named_twice(tmp_path):

@@ -3,7 +3,7 @@
     gravity costs [--figures DIR] [--markdown] [--page docs/performance.md]
 
 A figure's JSON holds its histories (`n_histories`), its wall time from process start to JSON
-(`wall_s`), every sweep's compile and run seconds per program (`sweeps.*.timings`; summed here,
+(`wall_s`), every sweep's compiled programs and their compile and run seconds (`sweeps.*.timings`; summed here,
 so they may exceed the wall time where programs compiled side by side, or where a sweep was
 loaded from the result store and its seconds are those of the run that computed it), whether a
 sweep was loaded and the commit that computed it, and the provenance of the report (commit,
@@ -32,6 +32,7 @@ PAGE_MARKERS = (
 COLUMNS = (
     "experiment",
     "histories",
+    "programs",
     "wall s",
     "compile s",
     "run s",
@@ -48,6 +49,13 @@ def _seconds(sweeps: Mapping[str, Any], kind: str) -> float:
         for sweep in sweeps.values()
         if isinstance(sweep, Mapping)
         for program in sweep.get("timings", {}).values()
+    )
+
+
+def _programs(sweeps: Mapping[str, Any]) -> int:
+    """Compiled programs summed over the sweeps (one per program group of a sweep)."""
+    return sum(
+        len(sweep.get("timings", {})) for sweep in sweeps.values() if isinstance(sweep, Mapping)
     )
 
 
@@ -76,6 +84,7 @@ def cost_row(name: str, report: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "experiment": name,
         "histories": report.get("n_histories"),
+        "programs": _programs(sweeps),
         "wall s": report.get("wall_s"),
         "compile s": round(_seconds(sweeps, "compile_s"), 1),
         "run s": round(_seconds(sweeps, "run_s"), 1),
@@ -115,9 +124,9 @@ def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     """The rows as a Markdown table, with a total line for histories and seconds."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_cell(row[c]) for c in COLUMNS) + " |" for row in rows]
-    total = {c: sum(row[c] or 0 for row in rows) for c in ("histories", "wall s")}
+    total = {c: sum(row[c] or 0 for row in rows) for c in ("histories", "programs", "wall s")}
     total |= {c: round(sum(row[c] for row in rows), 1) for c in ("compile s", "run s")}
-    cells = ["**all**", *(_cell(total[c]) for c in COLUMNS[1:5]), "", "", ""]
+    cells = ["**all**", *(_cell(total[c]) for c in COLUMNS[1:6]), "", "", ""]
     lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
