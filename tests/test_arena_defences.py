@@ -141,6 +141,25 @@ def test_layer_input_norms_are_each_dense_layers_input_norms():
         )
 
 
+@pytest.mark.parametrize("kind", ["mlp", "transformer"])
+def test_reading_layer_outputs_patches_no_class(kind, monkeypatch):
+    """The sweep runner traces two programs at once in threads: reading a layer's output must
+    leave every class's `__call__` as it is while it runs (`nnx.capture`'s method outputs wrap
+    the class, and the other thread's modules then fail to sow: the arena's guard program died
+    of it)."""
+    net, params, inputs = _tiny_net(kind)
+    original = nnx.Linear.__call__
+    unpatched = []
+
+    def spy(self, *args, **kwargs):
+        unpatched.append(nnx.Linear.__call__ is spy)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(nnx.Linear, "__call__", spy)
+    pruning.layer_input_norms(net, params, inputs)
+    assert unpatched and all(unpatched)
+
+
 def test_wanda_scores_are_weight_magnitude_times_input_norm():
     net, params, inputs = _tiny_net("mlp")
     scores = pruning.wanda_scores(net, params, inputs)

@@ -71,11 +71,36 @@ def _module_output(net, params, inputs, module_path, kernel):
         return kernel if path_keys(path) == (*module_path, KERNEL) else leaf
 
     model = nnx.merge(net.graphdef, jax.tree_util.tree_map_with_path(swap, params))
-    _, captured = nnx.capture(model, nnx.Intermediate, method_outputs=nnx.Intermediate)(inputs)
-    node = captured
-    for key in module_path:
-        node = node[key]
-    return node["__call__"].get_value()[0]
+    outputs = []
+    parent = model
+    for key in module_path[:-1]:
+        parent = parent[key] if isinstance(key, int) else getattr(parent, key)
+    last = module_path[-1]
+    child = parent[last] if isinstance(last, int) else getattr(parent, last)
+    tap = _Tap(child, outputs.append)
+    if isinstance(last, int):
+        parent[last] = tap
+    else:
+        setattr(parent, last, tap)
+    model(inputs)
+    return outputs[0]
+
+
+class _Tap(nnx.Module):
+    """A layer that hands its output to `seen` as it passes it on: set in place of one layer
+    of a freshly merged model, it reads that layer's output in this call alone (`nnx.capture`'s
+    method outputs patch every instance of the module's class while it runs, so a program
+    traced at the same time in another thread, as the sweep runner compiles two at once, sows
+    into modules that cannot take it and fails)."""
+
+    def __init__(self, layer, seen):
+        self.layer = layer
+        self.seen = seen
+
+    def __call__(self, *args, **kwargs):
+        out = self.layer(*args, **kwargs)
+        self.seen(out)
+        return out
 
 
 def layer_input_norms(net, params, inputs) -> dict[tuple, jax.Array]:
