@@ -4,12 +4,13 @@
 
 A figure's JSON holds its histories (`n_histories`), its wall time from process start to JSON
 (`wall_s`), every sweep's compiled programs and their compile and run seconds
-(`sweeps.*.timings`; counted and summed here, so the seconds may exceed the wall time where programs compiled side by side, or where a sweep was
-loaded from the result store and its seconds are those of the run that computed it), whether a
-sweep was loaded and the commit that computed it, and the provenance of the report (commit,
-packages, devices). This table is those numbers and nothing else, so the
-performance page's run times and commits cannot drift from the JSONs: `--page` rewrites the
-block between the page's cost markers, and a test fails when the committed page differs.
+(`sweeps.*.timings`; counted and summed here, so the seconds may exceed the wall time where
+programs compiled side by side, or where a sweep was loaded from the result store and its
+seconds are those of the run that computed it), whether a sweep was loaded and the commit that
+computed it, and the provenance of the report (commit, packages, devices). This table is those
+numbers and nothing else, so the performance page's run times and commits cannot drift from the
+JSONs: `--page` rewrites the block between the page's cost markers, and a test fails when the
+committed page differs.
 """
 
 from __future__ import annotations
