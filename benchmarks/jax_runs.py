@@ -99,6 +99,25 @@ def tree(kind: str, scale: Scale, shape: str) -> dict:
     return {"n": scale.tree_seeds * len(scale.tree_variants), "shape": shape, **timed}
 
 
+def plain_step(spec: HistorySpec, knobs, net, phase):
+    """One plain training step of `phase`, its batch sampled inside from the world, the
+    cross-entropy, the phase's optimizer: (optimizer, step(params, opt_state, key) -> (params,
+    opt_state, loss)), not jitted (baseline A and the roofline each compile it their way)."""
+    optimizer = phase_optimizer(phase, knobs.learning_rate[phase.name])
+
+    def step(params, opt_state, key):
+        batch = spec.world.sample(knobs.world, phase.data, key, phase.batch_size)
+
+        def loss_fn(q):
+            return cross_entropy(net.apply(q, batch.inputs)[0], batch.labels)
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return optimizer, step
+
+
 def jax_sequential(kind: str, scale: Scale) -> dict:
     """Baseline A: `scale.sequential_histories` histories, one model at a time."""
     spec = bench_spec(kind, scale)
@@ -109,23 +128,11 @@ def jax_sequential(kind: str, scale: Scale) -> dict:
 
     evaluate = jax.jit(lambda params: behaviour(net, params, probes, n_classes)[0])
 
-    def make_step(index, phase):
-        optimizer = phase_optimizer(phase, knobs.learning_rate[phase.name])
+    def make_step(phase):
+        optimizer, step = plain_step(spec, knobs, net, phase)
+        return optimizer, jax.jit(step)
 
-        @jax.jit
-        def step(params, opt_state, key):
-            batch = spec.world.sample(knobs.world, phase.data, key, phase.batch_size)
-
-            def loss_fn(q):
-                return cross_entropy(net.apply(q, batch.inputs)[0], batch.labels)
-
-            loss, grads = jax.value_and_grad(loss_fn)(params)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, loss
-
-        return optimizer, step
-
-    steps = [make_step(i, phase) for i, phase in enumerate(spec.phases)]
+    steps = [make_step(phase) for phase in spec.phases]
 
     def train(seed: int) -> list:
         key = jax.random.key(seed)

@@ -13,8 +13,8 @@ there and the main-memory one is an upper bound. XLA's byte count is of its fuse
 (post-optimisation HLO), an estimate of traffic, not a hardware counter.
 
 The step is the engine's: a batch sampled from the world, forward and backward through the
-network, Adam's update (as `benchmarks.jax_runs.jax_sequential`), vmapped over N histories and
-jitted, laid out as the engine lays out a sweep: one XLA CPU device per core
+network, Adam's update (`benchmarks.jax_runs.plain_step`, baseline A's step), vmapped over N
+histories and jitted, laid out as the engine lays out a sweep: one XLA CPU device per core
 (`gravity.run.runtime.use_cpu_cores`, set by `main`) and the histories sharded over them (N = 1
 on one device); the triads are sharded the same way. Timed by the one timer (best of repeats of
 `steps` steps in a `lax.scan`, so dispatch is not timed), with the machine's contention
@@ -32,14 +32,12 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from benchmarks.flops import train_step_flops
+from benchmarks.jax_runs import plain_step
 from benchmarks.machine import Contention, machine_info, matmul_peak_gflops
-from gravity.engine.history import phase_optimizer
 from gravity.engine.models import network
-from gravity.engine.objectives import cross_entropy
 from gravity.engine.presets import standard_knobs, standard_spec
 from gravity.run import performance
 
@@ -78,15 +76,10 @@ def step_program(model: str, n: int, steps: int):
     knobs = standard_knobs(spec)
     phase = spec.phase("benign")
     net = network(spec.model, spec.world)
-    optimizer = phase_optimizer(phase, knobs.learning_rate["benign"])
+    optimizer, step = plain_step(spec, knobs, net, phase)
 
     def one(params, opt_state, key):
-        batch = spec.world.sample(knobs.world, phase.data, key, phase.batch_size)
-        grads = jax.grad(lambda q: cross_entropy(net.apply(q, batch.inputs)[0], batch.labels))(
-            params
-        )
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state
+        return step(params, opt_state, key)[:2]
 
     def many(params, opt_state, key):
         def body(carry, t):
