@@ -27,11 +27,16 @@ def transformer_forward_flops(config: ModelConfig, world: TokenWorld, n: int) ->
     Per layer and prompt: the Q, K, V and output projections (4 d^2 per token), the MLP
     (2 d d_ff per token) and the attention scores and mixing (2 L^2 d, the full L x L that XLA
     computes before the causal mask); the unembedding reads the last position only (d V).
-    Embedding lookups are gathers, not matmuls.
+    With `readout_only` the last layer projects keys and values at every position (2 d^2 per
+    token) and the rest at the last one: its query and output (2 d^2), MLP (2 d d_ff) and one
+    query's attention (2 L d). Embedding lookups are gathers, not matmuls.
     """
     length, d = world.prompt_length, config.d_model
     per_layer = length * (4 * d * d + 2 * d * config.d_ff) + 2 * length * length * d
-    macs = config.n_layers * per_layer + d * world.vocab_size
+    last_layer = per_layer
+    if config.readout_only:
+        last_layer = length * 2 * d * d + 2 * d * d + 2 * d * config.d_ff + 2 * length * d
+    macs = (config.n_layers - 1) * per_layer + last_layer + d * world.vocab_size
     return 2 * n * macs
 
 

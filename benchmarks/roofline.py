@@ -20,12 +20,17 @@ on one device); the triads are sharded the same way. Timed by the one timer (bes
 `steps` steps in a `lax.scan`, so dispatch is not timed), with the machine's contention
 recorded. XLA's counts are of the unsharded step (the whole N).
 
+A model name may carry `ModelConfig` changes (`VARIANTS`): `transformer_readout` is the
+standard transformer with `readout_only` (its last block at the readout position alone).
+
     python -m benchmarks.roofline [--out benchmarks/results/roofline.json] [--sizes 1,8,64]
+        [--models mlp,transformer,transformer_readout]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -41,6 +46,8 @@ from gravity.engine.models import network
 from gravity.engine.presets import standard_knobs, standard_spec
 from gravity.run import performance
 
+VARIANTS = {"transformer_readout": ("transformer", {"readout_only": True})}
+"""Row names beyond the model kinds: (kind, `ModelConfig` changes)."""
 MAIN_MEMORY_FLOATS = 1 << 24
 CACHE_FLOATS = 1 << 16
 
@@ -72,7 +79,9 @@ def bandwidth_gbs(n_floats: int, passes: int, repeats: int = 5) -> float:
 def step_program(model: str, n: int, steps: int):
     """`steps` engine training steps of the standard benign phase on `n` vmapped histories,
     compiled; with its arguments and the single-step program for XLA's cost analysis."""
-    spec = standard_spec(model, keep_params=False)
+    kind, changes = VARIANTS.get(model, (model, {}))
+    spec = standard_spec(kind, keep_params=False)
+    spec = dataclasses.replace(spec, model=dataclasses.replace(spec.model, **changes))
     knobs = standard_knobs(spec)
     phase = spec.phase("benign")
     net = network(spec.model, spec.world)
@@ -124,7 +133,9 @@ def step_row(model: str, n: int, steps: int, peak: float, bandwidths: dict) -> d
     }
 
 
-def roofline(models=("mlp", "transformer"), sizes=(1, 8, 64), steps: int = 20) -> dict:
+def roofline(
+    models=("mlp", "transformer", "transformer_readout"), sizes=(1, 8, 64), steps: int = 20
+) -> dict:
     """Every row, the peak and the bandwidths, measured in one process, with its contention."""
     started = time.perf_counter()
     with Contention() as contention:
@@ -151,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.roofline", description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/roofline.json"))
     parser.add_argument("--sizes", default="1,8,64", help="histories N, comma-separated")
-    parser.add_argument("--models", default="mlp,transformer", help="comma-separated")
+    parser.add_argument(
+        "--models", default="mlp,transformer,transformer_readout", help="comma-separated"
+    )
     args = parser.parse_args(argv)
     from gravity.run.runtime import use_cpu_cores
 

@@ -1,13 +1,17 @@
 """The bench's FLOP counter against a hand count, and a tiny bench run that writes every key."""
 
+import dataclasses
 import json
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 from benchmarks import flops
 from benchmarks.bench import KEYS, run_bench, table, write
 from benchmarks.config import SCALES, bench_spec
+from gravity.engine.models import network
 from gravity.engine.presets import standard_spec
 
 
@@ -31,6 +35,24 @@ def test_transformer_flops_match_a_hand_count():
     # d 32, d_ff 128, 2 layers, 8 tokens, vocab 8 + 2 + 32 = 42, unembedding at the last token
     per_layer = 8 * (4 * 32 * 32 + 2 * 32 * 128) + 2 * 8 * 8 * 32
     assert flops.forward_flops(spec, 1) == 2 * (2 * per_layer + 32 * 42)
+    # readout_only: the last layer's K, V at 8 tokens, Q, output and MLP at one, one query
+    last = 8 * 2 * 32 * 32 + 2 * 32 * 32 + 2 * 32 * 128 + 2 * 8 * 32
+    readout = dataclasses.replace(spec, model=dataclasses.replace(spec.model, readout_only=True))
+    assert flops.forward_flops(readout, 1) == 2 * (per_layer + last + 32 * 42)
+
+
+def test_transformer_flops_within_a_tenth_of_xla_with_either_layout():
+    spec = standard_spec("transformer")
+    tokens = jnp.zeros((32, spec.world.prompt_length), jnp.int32)
+    for readout_only in (False, True):
+        changed = dataclasses.replace(spec.model, readout_only=readout_only)
+        layout = dataclasses.replace(spec, model=changed)
+        net = network(layout.model, layout.world)
+        compiled = jax.jit(net.apply).lower(net.init(jax.random.key(0)), tokens).compile()
+        analysis = compiled.cost_analysis()
+        xla = (analysis if isinstance(analysis, dict) else analysis[0])["flops"]
+        # XLA also counts the elementwise work (softmax, LayerNorm, GELU, biases)
+        assert 0.9 * xla <= flops.forward_flops(layout, 32) <= xla
 
 
 @pytest.fixture(scope="module")

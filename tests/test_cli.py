@@ -86,6 +86,11 @@ def test_show_prints_the_resolved_config_with_an_override():
         ("phases.benign.name=other", "phases.benign.FIELD"),
         ("phases.benign.dense_steps=5", "recorded steps"),
         ("no_equals_sign", "--set"),
+        ("model.readout_only=maybe", "model.readout_only"),
+        ("model.d_modl=64", "did you mean model.d_model"),
+        ("model.kind=mlp", "--set"),
+        ("model.d_model=0", "model.d_model"),
+        ("model.n_heads=3", "divisor of d_model"),
     ],
 )
 def test_bad_settings_end_in_one_line_naming_the_field(setting, field):
@@ -105,6 +110,24 @@ def test_overrides_reach_the_history_sweeps_beside_other_runs():
     status, out, _ = run_main(["show", "metastability", "--quick", "--set", "world.harm_prob=0.5"])
     assert status == 0
     assert "harm_prob=0.5" in out
+
+
+def test_model_overrides_set_their_family_only():
+    resolved = overrides.resolve(
+        experiment("erosion"),
+        ["size=tiny", "model.readout_only=true", "model.d_model=12", "model.hidden=5,7"],
+    )
+    mlp, _ = resolved.sweeps["mlp"].build()
+    transformer, _ = resolved.sweeps["transformer"].build()
+    assert mlp.model.hidden == (5, 7) and not mlp.model.readout_only
+    assert transformer.model.readout_only and transformer.model.d_model == 12
+    status, out, _ = run_main(["show", "erosion", "--quick", "--set", "model.readout_only=1"])
+    assert status == 0 and "readout_only=True" in out and "model: mlp hidden=128,128" in out
+
+
+def test_a_model_override_of_a_family_not_run_is_refused():
+    status, _, err = run_main(["show", "basin_depth", "--quick", "--set", "model.d_model=64"])
+    assert_one_line(status, err, "model.d_model", "transformer's")
 
 
 def test_huge_seeds_are_refused_with_the_estimate_and_the_limit(tmp_path):

@@ -228,6 +228,7 @@ def describe(prepared) -> str:
         if not isinstance(spec, HistorySpec):
             lines.append(f"    {type(spec).__name__}")
             continue
+        lines.append("    model: " + model_text(spec.model))
         world = to_jsonable(knobs.world)
         lines.append(
             "    world: " + " ".join(f"{k}={_text(v)}" for k, v in world.items() if k != "__type__")
@@ -239,6 +240,16 @@ def describe(prepared) -> str:
                 f" {optimizer_text(phase)}, lr {rate}"
             )
     return "\n".join(lines)
+
+
+def model_text(model) -> str:
+    """A model as `show` prints it: its kind and the size fields its family reads."""
+    from gravity.engine.models import SIZE_FIELDS
+
+    sizes = [
+        f"{f}={_text(getattr(model, f))}" for f, kind in SIZE_FIELDS.items() if kind == model.kind
+    ]
+    return " ".join([model.kind, *sizes])
 
 
 def optimizer_text(phase) -> str:

@@ -122,6 +122,19 @@ def phase_rows() -> list[str]:
     return rows
 
 
+def model_rows() -> list[str]:
+    from gravity.engine.models import SIZE_FIELDS, ModelConfig
+
+    settable = overrides.model_fields()
+    docs = require_docs(ModelConfig, list(settable))
+    fields = {f.name: f for f in dataclasses.fields(ModelConfig)}
+    return [
+        f"| `model.{name}` | {type_name(hint)} | {SIZE_FIELDS[name]} | "
+        f"{_default(fields[name])} | {_cell(docs[name])} |"
+        for name, hint in settable.items()
+    ]
+
+
 def experiment_sections() -> list[str]:
     """Per experiment: its Config fields with their types, full and `--quick` values."""
     from gravity.run.experiment import catalogue, load
@@ -191,6 +204,19 @@ optimizer with its decay, e.g. `adamw (wd 0.1)`.
 |---|---|---|---|---|
 """
 
+MODEL_TEXT = """\
+## Model knobs: `model.FIELD`
+
+A size field of `gravity.engine.models.ModelConfig`, set in every history of the model family
+that reads it (static: a new value is a new compiled program); refused where the experiment runs
+no history of that family. The defaults below are the dataclass's; the standard histories set
+their own sizes (`gravity.engine.presets`; `gravity show NAME` prints them). A different size
+changes every number: the committed figures are at the standard sizes.
+
+| NAME | type | family | default | what it does |
+|---|---|---|---|---|
+"""
+
 CONFIG_TEXT = """\
 ## Experiment config fields: `FIELD`
 
@@ -207,6 +233,7 @@ def catalogue() -> str:
         HEADER,
         WORLD_TEXT + "\n".join(world_rows()) + "\n",
         PHASE_TEXT + "\n".join(phase_rows()) + "\n",
+        MODEL_TEXT + "\n".join(model_rows()) + "\n",
         CONFIG_TEXT + "\n".join(experiment_sections()) + "\n",
     ]
     return "\n".join(parts)

@@ -1,6 +1,6 @@
 """Command-line overrides of an experiment: `NAME=VALUE`, validated, applied without editing code.
 
-Three kinds of NAME, one syntax (`gravity run NAME --set NAME=VALUE ...`):
+Four kinds of NAME, one syntax (`gravity run NAME --set NAME=VALUE ...`):
 
 - `FIELD`: a field of the experiment's frozen `Config` (`seeds=8`, `learning_rate=3e-3`,
   `models=mlp`); the value is parsed to the field's type, tuples as comma lists (`a,b,c`; an
@@ -11,11 +11,15 @@ Three kinds of NAME, one syntax (`gravity run NAME --set NAME=VALUE ...`):
   (`phases.benign.steps=300`, `phases.benign.optimizer=adamw`, `phases.benign.weight_decay=0.1`),
   or `phases.PHASE.learning_rate`, that phase's learning rate knob. A weight decay is refused
   where the phase's optimizer has none (adam), naming the optimizer to set with it.
+- `model.FIELD`: a `gravity.engine.models.ModelConfig` size field in every history of the model
+  family that reads it (`model.d_model=64` and `model.readout_only=true` in the transformer's
+  histories, `model.hidden=256,256` in the MLP's; `SIZE_FIELDS`); refused where no history
+  is of that family.
 
 An unknown name is refused with the valid ones and the closest of them ("did you mean ...?").
 
-History overrides (`world.`, `phases.`) wrap each sweep's `build` (`apply_to_sweeps`), so they
-change the specs and knobs the result store hashes: an overridden run never reads another's
+History overrides (`world.`, `phases.`, `model.`) wrap each sweep's `build` (`apply_to_sweeps`),
+so they change the specs and knobs the result store hashes: an overridden run never reads another's
 results. They are refused, with one line naming the field, when the experiment's own axes
 already vary that field, when a phase is missing from a history, and when an experiment's
 histories are not `HistorySpec`s. Every number must be finite and >= 0 (no knob of this project
@@ -38,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gravity.engine.models import SIZE_FIELDS, ModelConfig
 from gravity.engine.spec import (
     DECAYING,
     OPTIMIZERS,
@@ -55,7 +60,7 @@ if TYPE_CHECKING:
     from gravity.run.experiment import Prepared
 
 MAX_INT = 2**31 - 1
-WORLD, PHASES = "world", "phases"
+WORLD, PHASES, MODEL = "world", "phases", "model"
 FIXED_PHASE_FIELDS = ("name", "data")
 """Phase fields an override may not change: they name the phase and choose its data."""
 PHASE_KNOBS = {
@@ -70,8 +75,8 @@ RECORD_FIELDS = ("n_records", "dense_steps")
 
 @dataclasses.dataclass(frozen=True)
 class Override:
-    """One `NAME=VALUE`: what it targets ("config", "world" or "phases"), the field path within
-    it (("seeds",), ("benign_overlap",), ("benign", "steps")) and the parsed value."""
+    """One `NAME=VALUE`: what it targets ("config", "world", "phases" or "model"), the field path
+    within it (("seeds",), ("benign_overlap",), ("benign", "steps")) and the parsed value."""
 
     target: str
     path: tuple[str, ...]
@@ -99,6 +104,13 @@ def _parse_one(text: str, config: Any) -> Override:
         value = _parse_value(raw, hints[parts[1]], f"--set {name}")
         WorldKnobs(**{parts[1]: value}).validate()
         return Override(WORLD, (parts[1],), value)
+    if parts[0] == MODEL:
+        fields = model_fields()
+        check(len(parts) == 2 and parts[1] in fields, "--set", _allowed(config, name), name)
+        value = _parse_value(raw, fields[parts[1]], f"--set {name}")
+        sizes = value if isinstance(value, tuple) else (value,)
+        check(len(sizes) >= 1 and all(v >= 1 for v in sizes), f"--set {name}", "sizes >= 1", raw)
+        return Override(MODEL, (parts[1],), value)
     if parts[0] == PHASES:
         check(len(parts) == 3, "--set", _allowed(config, name), name)
         phase, field = parts[1], parts[2]
@@ -128,6 +140,12 @@ def phase_fields() -> dict[str, Any]:
     return {**hints, **{k: float for k in PHASE_KNOBS}}
 
 
+def model_fields() -> dict[str, Any]:
+    """What `model.FIELD` may name, with its type (`SIZE_FIELDS`)."""
+    hints = _hints(ModelConfig)
+    return {field: hints[field] for field in SIZE_FIELDS}
+
+
 def _hints(cls: type) -> dict[str, Any]:
     """A dataclass's fields and their (resolved) types."""
     hints = typing.get_type_hints(cls)
@@ -141,9 +159,11 @@ def _allowed(config: Any, name: str) -> str:
     phase = parts[1] if parts[0] == PHASES and len(parts) >= 3 else "PHASE"
     known = [*fields, *(f"{WORLD}.{f}" for f in world)]
     known += [f"{PHASES}.{phase}.{f}" for f in phase_fields()]
+    known += [f"{MODEL}.{f}" for f in model_fields()]
     return (
-        f"a config field ({', '.join(fields)}), {WORLD}.FIELD ({', '.join(world)}) or "
-        f"{PHASES}.PHASE.FIELD ({', '.join(phase_fields())}){did_you_mean(name, known)}"
+        f"a config field ({', '.join(fields)}), {WORLD}.FIELD ({', '.join(world)}), "
+        f"{PHASES}.PHASE.FIELD ({', '.join(phase_fields())}) or {MODEL}.FIELD "
+        f"({', '.join(model_fields())}){did_you_mean(name, known)}"
     )
 
 
@@ -214,7 +234,8 @@ class OverriddenBuild:
 def override_history(
     spec: HistorySpec, knobs: Knobs, overrides: Sequence[Override]
 ) -> tuple[HistorySpec, Knobs]:
-    """One history's (spec, knobs) with `world.` and `phases.` overrides applied and checked."""
+    """One history's (spec, knobs) with `world.`, `phases.` and `model.` overrides applied and
+    checked (a `model.` field of another model family than the history's is left alone)."""
     if not overrides:
         return spec, knobs
     check(
@@ -223,10 +244,14 @@ def override_history(
         f"an override of HistorySpec histories (this experiment's are {type(spec).__name__})",
         overrides[0].value,
     )
-    world, rates, changes = {}, dict(knobs.learning_rate), {}
+    world, rates, changes, sizes = {}, dict(knobs.learning_rate), {}, {}
     for o in overrides:
         if o.target == WORLD:
             world[o.path[0]] = o.value
+            continue
+        if o.target == MODEL:
+            if SIZE_FIELDS[o.path[0]] == spec.model.kind:
+                sizes[o.path[0]] = o.value
             continue
         phase, field = o.path
         known = [f"{PHASES}.{p}.{field}" for p in spec.phase_names]
@@ -244,6 +269,8 @@ def override_history(
     for phase, fields in changes.items():
         _check_decay(spec.phase(phase), fields)
         spec = with_phase(spec, phase, **fields)
+    if sizes:
+        spec = dataclasses.replace(spec, model=dataclasses.replace(spec.model, **sizes))
     knobs = dataclasses.replace(
         knobs, learning_rate=rates, world=dataclasses.replace(knobs.world, **world).validate()
     )
@@ -276,12 +303,13 @@ def apply_to_sweeps(sweeps: Mapping[str, Any], overrides: Sequence[Override]) ->
     chosen = history_overrides(overrides)
     if not chosen:
         return dict(sweeps)
-    out, histories = dict(sweeps), 0
+    out, histories, kinds = dict(sweeps), 0, set()
     for label, sweep in sweeps.items():
         built = [sweep.build(**p, **b) for p in sweep.points() for b in sweep.branch_points()]
         if not isinstance(built[0][0], HistorySpec):
             continue
         histories += 1
+        kinds |= {spec.model.kind for spec, _ in built}
         for spec, knobs in built:
             _check_record_counts(spec, override_history(spec, knobs, chosen)[0], chosen)
         for o in chosen:
@@ -295,6 +323,15 @@ def apply_to_sweeps(sweeps: Mapping[str, Any], overrides: Sequence[Override]) ->
         out[label] = dataclasses.replace(sweep, build=OverriddenBuild(sweep.build, chosen))
     if not histories:
         override_history(*built[0], chosen)  # refuses: names the experiment's spec type
+    for o in (o for o in chosen if o.target == MODEL):
+        family = SIZE_FIELDS[o.path[0]]
+        check(
+            family in kinds,
+            f"--set {o.name}",
+            f"a field of a model this experiment runs ({', '.join(sorted(kinds))}); "
+            f"{o.path[0]} is the {family}'s",
+            o.value,
+        )
     return out
 
 
@@ -318,6 +355,8 @@ def _current(spec: Any, knobs: Any, override: Override) -> Any:
     """The value a history has for an override's field before it is applied (hashable)."""
     if override.target == WORLD:
         return float(np.asarray(getattr(knobs.world, override.path[0])).ravel()[0])
+    if override.target == MODEL:
+        return getattr(spec.model, override.path[0])
     phase, field = override.path
     if field in PHASE_KNOBS:
         return float(np.asarray(knobs.learning_rate[phase]).ravel()[0])

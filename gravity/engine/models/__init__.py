@@ -21,11 +21,36 @@ from gravity.validation import check, check_choice
 MODEL_KINDS = ("mlp", "transformer")
 INPUT_LAYERS = {"mlp": "features", "transformer": "tokens"}
 """The world input kind (`gravity.engine.worlds.INPUT_KINDS`) each model family reads."""
+SIZE_FIELDS = {
+    "hidden": "mlp",
+    "d_model": "transformer",
+    "n_layers": "transformer",
+    "n_heads": "transformer",
+    "d_ff": "transformer",
+    "readout_only": "transformer",
+}
+"""The `ModelConfig` fields one model family reads, and which: what `--set model.FIELD` sets
+(in that family's histories only; `kind` and `layer` are the experiment's to choose)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Static model description: its kind, its sizes and the layer where v_rev is measured."""
+    """Static model description: its kind, its sizes and the layer where v_rev is measured.
+
+    kind: the model family, mlp or transformer (it must read the world's inputs)
+    hidden: the MLP's hidden widths, one per layer
+    d_model: the transformer's residual width
+    n_layers: the transformer's number of blocks
+    n_heads: the transformer's attention heads (a divisor of d_model)
+    d_ff: the transformer's MLP width
+    layer: the layer where v_rev is measured (empty: the last hidden layer or block)
+    readout_only: the transformer's last block computed at the readout (last) position only, its
+      keys and values still from every position: the same function (outputs and gradients equal
+      to float rounding, ~1e-6; `tests/test_models.py`) in 1.4x (N = 64) to 1.65x (N = 8) fewer
+      step seconds (`python -m benchmarks.transformer_layouts`). Off by default: the committed
+      figures were computed with every position, and a changed rounding moves a trained run's
+      numbers (a new experiment or a regenerated figure may switch it on)
+    """
 
     kind: str = "mlp"
     hidden: tuple[int, ...] = (128, 128)
@@ -34,6 +59,7 @@ class ModelConfig:
     n_heads: int = 4
     d_ff: int = 128
     layer: str = ""
+    readout_only: bool = False
 
     def __post_init__(self):
         check_choice(self.kind, MODEL_KINDS, "model.kind")
@@ -51,6 +77,18 @@ class ModelConfig:
             "model.n_heads",
             f"a divisor of d_model = {self.d_model}",
             self.n_heads,
+        )
+        check(
+            isinstance(self.readout_only, bool),
+            "model.readout_only",
+            "true or false",
+            self.readout_only,
+        )
+        check(
+            not self.readout_only or self.kind == "transformer",
+            "model.readout_only",
+            "false for an MLP (it has no positions)",
+            self.readout_only,
         )
         check(
             self.layer in ("", *self.layer_names),
@@ -101,6 +139,7 @@ def build(config: ModelConfig, world: World, key: jax.Array) -> nnx.Module:
         config.n_heads,
         config.d_ff,
         n_outputs=world.n_outputs,
+        readout_only=config.readout_only,
         rngs=rngs,
     )
 
@@ -155,6 +194,7 @@ __all__ = [
     "MLP",
     "ModelConfig",
     "Network",
+    "SIZE_FIELDS",
     "Transformer",
     "build",
     "network",
