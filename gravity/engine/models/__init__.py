@@ -46,10 +46,10 @@ class ModelConfig:
     layer: the layer where v_rev is measured (empty: the last hidden layer or block)
     readout_only: the transformer's last block computed at the readout (last) position only, its
       keys and values still from every position: the same function (outputs and gradients equal
-      to float rounding, ~1e-6; `tests/test_models.py`) in 1.4x (N = 64) to 1.65x (N = 8) fewer
-      step seconds (`python -m benchmarks.transformer_layouts`). Off by default: the committed
-      figures were computed with every position, and a changed rounding moves a trained run's
-      numbers (a new experiment or a regenerated figure may switch it on)
+      to float rounding, ~1e-6; `tests/test_models.py`) in 1.33x (N = 8) to 1.52x (N = 64) fewer
+      step seconds (`python -m benchmarks.roofline`, docs/performance.md). Off by default:
+      the committed figures were computed with every position, and a changed rounding moves a
+      trained run's numbers (a new experiment or a regenerated figure may switch it on)
     """
 
     kind: str = "mlp"
