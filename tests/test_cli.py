@@ -90,6 +90,7 @@ def test_show_prints_the_resolved_config_with_an_override():
         ("model.d_modl=64", "did you mean model.d_model"),
         ("model.kind=mlp", "--set"),
         ("model.d_model=0", "model.d_model"),
+        ("model.hidden=", "model.hidden"),
         ("model.n_heads=3", "divisor of d_model"),
     ],
 )
@@ -123,6 +124,8 @@ def test_model_overrides_set_their_family_only():
     assert transformer.model.readout_only and transformer.model.d_model == 12
     status, out, _ = run_main(["show", "erosion", "--quick", "--set", "model.readout_only=1"])
     assert status == 0 and "readout_only=True" in out and "model: mlp hidden=128,128" in out
+    status, out, _ = run_main(["show", "erosion", "--quick", "--set", "model.readout_only=false"])
+    assert status == 0 and "readout_only=False" in out
 
 
 def test_a_model_override_of_a_family_not_run_is_refused():

@@ -108,8 +108,9 @@ def _parse_one(text: str, config: Any) -> Override:
         fields = model_fields()
         check(len(parts) == 2 and parts[1] in fields, "--set", _allowed(config, name), name)
         value = _parse_value(raw, fields[parts[1]], f"--set {name}")
-        sizes = value if isinstance(value, tuple) else (value,)
-        check(len(sizes) >= 1 and all(v >= 1 for v in sizes), f"--set {name}", "sizes >= 1", raw)
+        if not isinstance(value, bool):
+            sizes = value if isinstance(value, tuple) else (value,)
+            check(bool(sizes) and min(sizes) >= 1, f"--set {name}", "sizes >= 1", raw)
         return Override(MODEL, (parts[1],), value)
     if parts[0] == PHASES:
         check(len(parts) == 3, "--set", _allowed(config, name), name)
