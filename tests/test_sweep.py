@@ -536,3 +536,31 @@ def test_select_split_and_runs_read_a_result_by_axis_names_and_record_steps():
         cell.runs(name, step=3)
     with pytest.raises(KeyError, match="did you mean world"):
         res.select(wrld="main")
+
+
+def test_programs_compile_in_run_order_at_most_two_ahead():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gravity.run.sweep import runner
+
+    started = []
+
+    class FakeRun:
+        def __init__(self, name, groups):
+            self.name, self.pending_groups = name, groups
+
+        def compile(self, g):
+            started.append((self.name, g))
+            return f"{self.name}{g}"
+
+    runs = [FakeRun("a", [0, 1, 2]), FakeRun("b", [0, 3])]
+    with ThreadPoolExecutor(2) as pool:
+        compiles = runner._Compiles(pool, runs, runner.COMPILE_AHEAD)
+        taken = []
+        for run in runs:
+            for g in run.pending_groups:
+                assert compiles.submitted <= len(taken) + runner.COMPILE_AHEAD
+                taken.append(compiles.take(run, g))
+    assert taken == ["a0", "a1", "a2", "b0", "b3"]
+    assert sorted(started) == sorted([("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 3)])
+    assert not compiles.futures  # every compiled program was handed over, none kept

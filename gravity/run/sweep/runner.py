@@ -1,8 +1,9 @@
 """The one runner: every chunk of runs vmapped, sharded over the devices, stored, resumed.
 
-- Each program group (trunk points with an equal spec) is one compiled program; programs of all
-  groups (of all sweeps, with `run_sweeps`) compile in background threads while earlier groups
-  run (XLA releases the GIL while it compiles).
+- Each program group (trunk points with an equal spec) is one compiled program; the programs of
+  all groups (of all sweeps, with `run_sweeps`) compile in background threads, in the order they
+  run and at most `COMPILE_AHEAD` ahead of it, while earlier groups run (XLA releases the GIL
+  while it compiles).
 - The run axis is sharded over `jax.devices()` with a 1-D mesh ("runs"); the numbers equal one
   device's up to float rounding in reductions.
 - Each finished chunk is written atomically, with its checksum, to the result store
@@ -37,7 +38,14 @@ from gravity.validation import check
 
 RUN_AXIS = "runs"
 _PROGRAMS: dict[tuple, Any] = {}  # compiled programs of this process, oldest first
-MAX_CACHED_PROGRAMS = 32
+MAX_CACHED_PROGRAMS = 8
+"""Compiled programs kept for reuse within a process (tests, a rerun of the same sweep). Each
+holds its machine code in memory mappings: thousands for a transformer program with defences,
+and Linux allows 65,530 a process by default, so the cache is kept small."""
+COMPILE_AHEAD = 2
+"""Programs compiled before their turn to run, at most: compiling every program of a large
+experiment up front (the arena's 36) held them all at once and LLVM ran out of mappings
+("Cannot allocate memory"); two keep a compile overlapping each run."""
 
 
 def per_run(spec, measure: Measure, levels: tuple[tuple[str, int], ...]) -> Callable:
@@ -168,8 +176,9 @@ def run_sweeps(
     on_chunk: Callable[[Chunk], None] | None = None,
     shard: tuple[int, int] | None = None,
 ) -> list[SweepResult | None]:
-    """Run (or load) sweeps one after the other, compiling all their programs up front in
-    background threads (a later sweep's compile overlaps an earlier sweep's runs).
+    """Run (or load) sweeps one after the other, compiling their programs in background threads
+    at most `COMPILE_AHEAD` ahead of the one running (a later sweep's compile overlaps an earlier
+    sweep's runs).
 
     store: where chunks and finished results go: True (the default) is `ResultStore()`
         ($GRAVITY_RESULTS, else `results/`), so a finished sweep is loaded, not recomputed;
@@ -190,11 +199,35 @@ def run_sweeps(
         for s in sweeps:
             runs.append(_SweepRun(s, results, experiment, devices, shard, position))
             position += len(runs[-1].plan.chunks)
-        for run in runs:
-            run.submit(pool)
-        return [run.execute(progress, on_chunk) for run in runs]
+        compiles = _Compiles(pool, runs, max(COMPILE_AHEAD, compile_workers))
+        return [run.execute(progress, on_chunk, compiles) for run in runs]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Compiles:
+    """The sweeps' programs compiled in the order they run, at most `ahead` of them compiled (or
+    compiling) and not yet taken; a taken program is referenced only by its run while it runs."""
+
+    def __init__(self, pool: concurrent.futures.Executor, runs: Sequence[_SweepRun], ahead: int):
+        self.pool = pool
+        self.queue = [(run, g) for run in runs for g in run.pending_groups]
+        self.futures: dict[tuple[int, int], concurrent.futures.Future] = {}
+        self.submitted = 0
+        for _ in range(ahead):
+            self._submit_next()
+
+    def _submit_next(self) -> None:
+        if self.submitted < len(self.queue):
+            run, g = self.queue[self.submitted]
+            self.futures[id(run), g] = self.pool.submit(run.compile, g)
+            self.submitted += 1
+
+    def take(self, run: _SweepRun, g: int) -> tuple[Any, int, float]:
+        """Program `g` of `run` (waiting for its compile), the next compile queued."""
+        future = self.futures.pop((id(run), g))
+        self._submit_next()
+        return future.result()
 
 
 def chosen_store(store: ResultStore | bool) -> ResultStore | None:
@@ -233,7 +266,6 @@ class _SweepRun:
         )
         self.runner = _Runner(devices, sweep.memory_budget_gb * 2**30)
         self.done: dict[str, dict[str, np.ndarray]] = {}
-        self.futures: dict[int, concurrent.futures.Future] = {}
         self.skip = {
             c.name
             for i, c in enumerate(self.plan.chunks)
@@ -251,21 +283,18 @@ class _SweepRun:
         self.pending_groups = [] if self.complete else sorted(pending)
         self.stacked = {g: _stack(self.plan, g) for g in self.pending_groups}
 
-    def submit(self, pool: concurrent.futures.Executor) -> None:
-        """Queue the compiles of the programs this sweep still needs."""
-        groups = self.plan.groups
-        for g in self.pending_groups:
-            example = jax.tree.map(lambda a: a[0], self.stacked[g][0])
-            self.futures[g] = pool.submit(
-                self.runner.compile,
-                groups[g],
-                self.measure,
-                self.sweep.levels,
-                self.plan.chunk_size[g],
-                example,
-            )
+    def compile(self, g: int) -> tuple[Any, int, float]:
+        """Program `g`: (compiled, executed batch, compile seconds)."""
+        example = jax.tree.map(lambda a: a[0], self.stacked[g][0])
+        return self.runner.compile(
+            self.plan.groups[g],
+            self.measure,
+            self.sweep.levels,
+            self.plan.chunk_size[g],
+            example,
+        )
 
-    def execute(self, progress: bool, on_chunk) -> SweepResult | None:
+    def execute(self, progress: bool, on_chunk, compiles: _Compiles) -> SweepResult | None:
         start = time.perf_counter()
         plan, entry, sweep = self.plan, self.entry, self.sweep
         if self.complete and self.shard is not None:
@@ -277,7 +306,7 @@ class _SweepRun:
             )
         if entry is not None:
             entry.start()
-        timings = self._compute(progress, on_chunk)
+        timings = self._compute(progress, on_chunk, compiles)
         if self.shard is not None:
             return None
         arrays = assemble(plan, self.done)
@@ -295,7 +324,9 @@ class _SweepRun:
         result.info.update(meta, path=_path(entry))
         return result
 
-    def _compute(self, progress: bool, on_chunk) -> dict[str, dict[str, float]]:
+    def _compute(
+        self, progress: bool, on_chunk, compiles: _Compiles
+    ) -> dict[str, dict[str, float]]:
         """Run every chunk not yet done, group by group; returns per-program timings."""
         plan, sweep, entry = self.plan, self.sweep, self.entry
         seeds_all = sweep.first_seed + np.arange(plan.n_runs, dtype=np.int64) % sweep.seeds
@@ -308,7 +339,7 @@ class _SweepRun:
         bar.update(sum(c.runs.size for c in plan.chunks if c.name in self.done))
         for g in self.pending_groups:
             bar.set_postfix_str(f"program {g + 1}/{len(plan.groups)}: compiling")
-            compiled, batch, compile_s = self.futures[g].result()
+            compiled, batch, compile_s = compiles.take(self, g)
             bar.set_postfix_str(f"program {g + 1}/{len(plan.groups)}")
             group_start = time.perf_counter()
             knob_table, row_of_point = self.stacked[g]
