@@ -27,6 +27,11 @@ Tried on the engine and not adopted (same machine, paired runs in one process):
   number of identical loop bodies; not adopted. (Compare compile times only with
   `GRAVITY_CACHE` pointing at an empty folder: the persistent cache otherwise serves whichever
   side's programs were compiled before.)
+- the transformer's attention written by hand (#25 item 2; one process, the plain step vmapped
+  over N = 64 / 8): merged-head einsums 73.3 / 11.7 ms and fused QKV 72.0 / 10.0 ms a step against
+  Flax's `MultiHeadAttention`'s 65.6 / 8.8 ms; not adopted. Adopted, off by default: the last
+  block at the readout position only (`ModelConfig.readout_only`), 49.0 -> 32.2 ms at N = 64
+  and 5.33 -> 4.00 ms at N = 8 (`benchmarks/results/roofline.json`).
 
 What a program costs, two ways: `best_seconds` is the one timer (wall seconds on this machine,
 best of a few runs of an already compiled program); `flops` is XLA's own count from the compiled
