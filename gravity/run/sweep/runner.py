@@ -207,7 +207,8 @@ def run_sweeps(
 
 class _Compiles:
     """The sweeps' programs compiled in the order they run, at most `ahead` of them compiled (or
-    compiling) and not yet taken; a taken program is referenced only by its run while it runs."""
+    compiling) and not yet taken; a taken program is no longer held here (only by its run while
+    it runs, and by the process's small cache, `MAX_CACHED_PROGRAMS`)."""
 
     def __init__(self, pool: concurrent.futures.Executor, runs: Sequence[_SweepRun], ahead: int):
         self.pool = pool
