@@ -88,12 +88,3 @@ def test_the_defences_best_leaves_the_changed_world_out_as_the_experiment_does()
 
     statistic = declared("defences")["defences-best-below-block-mlp"].statistic
     assert statistic.exclude == defences.CHANGED_WORLD
-
-
-def test_the_pending_transformer_arena_claims_load_and_mirror_the_mlp_ones():
-    pending = claims.load(ROOT / "experiments/claims/pending/arena-transformer.toml", "arena")
-    mlp = [c for c in declared("arena").values() if c.id.endswith("-mlp")]
-    assert sorted(c.id for c in pending) == sorted(
-        c.id.removesuffix("-mlp") + "-transformer" for c in mlp
-    )
-    assert all(c.preregistered and c.json_key.startswith("transformer.") for c in pending)
