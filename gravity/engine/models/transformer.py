@@ -6,7 +6,7 @@ the activations in which the reversion direction is measured.
 
 Only the last position is read, so with `readout_only` the last block computes its query, its
 attention and its MLP at that position alone (its keys and values still come from every
-position): the same function with 37% fewer matmul FLOPs per step, equal to float rounding.
+position): the same function with ~40% fewer FLOPs per step, equal to float rounding.
 """
 
 from __future__ import annotations
