@@ -77,3 +77,16 @@ def test_the_performance_page_holds_the_generated_cost_table():
     table = costs.markdown(costs.cost_rows(ROOT / "figures"))
     expected = verdicts.with_table(text, table, costs.PAGE_MARKERS)
     assert text == expected, "the cost table is stale: gravity costs --page docs/performance.md"
+
+
+def test_the_defences_page_holds_the_generated_arena_tables():
+    from gravity.run import defence_table, verdicts
+
+    page = ROOT / defence_table.PAGE
+    text = page.read_text()
+    report = defence_table.load_report(ROOT / "figures")
+    tables = defence_table.markdown(report, defence_table.arena_claims())
+    expected = verdicts.with_table(text, tables, defence_table.PAGE_MARKERS)
+    assert text == expected, (
+        "the arena tables are stale: gravity defence-table --page docs/defences.md"
+    )

@@ -5,6 +5,7 @@
     gravity run NAME [--quick] [--seeds N] [--set NAME=VALUE ...] [--out DIR] [--force]
                      [--executor local|slurm --jobs N ...]
     gravity collect NAME [the same options as the run]
+    gravity verdicts | costs | defence-table   (tables read from figures/NAME.json)
 
 Every experiment runs through one path (`gravity.run.experiment.run_experiment`), so the options
 mean the same everywhere. Full-size runs write to `figures/` (the committed figures); quick runs
@@ -75,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     costs.add_argument("--figures", type=Path, default=None, help="where NAME.json lie")
     costs.add_argument("--markdown", action="store_true", help="print a Markdown table")
     costs.add_argument("--page", type=Path, default=None, help="write the table into it")
+    table = commands.add_parser(
+        "defence-table", help="the defences page's tables, from figures/arena.json"
+    )
+    table.add_argument("--figures", type=Path, default=None, help="where arena.json lies")
+    table.add_argument("--page", type=Path, default=None, help="write the tables into it")
     chosen = _Parser(add_help=False)
     chosen.add_argument("name", nargs="?", help="an experiment name (see `gravity list`)")
     chosen.add_argument("--quick", action="store_true", help="the small default size")
@@ -130,7 +136,7 @@ def writable_folder(path: Path, field: str = "--out", private: bool = False) -> 
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-        if args.command not in ("list", "verdicts", "costs") and args.name is None:
+        if args.command not in ("list", "verdicts", "costs", "defence-table") and args.name is None:
             return _name_needed(args)
         return COMMANDS[args.command](args)
     except ConfigError as error:
@@ -396,6 +402,15 @@ def _costs(args) -> int:
     return costs.main([*options, *(["--markdown"] if args.markdown else [])])
 
 
+def _defence_table(args) -> int:
+    """`gravity defence-table [--figures DIR] [--page PAGE]` (`gravity.run.defence_table`)."""
+    from gravity.run import defence_table
+
+    options = [] if args.figures is None else ["--figures", str(args.figures)]
+    options += [] if args.page is None else ["--page", str(args.page)]
+    return defence_table.main(options)
+
+
 COMMANDS = {
     "list": _list,
     "show": _show,
@@ -403,6 +418,7 @@ COMMANDS = {
     "collect": _collect,
     "verdicts": _verdicts,
     "costs": _costs,
+    "defence-table": _defence_table,
 }
 
 
