@@ -168,6 +168,13 @@ def _interval(summary: dict) -> tuple:
     return (summary["mean"], low, high)
 
 
+def _cut(difference: dict) -> tuple:
+    """No defence's worst case minus the defence's (`worst_case_vs_none` is the defence's minus
+    no defence's): positive where the defence lowers it, as the claims read it."""
+    mean, low, high = _interval(difference)
+    return (-mean, -high, -low)
+
+
 def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
     m = numbers[config.model]
     arms_numbers, none = m["arms"], m["arms"]["none"]["worst_case"]
@@ -187,9 +194,9 @@ def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
         row[1],
         config,
         arms_numbers,
-        lambda a: _interval(a["worst_case_vs_none"]),
-        "cut of the worst case vs no defence (paired; > 0 helps)",
-        "paired against no defence on the same seeds (95%)",
+        lambda a: _cut(a["worst_case_vs_none"]),
+        "worst-case cut (> 0: the defence lowers it)",
+        "no defence's worst case minus the defence's (same seeds, 95%)",
     )
     row[1].axhline(0.0, color=plotting.COLORS["baseline"], lw=0.8)
     _draw(
