@@ -122,3 +122,35 @@ def test_a_missing_or_unreadable_json_is_one_line_and_exit_2(tmp_path, capsys):
     (tmp_path / "arena.json").write_text("{not json")
     assert defence_table.main(["--figures", str(tmp_path)]) == 2
     assert "arena.json cannot be read" in capsys.readouterr().err
+
+
+STRENGTH_CLAIM = CLAIM.replace(
+    "arena-rehearsal-survives-mlp", "strengths-vaccine-tenth-survives-mlp"
+)
+STRENGTH_CLAIM = STRENGTH_CLAIM.replace("mlp.arms.rehearsal.", "mlp.arms.vaccine.tenth.")
+
+
+def test_the_strength_sweep_is_a_row_per_defence_and_scale_with_its_claim(tmp_path):
+    path = tmp_path / "arena_strengths.toml"
+    path.write_text(STRENGTH_CLAIM)
+    declared = claims.load(path, "arena_strengths")
+    tenth = {**arm(0.6, [0.70, 0.72, 0.71, 0.73]), "strength": 0.2}
+    tenfold = {**arm(0.8, [0.85, 0.86, 0.84, 0.85]), "strength": 20.0}
+    report = {
+        "numbers": {
+            "mlp": {
+                "arms": {
+                    "none": arm(0.7, [0.80, 0.82, 0.81, 0.83]),
+                    "vaccine": {"tenth": tenth, "tenfold": tenfold},
+                },
+                "n_seeds": 4,
+            },
+            "grid": {"scales": {"tenth": 0.1, "tenfold": 10.0}},
+        }
+    }
+    table = defence_table.strengths_table(report, declared)
+    rows = [line for line in table.splitlines() if line.startswith("| vaccine")]
+    assert len(rows) == 2
+    assert "| 0.1x (0.2) |" in rows[0] and "0.100 [" in rows[0]  # each seed's cut is 0.10
+    assert rows[0].endswith("| supported |")
+    assert "| 10x (20) |" in rows[1] and rows[1].endswith("| — | — |")  # no claim declared

@@ -2,12 +2,14 @@
 
     gravity defence-table [--figures DIR] [--page docs/defences.md]
 
-Two kinds of table: each defence's source and published headline
+Three kinds of table: each defence's source and published headline
 (`gravity.instruments.published.DEFENCES`), and per model in the arena's JSON, each defence's
 held-out harm and task accuracy at the standard configuration, its bounded worst case with the
 95% interval over seeds and the configuration that gives it, and its "survives" claim judged
 now (`experiments/claims/arena.toml`: the paired per-seed cut against no defence, its interval
-and verdict). Every number is the JSON's, so the page cannot drift from the run: `--page`
+and verdict); and, from figures/arena_strengths.json where it exists, the alignment-stage defences
+at other strengths, judged the same way (`experiments/claims/arena_strengths.toml`). Every number
+is the JSON's, so the page cannot drift from the run: `--page`
 rewrites the block between the page's markers, and a test fails when the committed page differs.
 """
 
@@ -38,6 +40,16 @@ MODEL_COLUMNS = (
     "standard: harm, task",
     "worst case [95%]",
     "its configuration",
+    "cut vs none, paired [95%]",
+    "verdict",
+)
+
+
+STRENGTH_COLUMNS = (
+    "defence",
+    "scale (strength)",
+    "standard: harm, task",
+    "worst case [95%]",
     "cut vs none, paired [95%]",
     "verdict",
 )
@@ -88,7 +100,9 @@ def _stages(config: Mapping[str, Any]) -> dict[str, str]:
     return stages
 
 
-def judged(numbers: Mapping[str, Any], claims: Sequence[claiming.Claim]) -> dict[str, dict]:
+def judged(
+    numbers: Mapping[str, Any], claims: Sequence[claiming.Claim], name: str = "arena"
+) -> dict[str, dict]:
     """Every claim on a model the JSON holds, judged on its numbers (`claims.evaluate`), by id;
     ConfigError where such a claim's key is missing (a stale JSON)."""
     records = {}
@@ -98,8 +112,8 @@ def judged(numbers: Mapping[str, Any], claims: Sequence[claiming.Claim]) -> dict
         missing = [key for key in claiming.keys_read(claim) if not claiming.has_key(numbers, key)]
         if missing:
             raise ConfigError(
-                f"figures/arena.json is stale: it lacks {', '.join(missing)}; "
-                "run `gravity run arena` again"
+                f"figures/{name}.json is stale: it lacks {', '.join(missing)}; "
+                f"run `gravity run {name}` again"
             )
         records[claim.id] = claiming.evaluate(claim, numbers)
     return records
@@ -126,30 +140,81 @@ def model_table(
     judged survival claim (or "—" for an arm without one: none, the random control)."""
     stages, rows = _stages(config), []
     for arm, result in numbers[model]["arms"].items():
-        standard, worst = result["standard"], result["worst_case"]
-        record = records.get(survival_claim_id(arm, model))
-        if record is None:
-            cut, verdict = "—", "—"
-        else:
-            cut = _with_interval(record["estimate"], record["interval"])
-            verdict = record["verdict"]
         rows.append(
             (
                 arm,
                 stages.get(arm, "?"),
-                f"{_number(standard['harmfulness_heldout_T']['mean'])}, "
-                f"{_number(standard['task_accuracy_T']['mean'])}",
-                _with_interval(worst["mean"], worst["interval"]),
+                _standard(result),
+                _interval_of(result),
                 _configuration(result.get("worst_case_configuration")),
-                cut,
-                verdict,
+                *_judged_cells(records.get(survival_claim_id(arm, model))),
             )
         )
     return _table(MODEL_COLUMNS, rows)
 
 
-def markdown(report: Mapping[str, Any], claims: Sequence[claiming.Claim]) -> str:
-    """The published table and a table per model of the arena's JSON `report`."""
+def strength_claim_id(defence: str, scale: str, model: str) -> str:
+    """The id of the strength sweep's claim that `defence` at `scale` survives on `model`."""
+    return f"strengths-{defence.replace('_', '-')}-{scale}-survives-{model}"
+
+
+def _standard(result: Mapping[str, Any]) -> str:
+    standard = result["standard"]
+    return (
+        f"{_number(standard['harmfulness_heldout_T']['mean'])}, "
+        f"{_number(standard['task_accuracy_T']['mean'])}"
+    )
+
+
+def _judged_cells(record: Mapping[str, Any] | None) -> tuple[str, str]:
+    if record is None:
+        return "—", "—"
+    return _with_interval(record["estimate"], record["interval"]), record["verdict"]
+
+
+def strengths_table(report: Mapping[str, Any], claims: Sequence[claiming.Claim]) -> str:
+    """The strength sweep's rows (no defence first, then each defence at each scale), for every
+    model its JSON holds, with each (defence, scale)'s survival claim judged now."""
+    numbers, parts = report["numbers"], []
+    records = judged(numbers, claims, "arena_strengths")
+    scales = numbers.get("grid", {}).get("scales", {})
+    for model, held in numbers.items():
+        if not (isinstance(held, Mapping) and "arms" in held):
+            continue
+        none = held["arms"]["none"]
+        rows = [("none", "—", _standard(none), _interval_of(none), "—", "—")]
+        for defence, by_scale in held["arms"].items():
+            if defence == "none":
+                continue
+            for scale, result in by_scale.items():
+                record = records.get(strength_claim_id(defence, scale, model))
+                rows.append(
+                    (
+                        defence,
+                        f"{scales.get(scale, float('nan')):g}x ({result['strength']:g})",
+                        _standard(result),
+                        _interval_of(result),
+                        *_judged_cells(record),
+                    )
+                )
+        seeds = held.get("n_seeds", "?")
+        parts += [f"#### Alignment-stage defences at other strengths: {model} ({seeds} seeds)"]
+        parts += ["", _table(STRENGTH_COLUMNS, rows)]
+    return "\n".join(parts)
+
+
+def _interval_of(result: Mapping[str, Any]) -> str:
+    worst = result["worst_case"]
+    return _with_interval(worst["mean"], worst["interval"])
+
+
+def markdown(
+    report: Mapping[str, Any],
+    claims: Sequence[claiming.Claim],
+    strengths: tuple[Mapping[str, Any], Sequence[claiming.Claim]] | None = None,
+) -> str:
+    """The published table and a table per model of the arena's JSON `report`, then the
+    strength sweep's (`strengths`: its JSON and claims) where given."""
     numbers, config = report["numbers"], report.get("config", {})
     models = [m for m in config.get("models", ()) if m in numbers] or [
         m for m, v in numbers.items() if isinstance(v, Mapping) and "arms" in v
@@ -167,26 +232,37 @@ def markdown(report: Mapping[str, Any], claims: Sequence[claiming.Claim]) -> str
             "",
             model_table(model, numbers, config, records),
         ]
+    if strengths is not None:
+        parts += ["", strengths_table(*strengths)]
     return "\n".join(parts)
 
 
-def load_report(figures_dir: Path) -> dict[str, Any]:
-    path = Path(figures_dir) / "arena.json"
+def load_report(figures_dir: Path, name: str = "arena") -> dict[str, Any]:
+    path = Path(figures_dir) / f"{name}.json"
     if not path.is_file():
-        raise ConfigError(f"{path} is missing: run `gravity run arena` first")
+        raise ConfigError(f"{path} is missing: run `gravity run {name}` first")
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise ConfigError(
-            f"{path} cannot be read ({error}): run `gravity run arena` again"
+            f"{path} cannot be read ({error}): run `gravity run {name}` again"
         ) from None
 
 
-def arena_claims() -> list[claiming.Claim]:
-    """The arena's declared claims (imports the experiment module)."""
+def arena_claims(name: str = "arena") -> list[claiming.Claim]:
+    """An experiment's declared claims (imports the experiment module)."""
     from gravity.run.experiment import load
 
-    return list(load("arena").claims)
+    return list(load(name).claims)
+
+
+def page_tables(figures_dir: Path) -> str:
+    """The page's tables: the arena's, and the strength sweep's where its JSON exists."""
+    sweep = Path(figures_dir) / "arena_strengths.json"
+    strengths = None
+    if sweep.is_file():
+        strengths = (load_report(figures_dir, "arena_strengths"), arena_claims("arena_strengths"))
+    return markdown(load_report(figures_dir), arena_claims(), strengths)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -206,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments or a missing or stale JSON."""
     try:
         args = _parser().parse_args(argv)
-        text = markdown(load_report(args.figures), arena_claims())
+        text = page_tables(args.figures)
         if args.page is not None:
             page = Path(args.page)
             page.write_text(verdicts.with_table(page.read_text(), text, PAGE_MARKERS))
