@@ -10,9 +10,9 @@
   vmappable `run_resurgence(key, spec, knobs)`, and what is measured along it.
 """
 
-import hashlib
 from pathlib import Path
 
+from gravity import digests
 from gravity.engine.diffusion.denoiser import (
     Denoiser,
     DenoiserConfig,
@@ -39,12 +39,10 @@ from gravity.engine.diffusion.spec import (
 
 
 def engine_digest() -> str:
-    """A digest of this package's source, for a sweep's version: stored results computed by an
-    older diffusion engine are never served for a newer one."""
-    digest = hashlib.sha256()
-    for file in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(file.read_bytes())
-    return digest.hexdigest()[:16]
+    """A digest of this package's code (`gravity.digests`: comments and docstrings left out), for
+    a sweep's version: stored results computed by an older diffusion engine are never served for
+    a newer one."""
+    return digests.files_digest(sorted(Path(__file__).parent.glob("*.py")))
 
 
 __all__ = [

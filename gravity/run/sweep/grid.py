@@ -15,6 +15,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from gravity import digests
 from gravity.validation import check
 
 Measure = Callable[..., dict]
@@ -229,27 +230,31 @@ class Plan:
 
 
 def source_digest(target: Any) -> str | None:
-    """A digest of a function's (or a callable object's class's) source code."""
+    """A digest of a function's (or a callable object's class's) code (`gravity.digests`:
+    comments and docstrings left out); of its raw text where that does not parse alone (a
+    lambda inside a call)."""
     target = target if inspect.isfunction(target) or inspect.ismodule(target) else type(target)
     try:
         source = inspect.getsource(target)
     except (OSError, TypeError):
         return None
-    return hashlib.sha256(source.encode()).hexdigest()[:16]
+    try:
+        return digests.code_digest([source])
+    except SyntaxError:
+        return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
 def engine_digest() -> str:
-    """A digest of the engine's and the defences' source (`gravity/engine/`, `gravity/defences/`:
+    """A digest of the engine's and the defences' code (`gravity/engine/`, `gravity/defences/`:
     worlds, models, objectives, spec, history, geometry, the defence protocol and every
-    defence), so a changed engine never serves results computed by an older one."""
+    defence), so a changed engine never serves results computed by an older one; blind to
+    comments and docstrings (`gravity.digests`), so rewording one never orphans stored runs."""
     import gravity
 
     root = Path(next(iter(gravity.__path__)))
-    digest = hashlib.sha256()
-    for layer in ("engine", "defences"):
-        for file in sorted((root / layer).rglob("*.py")):
-            digest.update(file.read_bytes())
-    return digest.hexdigest()[:16]
+    return digests.files_digest(
+        file for layer in ("engine", "defences") for file in sorted((root / layer).rglob("*.py"))
+    )
 
 
 def plan_sweep(sweep: Sweep, n_devices: int | None = None) -> Plan:
