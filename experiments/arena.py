@@ -52,6 +52,8 @@ from gravity.run import plotting, sweep
 from gravity.run.experiment import Experiment
 
 NAME = "arena"
+PLOT_FROM_NUMBERS = True
+"""The figure reads only the numbers (`gravity plot NAME` redraws it from the JSON)."""
 STRENGTHS = {
     "rehearsal": 0.25,  # upper middle of defences' (0.05, 0.1, 0.25, 0.5)
     "ewc": 1000.0,  # upper middle of defences' (10, 100, 1e3, 1e4)
@@ -122,9 +124,10 @@ STANDARD = (("adam", 1.0, 100), (1e-3, 0.5))
 """The standard configuration (program, setting): `defences`' one configuration."""
 COLORS = {
     **plotting.COLORS,
+    **plotting.distinct_colours([*STRENGTHS, *ALIGNMENT_STRENGTHS]),
     "none": plotting.COLORS["baseline"],
-    **{name: f"C{i % 10}" for i, name in enumerate(STRENGTHS)},
 }
+"""Every arm its own colour (19 defences), no defence the baseline's grey."""
 
 
 @dataclasses.dataclass(frozen=True)

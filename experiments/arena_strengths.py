@@ -32,6 +32,8 @@ from gravity.run.experiment import Experiment
 from gravity.validation import ConfigError
 
 NAME = "arena_strengths"
+PLOT_FROM_NUMBERS = True
+"""The figure reads only the numbers (`gravity plot NAME` redraws it from the JSON)."""
 SCALES = {"tenth": 0.1, "paper": 1.0, "tenfold": 10.0}
 """Each defence's strength as a multiple of its arena strength, by the name its JSON key uses."""
 COLORS = arena_experiment.COLORS | {

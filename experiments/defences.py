@@ -64,6 +64,8 @@ from gravity.run import plotting, sweep
 from gravity.run.experiment import Experiment
 
 NAME = "defences"
+PLOT_FROM_NUMBERS = True
+"""The figure reads only the numbers (`gravity plot NAME` redraws it from the JSON)."""
 PAPER = {"baseline": 0.190, "block": 0.085}
 PAPER_REHEARSAL_CUT = 0.30
 STRENGTHS = {

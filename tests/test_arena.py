@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -16,6 +17,7 @@ from hypothesis.extra.numpy import arrays
 
 from gravity.defences import Defence, registered
 from gravity.instruments import arena, claims, frontier
+from gravity.validation import ConfigError
 
 SHARE = arena.UTILITY_SHARE
 
@@ -148,11 +150,11 @@ def tiny_arena(tmp_path_factory):
         strengths=TINY_DEFENCES,
         n_boot=50,
     )
-    return chosen, config, numbers, json.loads((out / "arena.json").read_text())
+    return chosen, config, numbers, json.loads((out / "arena.json").read_text()), out
 
 
 def test_the_tiny_arena_has_every_defence_and_the_grid(tiny_arena):
-    _, _, numbers, written = tiny_arena
+    _, _, numbers, written, _ = tiny_arena
     mlp = numbers["mlp"]
     assert set(mlp["arms"]) == {"none", "rehearsal", "resta"}
     assert numbers["grid"]["n_configurations"] == 2 and numbers["grid"]["standard"] == 0
@@ -165,7 +167,7 @@ def test_the_tiny_arena_has_every_defence_and_the_grid(tiny_arena):
 
 
 def test_the_standard_point_is_the_frontier_at_the_standard_configuration(tiny_arena):
-    _, _, numbers, _ = tiny_arena
+    _, _, numbers, _, _ = tiny_arena
     mlp = numbers["mlp"]
     for point in mlp["frontier_standard"]:
         arm = mlp["arms"][point["name"]]
@@ -178,7 +180,7 @@ def test_the_standard_point_is_the_frontier_at_the_standard_configuration(tiny_a
 
 
 def test_the_claims_load_and_give_verdicts(tiny_arena):
-    chosen, _, numbers, _ = tiny_arena
+    chosen, _, numbers, _, _ = tiny_arena
     assert chosen.claims
     for claim in chosen.claims:
         record = claims.evaluate(claim, numbers)
@@ -228,3 +230,33 @@ def test_an_alignment_stage_defence_joins_as_one_more_program(tmp_path):
     arms = numbers["mlp"]["arms"]
     assert set(arms) == {"none", "rehearsal", "damped_alignment"}
     assert len(arms["damped_alignment"]["worst_case_per_seed"]) == 2
+
+
+def test_the_figure_redrawn_from_its_json_is_the_runs_figure(tiny_arena, tmp_path):
+    """`gravity plot arena` draws the same pixels from the JSON as the run drew from memory."""
+    import shutil
+
+    import matplotlib.image
+
+    from gravity.run.experiment import prepare, redraw
+
+    chosen, config, _, _, out = tiny_arena
+    ran = tmp_path / "ran"
+    shutil.copytree(out, ran, ignore=shutil.ignore_patterns("store"))
+    (ran / "arena.png").unlink()
+    redraw(prepare(chosen, config), ran)
+    drawn = matplotlib.image.imread(ran / "arena.png")
+    original = matplotlib.image.imread(out / "arena.png")
+    assert drawn.shape == original.shape and np.array_equal(drawn, original)
+    other = dataclasses.replace(config, n_orders=config.n_orders + 1)
+    with pytest.raises(ConfigError, match="another config"):
+        redraw(prepare(chosen, other), ran)
+
+
+def test_a_figure_drawn_from_its_arrays_is_not_redrawn():
+    from experiments import experiment
+    from gravity.run.experiment import prepare, redraw
+
+    chosen = experiment("erosion")
+    with pytest.raises(ConfigError, match="draws from its sweeps' arrays"):
+        redraw(prepare(chosen, chosen.quick(chosen.config())), Path("figures"))

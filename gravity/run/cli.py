@@ -5,6 +5,7 @@
     gravity run NAME [--quick] [--seeds N] [--set NAME=VALUE ...] [--out DIR] [--force]
                      [--executor local|slurm --jobs N ...]
     gravity collect NAME [the same options as the run]
+    gravity plot NAME [--quick] [--seeds N] [--set ...] [--out DIR]   (the figure from its JSON)
     gravity verdicts | costs | defence-table   (tables read from figures/NAME.json)
 
 Every experiment runs through one path (`gravity.run.experiment.run_experiment`), so the options
@@ -98,6 +99,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     collect = commands.add_parser(
         "collect", parents=[chosen], help="assemble a cluster run's figure and JSON"
+    )
+    redraw = commands.add_parser(
+        "plot", parents=[chosen], help="draw DIR/NAME.png again from DIR/NAME.json; run nothing"
+    )
+    redraw.add_argument(
+        "--out", type=Path, default=None, help="the figure's folder (figures/, or figures/quick/)"
     )
     for sub in (run, collect):
         sub.add_argument(
@@ -357,6 +364,16 @@ def _same_options(args, out: Path) -> list[str]:
     return [*words, "--out", shlex.quote(str(out))]
 
 
+def _plot(args) -> int:
+    """`gravity plot NAME [--quick] [--seeds N] [--set ...] [--out DIR]`: the figure drawn again
+    from its JSON (`gravity.run.experiment.redraw`), for a figure that reads only its numbers."""
+    from gravity.run.experiment import redraw
+
+    out = args.out or (QUICK_OUT if args.quick else FULL_OUT)
+    print(f"drew {redraw(_parsed(args).resolve(), out)} from its JSON")
+    return 0
+
+
 def _collect(args) -> int:
     parsed = _parsed(args)
     out = _prepare(args)
@@ -416,6 +433,7 @@ COMMANDS = {
     "show": _show,
     "run": _run,
     "collect": _collect,
+    "plot": _plot,
     "verdicts": _verdicts,
     "costs": _costs,
     "defence-table": _defence_table,

@@ -8,7 +8,9 @@ and `plot` and declares `EXPERIMENT = Experiment.defined_in(__name__, NAME, desc
 - `sweeps`: config -> {label: `gravity.run.sweep.Sweep`}, every training history it needs;
 - `summarise`: (config, {label: SweepResult}) -> the JSON numbers (analysis fixed in the
   module's docstring before any result was seen);
-- `plot`: (config, results, numbers, path) -> writes the figure.
+- `plot`: (config, results, numbers, path) -> writes the figure; a module whose figure reads
+  only its numbers says so (`PLOT_FROM_NUMBERS = True`), and `redraw` (`gravity plot NAME`)
+  draws it again from its JSON, computing nothing.
 Its claims are data beside it, `experiments/claims/NAME.toml` (docs/verdicts.md).
 
 The experiments are discovered, never listed by hand: every module of the `experiments` package
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import pkgutil
 import sys
 import time
@@ -45,7 +48,7 @@ from gravity.instruments import claims as claiming
 from gravity.run import overrides as overriding
 from gravity.run import report, resources, sweep
 from gravity.run.store import ResultStore
-from gravity.validation import check, check_choice
+from gravity.validation import ConfigError, check, check_choice
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +63,7 @@ class Experiment:
     summarise: Callable[[Any, Mapping[str, sweep.SweepResult]], dict]
     plot: Callable[[Any, Mapping[str, sweep.SweepResult], dict, Path], Any]
     claims: tuple[claiming.Claim, ...] = ()
+    plots_from_numbers: bool = False
 
     @classmethod
     def defined_in(cls, module_name: str, name: str, description: str) -> Experiment:
@@ -78,6 +82,7 @@ class Experiment:
             summarise=module.summarise,
             plot=module.plot,
             claims=declared_claims(module, name),
+            plots_from_numbers=getattr(module, "PLOT_FROM_NUMBERS", False),
         )
 
     def make_config(self, quick: bool = False, seeds: int | None = None) -> Any:
@@ -266,3 +271,38 @@ def run_experiment(
         },
     )
     return numbers
+
+
+def redraw(prepared: Prepared, out_dir: Path | str = Path("figures")) -> Path:
+    """`out_dir/NAME.png` drawn again from `out_dir/NAME.json`'s numbers (a restyled figure
+    without the hours its runs took). Only for an experiment whose figure reads its numbers
+    alone (`Experiment.plots_from_numbers`), and only where the JSON's config is the one
+    `prepared` resolves to; otherwise a one-line ConfigError. Non-finite numbers, stored as
+    null, are drawn as NaN."""
+    chosen, path = prepared.experiment, Path(out_dir) / f"{prepared.name}.json"
+    if not chosen.plots_from_numbers:
+        raise ConfigError(
+            f"{chosen.name}'s figure draws from its sweeps' arrays, not only its JSON: "
+            f"`gravity run {chosen.name}` draws it (finished sweeps load from the result store)"
+        )
+    if not path.is_file():
+        raise ConfigError(f"{path} is missing: `gravity run {chosen.name}` writes it")
+    payload = json.loads(path.read_text())
+    expected = report.to_jsonable(prepared.report_config())
+    if payload.get("config") != expected:
+        raise ConfigError(
+            f"{path} was written at another config than this command line's: give the same "
+            f"--quick/--seeds/--set as its run (its JSON's `config`)"
+        )
+    numbers = _nulls_as_nan(payload["numbers"])
+    return chosen.plot(prepared.config, None, numbers, Path(out_dir) / f"{chosen.name}.png")
+
+
+def _nulls_as_nan(value: Any) -> Any:
+    """JSON numbers as `summarise` made them: a null inside a list (a non-finite float of an
+    array) back to NaN; a null standing alone (a missing configuration) stays None."""
+    if isinstance(value, dict):
+        return {k: _nulls_as_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [float("nan") if v is None else _nulls_as_nan(v) for v in value]
+    return value

@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from gravity.validation import check  # noqa: E402
+
 COLORS = {
     "mlp": "#1f77b4",
     "transformer": "#d62728",
@@ -198,6 +200,16 @@ def colour_ramp(cmap: str, n: int, stop: float = 0.9, start: float = 0.0):
     """`n` colours evenly spaced along a colormap from `start` to `stop`: one per level of an
     ordered knob (learning rates, batch sizes, overlaps)."""
     return plt.get_cmap(cmap)(np.linspace(start, stop, n))
+
+
+def distinct_colours(names) -> dict:
+    """One colour per name, all different for up to 20 names (matplotlib's tab20, the dark of
+    each pair first, then the light): many arms in one legend (the arena's 19 defences)."""
+    names = list(names)
+    check(len(names) <= 20, "names", "at most 20 (tab20's colours)", len(names))
+    palette = plt.get_cmap("tab20").colors
+    order = [*palette[0::2], *palette[1::2]]
+    return {name: order[i] for i, name in enumerate(names)}
 
 
 def line_family(ax, x, rows, labels, colors, fmt="o-", **style):
