@@ -74,9 +74,11 @@ DEFENCES = {
     ),
     "antidote": (
         "Huang et al., ICML 2025",
-        "harmful score lowered by post-fine-tuning pruning at kept accuracy (number: not found "
-        "in the sources searched; the abstract gives none; see the paper's main results tables, "
-        "arXiv 2408.09600)",
+        "over the fine-tuning learning rates 1e-7 ... 1e-3: harmful score 72.16% (SFT) -> 63.00% "
+        "on average at fine-tune accuracy 17.32% -> 13.86%, and 77.80% -> 65.30% at lr 1e-4 "
+        "(accuracy 21.90% -> 16.10%); a table shown as an image on the authors' project page "
+        "(huangtiansheng/Antidote_gh_page, 'robustness to lr', Sept 2024; model and task not "
+        "named there; the ICML text itself not opened); its own attacker sweep, like the arena's",
     ),
     "critical_freeze": (
         "Wei et al., ICML 2024",
