@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments import arena as arena_experiment
-from gravity.instruments import arena
+from gravity.instruments import arena, claims
 from gravity.run import plotting, sweep
 from gravity.run.experiment import Experiment
 from gravity.validation import ConfigError
@@ -170,11 +170,11 @@ def _interval(summary: dict) -> tuple:
     return (summary["mean"], low, high)
 
 
-def _cut(difference: dict) -> tuple:
-    """No defence's worst case minus the defence's (`worst_case_vs_none` is the defence's minus
-    no defence's): positive where the defence lowers it, as the claims read it."""
-    mean, low, high = _interval(difference)
-    return (-mean, -high, -low)
+def _cut(arm: dict, none: dict) -> tuple:
+    """The claims' statistic (`claims.from_paired`): each seed's worst case paired with no
+    defence's on that seed, positive where the defence lowers it, with its 95% interval."""
+    cut = claims.from_paired(arm["worst_case_per_seed"], none["worst_case_per_seed"], "lower")
+    return (cut.value, *cut.interval)
 
 
 def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
@@ -196,9 +196,9 @@ def plot(config: Config, results: dict, numbers: dict, path: Path) -> Path:
         row[1],
         config,
         arms_numbers,
-        lambda a: _cut(a["worst_case_vs_none"]),
+        lambda a: _cut(a, m["arms"]["none"]),
         "worst-case cut (> 0: the defence lowers it)",
-        "no defence's worst case minus the defence's (same seeds, 95%)",
+        "each seed's cut against no defence's (paired, 95%: the claims')",
     )
     row[1].axhline(0.0, color=plotting.COLORS["baseline"], lw=0.8)
     _draw(
