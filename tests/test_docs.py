@@ -84,8 +84,7 @@ def test_the_defences_page_holds_the_generated_arena_tables():
 
     page = ROOT / defence_table.PAGE
     text = page.read_text()
-    report = defence_table.load_report(ROOT / "figures")
-    tables = defence_table.markdown(report, defence_table.arena_claims())
+    tables = defence_table.page_tables(ROOT / "figures")
     expected = verdicts.with_table(text, tables, defence_table.PAGE_MARKERS)
     assert text == expected, (
         "the arena tables are stale: gravity defence-table --page docs/defences.md"

@@ -1,4 +1,4 @@
-"""The library's layers: base (validation) < engine < defences < instruments < run. A module
+"""The library's layers: base (validation, digests) < engine < defences < instruments < run. A module
 imports only from its own layer or lower ones, so the engine never depends on an instrument or
 on the runner, and a defence never on what measures it."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "gravity"
-LAYERS = {"validation": 0, "engine": 1, "defences": 2, "instruments": 3, "run": 4}
+LAYERS = {"validation": 0, "digests": 0, "engine": 1, "defences": 2, "instruments": 3, "run": 4}
 
 
 def layer_of(dotted: str) -> int | None:
