@@ -124,10 +124,18 @@ STANDARD = (("adam", 1.0, 100), (1e-3, 0.5))
 """The standard configuration (program, setting): `defences`' one configuration."""
 COLORS = {
     **plotting.COLORS,
-    **plotting.distinct_colours([*STRENGTHS, *ALIGNMENT_STRENGTHS]),
+    **plotting.distinct_colours(
+        (
+            *("block", "project", "rehearsal", "ewc", "l2sp", "safelora", "lisa"),
+            *("random_block", "resta", "tokenwise", "freeze", "antidote", "critical_freeze"),
+            *("vaccine", "booster", "booster_benign", "repnoise", "tar_benign", "tar"),
+        )
+    ),
     "none": plotting.COLORS["baseline"],
 }
-"""Every arm its own colour (19 defences), no defence the baseline's grey."""
+"""Every arm its own colour (19 defences: tab20's dark colours first, the paper's block and
+the defences that survive among them), tab20's greys for the random control and a variant, no
+defence the baseline's dark grey."""
 
 
 @dataclasses.dataclass(frozen=True)

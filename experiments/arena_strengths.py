@@ -36,9 +36,8 @@ PLOT_FROM_NUMBERS = True
 """The figure reads only the numbers (`gravity plot NAME` redraws it from the JSON)."""
 SCALES = {"tenth": 0.1, "paper": 1.0, "tenfold": 10.0}
 """Each defence's strength as a multiple of its arena strength, by the name its JSON key uses."""
-COLORS = arena_experiment.COLORS | {
-    name: f"C{i}" for i, name in enumerate(arena_experiment.ALIGNMENT_STRENGTHS)
-}
+COLORS = arena_experiment.COLORS
+"""Each defence the arena's colour for it."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,9 @@ layout left out, so a reworded docstring never orphans the results a store keeps
 The digest is of the syntax tree (`ast.dump`, without positions) after every statement that is
 a bare string constant (module, class, function and attribute docstrings) is dropped. Python
 versions whose syntax trees differ (3.12 added `type_params`) give different digests for the
-same file: a store made on one is recomputed on the other, never served wrongly.
+same file: a store made on one is recomputed on the other, never served wrongly. What the digest
+cannot see is a docstring read at run time (`__doc__`): the code it keys (`gravity/engine`,
+`gravity/defences`) reads none, and a test keeps it so.
 """
 
 from __future__ import annotations

@@ -260,3 +260,13 @@ def test_a_figure_drawn_from_its_arrays_is_not_redrawn():
     chosen = experiment("erosion")
     with pytest.raises(ConfigError, match="draws from its sweeps' arrays"):
         redraw(prepare(chosen, chosen.quick(chosen.config())), Path("figures"))
+
+
+def test_a_damaged_json_is_one_line_not_a_traceback(tiny_arena, tmp_path):
+    from gravity.run.experiment import prepare, redraw
+
+    chosen, config, _, _, _ = tiny_arena
+    for text, message in (("{bad", "cannot be read"), ("[1]", "holds no numbers")):
+        (tmp_path / "arena.json").write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            redraw(prepare(chosen, config), tmp_path)

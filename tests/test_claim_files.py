@@ -88,3 +88,11 @@ def test_the_defences_best_leaves_the_changed_world_out_as_the_experiment_does()
 
     statistic = declared("defences")["defences-best-below-block-mlp"].statistic
     assert statistic.exclude == defences.CHANGED_WORLD
+
+
+def test_the_transformer_arena_claims_mirror_the_mlp_ones():
+    arena = declared("arena").values()
+    mlp = sorted(c.id.removesuffix("-mlp") for c in arena if c.id.endswith("-mlp"))
+    transformer = [c for c in arena if c.id.endswith("-transformer")]
+    assert sorted(c.id.removesuffix("-transformer") for c in transformer) == mlp
+    assert all(c.preregistered and c.json_key.startswith("transformer.") for c in transformer)

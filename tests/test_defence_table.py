@@ -154,3 +154,17 @@ def test_the_strength_sweep_is_a_row_per_defence_and_scale_with_its_claim(tmp_pa
     assert "| 0.1x (0.2) |" in rows[0] and "0.100 [" in rows[0]  # each seed's cut is 0.10
     assert rows[0].endswith("| supported |")
     assert "| 10x (20) |" in rows[1] and rows[1].endswith("| — | — |")  # no claim declared
+
+
+def test_the_command_line_names_the_folder_and_a_missing_table_number_in_one_line(
+    tmp_path, capsys, declared, monkeypatch
+):
+    from gravity.run import cli
+
+    broken = report()
+    del broken["numbers"]["mlp"]["arms"]["antidote"]["standard"]
+    (tmp_path / "arena.json").write_text(json.dumps(broken))
+    monkeypatch.setattr(defence_table, "arena_claims", lambda name="arena": declared)
+    assert cli.main(["defence-table", "--figures", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(tmp_path / "arena.json") in err and "'standard'" in err

@@ -64,3 +64,18 @@ def test_the_files_order_and_boundaries_count():
 def test_an_indented_method_source_is_digested():
     method = "    def f(self):\n        '''doc'''\n        return 1\n"
     assert digests.code_digest([method]) == digests.code_digest(["def f(self):\n    return 1"])
+
+
+def test_the_hashed_code_never_reads_a_docstring():
+    """The digests leave docstrings out, so the code they key (`gravity/engine`,
+    `gravity/defences`) must not compute with one (`__doc__`, `inspect.getdoc`)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(digests.__file__).parent
+    for layer in ("engine", "defences"):
+        for path in sorted((root / layer).rglob("*.py")):
+            tree = ast.parse(path.read_text())
+            names = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+            names |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+            assert not names & {"__doc__", "getdoc"}, f"{path} reads a docstring"

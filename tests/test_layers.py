@@ -1,6 +1,6 @@
-"""The library's layers: base (validation, digests) < engine < defences < instruments < run. A module
-imports only from its own layer or lower ones, so the engine never depends on an instrument or
-on the runner, and a defence never on what measures it."""
+"""The library's layers: base (validation, digests) < engine < defences < instruments < run.
+A module imports only from its own layer or lower ones, so the engine never depends on an
+instrument or on the runner, and a defence never on what measures it."""
 
 from __future__ import annotations
 

@@ -101,7 +101,9 @@ def _stages(config: Mapping[str, Any]) -> dict[str, str]:
 
 
 def judged(
-    numbers: Mapping[str, Any], claims: Sequence[claiming.Claim], name: str = "arena"
+    numbers: Mapping[str, Any],
+    claims: Sequence[claiming.Claim],
+    source: str = "figures/arena.json",
 ) -> dict[str, dict]:
     """Every claim on a model the JSON holds, judged on its numbers (`claims.evaluate`), by id;
     ConfigError where such a claim's key is missing (a stale JSON)."""
@@ -112,8 +114,8 @@ def judged(
         missing = [key for key in claiming.keys_read(claim) if not claiming.has_key(numbers, key)]
         if missing:
             raise ConfigError(
-                f"figures/{name}.json is stale: it lacks {', '.join(missing)}; "
-                f"run `gravity run {name}` again"
+                f"{source} is stale: it lacks {', '.join(missing)}; "
+                f"run `gravity run {Path(source).stem}` again"
             )
         records[claim.id] = claiming.evaluate(claim, numbers)
     return records
@@ -172,11 +174,15 @@ def _judged_cells(record: Mapping[str, Any] | None) -> tuple[str, str]:
     return _with_interval(record["estimate"], record["interval"]), record["verdict"]
 
 
-def strengths_table(report: Mapping[str, Any], claims: Sequence[claiming.Claim]) -> str:
+def strengths_table(
+    report: Mapping[str, Any],
+    claims: Sequence[claiming.Claim],
+    source: str = "figures/arena_strengths.json",
+) -> str:
     """The strength sweep's rows (no defence first, then each defence at each scale), for every
     model its JSON holds, with each (defence, scale)'s survival claim judged now."""
     numbers, parts = report["numbers"], []
-    records = judged(numbers, claims, "arena_strengths")
+    records = judged(numbers, claims, source)
     scales = numbers.get("grid", {}).get("scales", {})
     for model, held in numbers.items():
         if not (isinstance(held, Mapping) and "arms" in held):
@@ -191,7 +197,7 @@ def strengths_table(report: Mapping[str, Any], claims: Sequence[claiming.Claim])
                 rows.append(
                     (
                         defence,
-                        f"{scales.get(scale, float('nan')):g}x ({result['strength']:g})",
+                        f"{_scale(scales, scale)} ({result['strength']:g})",
                         _standard(result),
                         _interval_of(result),
                         *_judged_cells(record),
@@ -203,6 +209,11 @@ def strengths_table(report: Mapping[str, Any], claims: Sequence[claiming.Claim])
     return "\n".join(parts)
 
 
+def _scale(scales: Mapping[str, float], name: str) -> str:
+    """A scale as "0.1x", or its name where the JSON's grid does not give its value."""
+    return f"{scales[name]:g}x" if name in scales else name
+
+
 def _interval_of(result: Mapping[str, Any]) -> str:
     worst = result["worst_case"]
     return _with_interval(worst["mean"], worst["interval"])
@@ -211,17 +222,19 @@ def _interval_of(result: Mapping[str, Any]) -> str:
 def markdown(
     report: Mapping[str, Any],
     claims: Sequence[claiming.Claim],
-    strengths: tuple[Mapping[str, Any], Sequence[claiming.Claim]] | None = None,
+    strengths: tuple[Mapping[str, Any], Sequence[claiming.Claim], str] | None = None,
+    source: str = "figures/arena.json",
 ) -> str:
     """The published table and a table per model of the arena's JSON `report`, then the
-    strength sweep's (`strengths`: its JSON and claims) where given."""
+    strength sweep's (`strengths`: its JSON, claims and path) where given; `source` names the
+    arena's JSON in errors."""
     numbers, config = report["numbers"], report.get("config", {})
     models = [m for m in config.get("models", ()) if m in numbers] or [
         m for m, v in numbers.items() if isinstance(v, Mapping) and "arms" in v
     ]
     if not models:
-        raise ConfigError("figures/arena.json holds no model's arms: run `gravity run arena`")
-    records = judged(numbers, claims)
+        raise ConfigError(f"{source} holds no model's arms: run `gravity run arena`")
+    records = judged(numbers, claims, source)
     arms = list(dict.fromkeys(arm for m in models for arm in numbers[m]["arms"]))
     parts = ["#### Published", "", published_table(arms)]
     for model in models:
@@ -257,12 +270,25 @@ def arena_claims(name: str = "arena") -> list[claiming.Claim]:
 
 
 def page_tables(figures_dir: Path) -> str:
-    """The page's tables: the arena's, and the strength sweep's where its JSON exists."""
-    sweep = Path(figures_dir) / "arena_strengths.json"
+    """The page's tables: the arena's, and the strength sweep's where its JSON exists; a JSON
+    without a number a table reads is one ConfigError naming it."""
+    arena_path = Path(figures_dir) / "arena.json"
+    sweep_path = Path(figures_dir) / "arena_strengths.json"
     strengths = None
-    if sweep.is_file():
+    if sweep_path.is_file():
         strengths = (load_report(figures_dir, "arena_strengths"), arena_claims("arena_strengths"))
-    return markdown(load_report(figures_dir), arena_claims(), strengths)
+    try:
+        return markdown(
+            load_report(figures_dir),
+            arena_claims(),
+            None if strengths is None else (*strengths, str(sweep_path)),
+            source=str(arena_path),
+        )
+    except (KeyError, TypeError) as error:
+        raise ConfigError(
+            f"{arena_path} or {sweep_path.name} lacks a number the tables read ({error!r}): "
+            "run the experiment again"
+        ) from None
 
 
 class _Parser(argparse.ArgumentParser):

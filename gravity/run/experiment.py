@@ -277,8 +277,8 @@ def redraw(prepared: Prepared, out_dir: Path | str = Path("figures")) -> Path:
     """`out_dir/NAME.png` drawn again from `out_dir/NAME.json`'s numbers (a restyled figure
     without the hours its runs took). Only for an experiment whose figure reads its numbers
     alone (`Experiment.plots_from_numbers`), and only where the JSON's config is the one
-    `prepared` resolves to; otherwise a one-line ConfigError. Non-finite numbers, stored as
-    null, are drawn as NaN."""
+    `prepared` resolves to; otherwise (or for a JSON that cannot be read) a one-line
+    ConfigError. Nulls inside lists (non-finite array entries) are read back as NaN."""
     chosen, path = prepared.experiment, Path(out_dir) / f"{prepared.name}.json"
     if not chosen.plots_from_numbers:
         raise ConfigError(
@@ -287,7 +287,12 @@ def redraw(prepared: Prepared, out_dir: Path | str = Path("figures")) -> Path:
         )
     if not path.is_file():
         raise ConfigError(f"{path} is missing: `gravity run {chosen.name}` writes it")
-    payload = json.loads(path.read_text())
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{path} cannot be read ({error}): run {chosen.name} again") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("numbers"), dict):
+        raise ConfigError(f"{path} holds no numbers: run {chosen.name} again")
     expected = report.to_jsonable(prepared.report_config())
     if payload.get("config") != expected:
         raise ConfigError(
