@@ -286,7 +286,9 @@ def redraw(prepared: Prepared, out_dir: Path | str = Path("figures")) -> Path:
             f"`gravity run {chosen.name}` draws it (finished sweeps load from the result store)"
         )
     if not path.is_file():
-        raise ConfigError(f"{path} is missing: `gravity run {chosen.name}` writes it")
+        raise ConfigError(
+            f"{path} is missing: `gravity run {chosen.name}` with the same options writes it"
+        )
     try:
         payload = json.loads(path.read_text())
     except (OSError, ValueError) as error:
