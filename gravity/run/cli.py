@@ -65,23 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="list the experiments")
-    verdicts = commands.add_parser(
-        "verdicts", help="the scoreboard: every claim's verdict from figures/NAME.json"
-    )
-    verdicts.add_argument("names", nargs="*", metavar="NAME", help="only these experiments")
-    verdicts.add_argument("--figures", type=Path, default=None, help="where NAME.json lie")
-    verdicts.add_argument("--markdown", action="store_true", help="print a Markdown table")
-    verdicts.add_argument("--readme", type=Path, default=None, help="write the summary into it")
-    verdicts.add_argument("--page", type=Path, default=None, help="write the table into it")
-    costs = commands.add_parser("costs", help="what each figure cost, from figures/NAME.json")
-    costs.add_argument("--figures", type=Path, default=None, help="where NAME.json lie")
-    costs.add_argument("--markdown", action="store_true", help="print a Markdown table")
-    costs.add_argument("--page", type=Path, default=None, help="write the table into it")
-    table = commands.add_parser(
-        "defence-table", help="the defences page's tables, from figures/arena.json"
-    )
-    table.add_argument("--figures", type=Path, default=None, help="where arena.json lies")
-    table.add_argument("--page", type=Path, default=None, help="write the tables into it")
+    _add_table_commands(commands)
     chosen = _Parser(add_help=False)
     chosen.add_argument("name", nargs="?", help="an experiment name (see `gravity list`)")
     chosen.add_argument("--quick", action="store_true", help="the small default size")
@@ -122,6 +106,27 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cpus-per-job", type=int, default=1, help="CPUs per Slurm job")
     run.add_argument("--no-wait", action="store_true", help="submit, then `collect` later")
     return parser
+
+
+def _add_table_commands(commands) -> None:
+    """`verdicts`, `costs` and `defence-table`: tables read from the committed figures' JSON."""
+    verdicts = commands.add_parser(
+        "verdicts", help="the scoreboard: every claim's verdict from figures/NAME.json"
+    )
+    verdicts.add_argument("names", nargs="*", metavar="NAME", help="only these experiments")
+    verdicts.add_argument("--figures", type=Path, default=None, help="where NAME.json lie")
+    verdicts.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    verdicts.add_argument("--readme", type=Path, default=None, help="write the summary into it")
+    verdicts.add_argument("--page", type=Path, default=None, help="write the table into it")
+    costs = commands.add_parser("costs", help="what each figure cost, from figures/NAME.json")
+    costs.add_argument("--figures", type=Path, default=None, help="where NAME.json lie")
+    costs.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    costs.add_argument("--page", type=Path, default=None, help="write the table into it")
+    table = commands.add_parser(
+        "defence-table", help="the defences page's tables, from figures/arena.json"
+    )
+    table.add_argument("--figures", type=Path, default=None, help="where arena.json lies")
+    table.add_argument("--page", type=Path, default=None, help="write the tables into it")
 
 
 def writable_folder(path: Path, field: str = "--out", private: bool = False) -> Path:

@@ -291,13 +291,8 @@ def page_tables(figures_dir: Path) -> str:
         ) from None
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise ConfigError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="gravity defence-table", description=__doc__.split("\n")[0])
+    parser = verdicts._Parser(prog="gravity defence-table", description=__doc__.split("\n")[0])
     parser.add_argument("--figures", type=Path, default=FIGURES, help="where arena.json lies")
     parser.add_argument("--page", type=Path, default=None, help="write the tables into it")
     return parser
