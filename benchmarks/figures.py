@@ -52,8 +52,12 @@ BEFORE_HISTORIES = {
 }
 """The baseline's histories per full-size figure (its JSONs do not record them): the "before"
 column of the README's figure table at ff78d03, 3,576 in all."""
-CLI = {"current": "gravity.run.cli", "baseline": "gravity.cli"}
-"""Each engine's command-line module (the CLI moved into gravity.run since the baseline)."""
+
+
+def cli_module(tree: Path) -> str:
+    """The tree's command-line module: `gravity.run.cli`, or `gravity.cli` before it moved
+    (8526419). A tree with the moved CLI also has the `--set` knobs of `PRE_TREE`."""
+    return "gravity.run.cli" if (tree / "gravity" / "run" / "cli.py").exists() else "gravity.cli"
 
 
 def worktree(repo: Path, commit: str, into: Path) -> Path:
@@ -66,12 +70,14 @@ def worktree(repo: Path, commit: str, into: Path) -> Path:
     return into
 
 
-def command(engine: str, name: str, out: Path, quick: bool) -> list[str]:
-    """`gravity run NAME` of an engine (`--quick`: both at their small default, a smoke run),
-    its figure written under `out`."""
-    args = [sys.executable, "-m", CLI[engine], "run", name, "--out", str(out), "--no-progress"]
+def command(tree: Path, name: str, out: Path, quick: bool) -> list[str]:
+    """`gravity run NAME` of the engine checked out at `tree` (`--quick`: at its small default, a
+    smoke run), its figure written under `out`; an engine with the `--set` knobs runs at the
+    pre-tree content (`PRE_TREE`), so two such engines compare at the same content too."""
+    cli = cli_module(tree)
+    args = [sys.executable, "-m", cli, "run", name, "--out", str(out), "--no-progress"]
     args += ["--quick"] if quick else []
-    for assignment in PRE_TREE.get(name, ()) if engine == "current" else ():
+    for assignment in PRE_TREE.get(name, ()) if cli == "gravity.run.cli" else ():
         args += ["--set", assignment]
     return args
 
@@ -123,7 +129,7 @@ def time_figures(
             for name in names:
                 for engine, tree in trees.items():
                     out = scratch / f"figures-{engine}-{cache}"
-                    args = command(engine, name, out, quick)
+                    args = command(tree, name, out, quick)
                     row = timed_run(tree, args, caches[engine], scratch)
                     row |= {"engine": engine, "figure": name, "cache": cache}
                     row["histories"] = histories(out, name)

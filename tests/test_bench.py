@@ -122,16 +122,22 @@ def test_the_roofline_row_bounds_the_step_by_its_flops_or_its_bytes():
     assert "| mlp | 1 |" in roofline.table({"rows": {"mlp": [row]}})
 
 
-def test_the_figure_timer_runs_this_engine_at_the_baselines_content():
-    """Each engine's own CLI; this engine's figure with the `--set`s that switch off what was
-    added after the baseline (so both run the same science); the table's ratio is before/now."""
+def test_the_figure_timer_runs_this_engine_at_the_baselines_content(tmp_path):
+    """Each engine's own CLI (read from its tree); an engine with the `--set` knobs runs with
+    those that switch off what was added after the baseline (so both run the same science);
+    the table's ratio is before/now."""
     from benchmarks import figures
 
-    now = figures.command("current", "blocking", Path("out"), quick=False)
-    before = figures.command("baseline", "blocking", Path("out"), quick=False)
+    new, old = tmp_path / "new", tmp_path / "old"
+    (new / "gravity" / "run").mkdir(parents=True)
+    (new / "gravity" / "run" / "cli.py").touch()
+    (old / "gravity").mkdir(parents=True)
+    (old / "gravity" / "cli.py").touch()
+    now = figures.command(new, "blocking", Path("out"), quick=False)
+    before = figures.command(old, "blocking", Path("out"), quick=False)
     assert now[1:3] == ["-m", "gravity.run.cli"] and before[1:3] == ["-m", "gravity.cli"]
     assert now[now.index("--set") + 1] == "dose_strengths=" and "--set" not in before
-    assert "--quick" in figures.command("baseline", "erosion", Path("out"), quick=True)
+    assert "--quick" in figures.command(old, "erosion", Path("out"), quick=True)
     assert set(figures.PRE_TREE) <= set(figures.FIGURES) == set(figures.BEFORE_HISTORIES)
     runs = [
         {"figure": f, "cache": "cold", "engine": e, "wall_s": w, "histories": 160}
