@@ -7,14 +7,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from gravity.engine.history import (
     HistorySpec,
     Knobs,
     PhaseSpec,
-    record_points,
     repeat_knobs,
     run_histories,
     run_history,
@@ -323,31 +320,3 @@ def test_behaviour_on_hand_set_weights_is_exact():
     task_labels = np.asarray(probes.task.labels)
     np.testing.assert_allclose(metrics["task_accuracy"], np.mean(task_labels == 2), rtol=1e-6)
     np.testing.assert_allclose(metrics["task_loss"], -np.log(p[task_labels]).mean(), rtol=1e-5)
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    steps=st.integers(1, 300),
-    dense=st.integers(0, 40),
-    n_records=st.integers(1, 12),
-    cuts=st.lists(st.floats(0, 1), max_size=5),
-)
-def test_record_points_train_every_step_once_and_measure_every_record(
-    steps, dense, n_records, cuts
-):
-    """The phase loop's plan: each step trained exactly once, in order; every record step and
-    snapshot a point (measured before training on); the last point the phase's end, training
-    nothing; each segment ends at a snapshot or the end."""
-    snapshots = tuple(sorted({max(1, round(c * steps)) for c in cuts}))
-    phase = PhaseSpec(
-        "p", "benign", steps, 8, dense_steps=dense, n_records=n_records, snapshots=snapshots
-    )
-    segments = record_points(phase)
-    bounds = np.concatenate(segments)
-    np.testing.assert_array_equal(bounds[1:, 0], bounds[:-1, 1])
-    assert bounds[0, 0] == 0 and tuple(bounds[-1]) == (steps, steps)
-    assert np.all(bounds[:-1, 1] > bounds[:-1, 0])
-    points = bounds[:, 0]
-    assert set(phase.record_steps) <= set(points) and set(snapshots) <= set(points) | {steps}
-    assert set(points) <= set(phase.record_steps) | set(snapshots)
-    assert [int(s[-1, 1]) for s in segments] == sorted({*snapshots, steps})

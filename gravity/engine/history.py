@@ -13,10 +13,9 @@ phase, and `run_history(..., start=trunk)` continues it, exactly as the straight
 - every phase has its own optimizer state, started fresh, so the state at a phase boundary
   (parameters, the anchors theta_P / theta_H / theta_S, the probes) is all a continuation needs.
 
-Inside a phase: one `lax.scan` per segment (segments end at the phase's parameter snapshots)
-over its record points, a static schedule (every step early in benign phases, where reversion
-happens, log-spaced after): measure, then train to the next point (`record_points`), so the
-program holds one copy of the measurement and `jax.vmap` runs many seeds and knob values at once.
+Inside a phase: one `lax.scan` per segment (segments end at the phase's parameter snapshots),
+metrics recorded by `lax.cond` at a static schedule (every step early in benign phases, where
+reversion happens, log-spaced after), so `jax.vmap` runs many seeds and knob values at once.
 """
 
 from __future__ import annotations
@@ -293,10 +292,7 @@ def _where(active, hooked, plain):
 
 
 def _run_phase(net, spec, phase: PhaseSpec, knobs, key, state, reversion):
-    """Train one phase, its metrics measured at the record steps by the one copy of the
-    measurement in the program: a `lax.scan` per segment between snapshots over the segment's
-    record points, each measuring first and then training up to the next point (a
-    `lax.fori_loop`); the last segment ends with a point that trains nothing (the phase's end).
+    """Train one phase: a `lax.scan` per segment between snapshots, metrics at record steps.
 
     Returns (params, metrics at the record steps, extras, finite, snapshots (S, ...) or None).
     """
@@ -305,9 +301,15 @@ def _run_phase(net, spec, phase: PhaseSpec, knobs, key, state, reversion):
     guard = _defence_states(net, spec, phase, knobs, key, state, reversion)
     update = _loss_and_update(net, spec, phase, knobs, state, reversion, optimizer)
     measure = _measurement(net, spec, phase, state, reversion)
+    record = np.zeros(phase.steps + 1, dtype=bool)
+    record[phase.record_steps] = True
 
-    def train_step(t, carry):
-        p, opt_state, carried, losses = carry
+    def skip(p):
+        return jax.tree.map(jnp.zeros_like, jax.eval_shape(measure, p))
+
+    def step(carry, xs):
+        p, opt_state, carried = carry
+        t, do_record = xs
         guard_t, carried = _advance(guard, carried, p, t)
         step_key = jax.random.fold_in(key, t)
         batch = world.sample(knobs.world, phase.data, step_key, phase.batch_size)
@@ -316,49 +318,31 @@ def _run_phase(net, spec, phase: PhaseSpec, knobs, key, state, reversion):
             hooked = defence.batch(ctx, world, knobs.world, defence_key, batch, strength)
             batch = _where(active, hooked, batch)
         p, opt_state, task_loss = update(p, opt_state, batch, guard_t)
-        return p, opt_state, carried, losses.at[t].set(task_loss)
-
-    def point(carry, bounds):
-        begin, end = bounds
-        measured = measure(carry[0])
-        return jax.lax.fori_loop(begin, end, train_step, carry), measured
+        return (p, opt_state, carried), (task_loss, jax.lax.cond(do_record, measure, skip, p))
 
     carried = tuple(d.carry(ctx, state.params) for d, ctx, _, _ in guard)
-    losses = jnp.zeros(phase.steps, jnp.float32)
-    carry = (state.params, optimizer.init(state.params), carried, losses)
-    segments = record_points(phase)
-    recorded, snapshots = [], []
-    for bounds in segments:
-        carry, measured = jax.lax.scan(point, carry, jnp.asarray(bounds, jnp.int32))
-        recorded.append(measured)
-        if bounds[-1, 1] in phase.snapshots:
+    carry = (state.params, optimizer.init(state.params), carried)
+    ends = sorted({*phase.snapshots, phase.steps})
+    losses, recorded, snapshots, begin = [], [], [], 0
+    for end in ends:
+        xs = (jnp.arange(begin, end), jnp.asarray(record[begin + 1 : end + 1]))
+        carry, (segment_losses, segment_records) = jax.lax.scan(step, carry, xs)
+        losses.append(segment_losses)
+        recorded.append(segment_records)
+        if end in phase.snapshots:
             snapshots.append(carry[0])
-    params, losses = carry[0], carry[3]
+        begin = end
+    params = carry[0]
     for defence, ctx, active, strength in guard:
         params = _where(active, defence.edit(params, ctx, strength), params)
-    points = np.concatenate([bounds[:, 0] for bounds in segments])
-    kept = np.searchsorted(points, phase.record_steps)
-    metrics, extras = jax.tree.map(lambda *xs: jnp.concatenate(xs)[kept], *recorded)
-    metrics["train_loss"] = jnp.concatenate([jnp.full((1,), jnp.nan), losses])[phase.record_steps]
+    kept = phase.record_steps
+    initial = jax.tree.map(lambda a: a[None], measure(state.params))
+    metrics, extras = jax.tree.map(lambda *xs: jnp.concatenate(xs)[kept], initial, *recorded)
+    losses = jnp.concatenate(losses)
+    metrics["train_loss"] = jnp.concatenate([jnp.full((1,), jnp.nan), losses])[kept]
     finite = jnp.all(jnp.isfinite(losses)) & _all_finite(params)
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *snapshots) if snapshots else None
     return params, metrics, extras, finite, stacked
-
-
-def record_points(phase: PhaseSpec) -> list[np.ndarray]:
-    """Where a phase's loop measures: per segment between snapshots, (K, 2) step bounds
-    [begin, end): the measurement at `begin` (after `begin` updates), then the updates begin to
-    end - 1. The points are the record steps, each segment's start (a snapshot, measured and
-    dropped when it is not a record step) and, last, the phase's end with no update after it."""
-    cuts = sorted({0, *phase.snapshots, phase.steps})
-    records = phase.record_steps
-    segments = []
-    for begin, end in zip(cuts[:-1], cuts[1:], strict=False):
-        inside = records[(records > begin) & (records < end)]
-        starts = np.concatenate([[begin], inside])
-        segments.append(np.stack([starts, np.append(starts[1:], end)], axis=-1))
-    segments[-1] = np.concatenate([segments[-1], [[phase.steps, phase.steps]]])
-    return segments
 
 
 def _advance(guard, carried, params, step):
@@ -555,7 +539,6 @@ __all__ = [
     "init_state",
     "make_optimizer",
     "phase_optimizer",
-    "record_points",
     "repeat_knobs",
     "run_histories",
     "run_history",

@@ -3,10 +3,9 @@
 The digits teacher (`gravity.engine.digits.train_teacher`) and every distilled student
 (`gravity.engine.distill.distill`) train the same way: batch i is drawn from `fold_in(key, i)`, one
 gradient of the batch's loss, one optimizer update. `train` is that loop once, with records:
-the steps run in `n_records` equal intervals (a `lax.fori_loop` per interval, inside a
-`lax.scan` over them), `evaluate(params)` is recorded before the first step and after every
-interval by one copy of it in the program (each interval measures first; one more, with no
-steps, measures the end), and a vmapped student records its metrics without a `lax.cond`.
+the steps run in `n_records` equal intervals (an inner `lax.scan` per interval, inside an outer
+one), `evaluate(params)` is recorded before the first step and after every interval, so a
+vmapped student records its metrics without a `lax.cond` per step.
 
 The phases of a history (`gravity.engine.history.run_phases`) have their own loop: their batches
 come from a world, their objectives compare against the history's anchors and their defences hook
@@ -62,22 +61,20 @@ def train(
     evaluate = evaluate or (lambda p: {})
     per_record = steps // n_records
 
-    def step(index, carry):
-        p, opt_state, losses = carry
+    def step(carry, index):
+        p, opt_state = carry
         batch = sample(jax.random.fold_in(key, index))
         value, grads = jax.value_and_grad(loss)(p, batch)
         updates, opt_state = optimizer.update(grads, opt_state, p)
-        return optax.apply_updates(p, updates), opt_state, losses.at[index].set(value)
+        return (optax.apply_updates(p, updates), opt_state), value
 
     def interval(carry, record):
-        measured = evaluate(carry[0])
-        end = jnp.minimum(record + 1, n_records) * per_record
-        return jax.lax.fori_loop(record * per_record, end, step, carry), measured
+        carry, losses = jax.lax.scan(step, carry, record * per_record + jnp.arange(per_record))
+        return carry, (losses, evaluate(carry[0]))
 
-    value = jax.eval_shape(lambda: loss(params, sample(jax.random.fold_in(key, 0))))
-    carry = (params, optimizer.init(params), jnp.zeros((steps, *value.shape), value.dtype))
-    (params, _, losses), records = jax.lax.scan(interval, carry, jnp.arange(n_records + 1))
-    losses = losses.reshape(n_records, per_record, *value.shape)
+    carry = (params, optimizer.init(params))
+    (params, _), (losses, later) = jax.lax.scan(interval, carry, jnp.arange(n_records))
+    records = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), evaluate(carry[0]), later)
     return Trained(params, losses, records)
 
 
