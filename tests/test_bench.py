@@ -150,4 +150,32 @@ def test_the_figure_timer_runs_this_engine_at_the_baselines_content(tmp_path):
     result = figures.summarise([{**r, "others_cores": 0.0} for r in runs], "now", "before", False)
     assert result["totals"] == {"current_cold_s": 50.0, "baseline_cold_s": 150.0, "cold_figures": 1}
     assert result["speedup"] == {"cold": 3.0}
-    assert "| erosion | cold | 160 / 160 | 50.0 | 150.0 | 3.00x |" in figures.table(result)
+    assert "| erosion | 160 / 160 | 50.0 | 150.0 | 3.00x |" in figures.table(result)
+    warm = [{**r, "cache": "warm", "wall_s": r["wall_s"] / 2} for r in runs]
+    result = figures.summarise([{**r, "others_cores": 0.0} for r in runs + warm], "n", "b", False)
+    assert result["speedup"] == {"cold": 3.0, "warm": 3.0}
+    assert "| erosion | 160 / 160 | 50.0 | 150.0 | 3.00x | 25.0 | 75.0 | 3.00x |" in figures.table(
+        result
+    )
+
+
+def test_the_figure_table_is_written_from_a_results_json_with_one_line_errors(tmp_path, capsys):
+    from benchmarks import figures
+
+    runs = [
+        {"figure": "erosion", "cache": "cold", "engine": e, "wall_s": w, "histories": 160}
+        for e, w in (("current", 50.0), ("baseline", 150.0))
+    ]
+    source = tmp_path / "figures.json"
+    result = figures.summarise([{**r, "others_cores": 0.0} for r in runs], "now", "before", False)
+    source.write_text(json.dumps(result))
+    page = tmp_path / "page.md"
+    page.write_text("intro\n" + "\nSTALE TABLE\n".join(figures.PAGE_MARKERS) + "\nafter\n")
+    assert figures.main(["--from", str(source), "--page", str(page)]) == 0
+    text = page.read_text()
+    assert figures.table(result) in text and "STALE TABLE" not in text and text.endswith("after\n")
+    assert figures.main(["--from", str(tmp_path / "missing.json")]) == 2
+    page.write_text("no markers\n")
+    assert figures.main(["--from", str(source), "--page", str(page)]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and all(e.startswith("benchmarks.figures: ") for e in errors)

@@ -79,6 +79,22 @@ def test_the_performance_page_holds_the_generated_cost_table():
     assert text == expected, "the cost table is stale: gravity costs --page docs/performance.md"
 
 
+def test_the_performance_page_holds_the_six_figures_timed_table():
+    import json
+
+    from benchmarks import figures
+    from gravity.run import verdicts
+
+    page = ROOT / "docs" / "performance.md"
+    text = page.read_text()
+    result = json.loads((ROOT / "benchmarks" / "results" / "figures.json").read_text())
+    expected = verdicts.with_table(text, figures.table(result), figures.PAGE_MARKERS)
+    assert text == expected, (
+        "the six figures' table is stale: python -m benchmarks.figures --from "
+        "benchmarks/results/figures.json --page docs/performance.md"
+    )
+
+
 def test_the_defences_page_holds_the_generated_arena_tables():
     from gravity.run import defence_table, verdicts
 
