@@ -250,6 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"benchmarks.figures: --only = {unknown} is invalid: from {FIGURES}", file=sys.stderr)
         return 2
+    if args.page is not None:  # before an hour of timing, not after it
+        try:
+            show_on_page({"runs": [], "speedup": {}, "totals": {}}, args.page, dry_run=True)
+        except (OSError, ValueError) as error:
+            print(f"benchmarks.figures: {args.page}: {error}", file=sys.stderr)
+            return 2
     repo = Path(__file__).resolve().parent.parent
     name = "figures-quick.json" if args.quick else "figures.json"
     out = args.out or repo / "benchmarks" / "results" / name
@@ -266,12 +272,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def show(result: dict, page: Path | None) -> int:
     """Print the table, and write it between `PAGE_MARKERS` in `page` when given."""
-    from gravity.run import verdicts
-
     if page is not None:
-        page.write_text(verdicts.with_table(page.read_text(), table(result), PAGE_MARKERS))
+        show_on_page(result, page)
     print(table(result))
     return 0
+
+
+def show_on_page(result: dict, page: Path, dry_run: bool = False) -> None:
+    """Write the table between `PAGE_MARKERS` in `page` (`dry_run`: only check that it can);
+    OSError or ValueError (ConfigError) when the page is missing or lacks the markers."""
+    from gravity.run import verdicts
+
+    text = verdicts.with_table(page.read_text(), table(result), PAGE_MARKERS)
+    if not dry_run:
+        page.write_text(text)
 
 
 if __name__ == "__main__":

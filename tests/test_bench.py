@@ -177,5 +177,6 @@ def test_the_figure_table_is_written_from_a_results_json_with_one_line_errors(tm
     assert figures.main(["--from", str(tmp_path / "missing.json")]) == 2
     page.write_text("no markers\n")
     assert figures.main(["--from", str(source), "--page", str(page)]) == 2
+    assert figures.main(["--page", str(page)]) == 2  # refused before any timing
     errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 2 and all(e.startswith("benchmarks.figures: ") for e in errors)
+    assert len(errors) == 3 and all(e.startswith("benchmarks.figures: ") for e in errors)
