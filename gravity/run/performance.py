@@ -31,7 +31,11 @@ Tried on the engine and not adopted (same machine, paired runs in one process):
   over N = 64 / 8): merged-head einsums 73.3 / 11.7 ms and fused QKV 72.0 / 10.0 ms a step against
   Flax's `MultiHeadAttention`'s 65.6 / 8.8 ms; not adopted. Adopted, off by default: the last
   block at the readout position only (`ModelConfig.readout_only`), 49.0 -> 32.2 ms at N = 64
-  and 5.33 -> 4.00 ms at N = 8 (`benchmarks/results/roofline.json`).
+  and 5.33 -> 4.00 ms at N = 8 (`benchmarks/results/roofline.json`). Switched on in the
+  presets (session 12, not committed): quick numbers moved by up to 5.7e-5 (reversion's
+  un-refuse effect size) and 1.5e-6 (overlap's step-1 alignment), over 1e-6, so adopting it
+  means regenerating those figures; whole figures at full size, cold: blocking 1.31x, erosion
+  1.13x faster.
 - one copy of the measurement per phase program (#25 items 3 and 4): each phase a `lax.scan`
   over its record points that measures and then trains to the next point in a
   `lax.fori_loop`, so the record at step 0 is no longer a second copy outside the loop and no
