@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from benchmarks.machine import Contention, machine_info
+from gravity.run import verdicts
 
 BASELINE = "8526419"
 """The engine before histories were trees: the commit the README's "before" column was timed at."""
@@ -198,9 +199,8 @@ def table(result: dict) -> str:
     for cache in caches:
         head += [f"now s ({cache})", f"before s ({cache})", f"ratio ({cache})"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    names = dict.fromkeys(r["figure"] for r in result["runs"])
-    histories = [0, 0]
-    for name in names:
+    histories, rows = [0, 0], 0
+    for name in dict.fromkeys(r["figure"] for r in result["runs"]):
         pairs = [(by.get((name, c, "current")), by.get((name, c, "baseline"))) for c in caches]
         if not pairs or None in pairs[0]:
             continue
@@ -214,9 +214,10 @@ def table(result: dict) -> str:
             ratio = before["wall_s"] / now["wall_s"]
             cells += [f"{now['wall_s']:,.1f}", f"{before['wall_s']:,.1f}", f"{ratio:.2f}x"]
         lines.append("| " + " | ".join(cells) + " |")
+        rows += 1
     totals = result["totals"]
     cells = [
-        "**all six**" if len(names) == 6 else "**all**",
+        "**all six**" if rows == len(FIGURES) else "**all**",
         f"{histories[0]:,} / {histories[1]:,}",
     ]
     for cache in caches:
@@ -250,9 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"benchmarks.figures: --only = {unknown} is invalid: from {FIGURES}", file=sys.stderr)
         return 2
-    if args.page is not None:  # before an hour of timing, not after it
+    if args.page is not None:  # the page's markers checked before an hour of timing
         try:
-            show_on_page({"runs": [], "speedup": {}, "totals": {}}, args.page, dry_run=True)
+            verdicts.with_table(args.page.read_text(), "", PAGE_MARKERS)
         except (OSError, ValueError) as error:
             print(f"benchmarks.figures: {args.page}: {error}", file=sys.stderr)
             return 2
@@ -271,21 +272,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def show(result: dict, page: Path | None) -> int:
-    """Print the table, and write it between `PAGE_MARKERS` in `page` when given."""
+    """Print the table, and write it between `PAGE_MARKERS` in `page` when given (OSError or
+    ValueError when the page is missing or lacks the markers)."""
     if page is not None:
-        show_on_page(result, page)
+        page.write_text(verdicts.with_table(page.read_text(), table(result), PAGE_MARKERS))
     print(table(result))
     return 0
-
-
-def show_on_page(result: dict, page: Path, dry_run: bool = False) -> None:
-    """Write the table between `PAGE_MARKERS` in `page` (`dry_run`: only check that it can);
-    OSError or ValueError (ConfigError) when the page is missing or lacks the markers."""
-    from gravity.run import verdicts
-
-    text = verdicts.with_table(page.read_text(), table(result), PAGE_MARKERS)
-    if not dry_run:
-        page.write_text(text)
 
 
 if __name__ == "__main__":

@@ -41,12 +41,13 @@ Tried on the engine and not adopted (same machine, paired runs in one process):
   `lax.fori_loop`, so the record at step 0 is no longer a second copy outside the loop and no
   step carries a `lax.cond` or a zero-filled record (27af61f). Every quick number of the 15
   experiments equal to 4.3e-8 (13 bitwise), but compile of the standard transformer history
-  (N = 16, empty cache) only 16.0 -> 15.0 s (MLP 6.7 -> 6.5 s), and the six quick figures, cold,
-  side by side with the commit before (`python -m benchmarks.figures --baseline 20ddeae
-  --quick`): 307.9 s against 298.7 s, 0.97x; reversion, whose benign phase records every step
-  (a loop of one step per point), 120.7 s against 112.3 s. Reverted. (A trivial measurement in
-  place of the real one, both copies in all four phases, compiles that history in 10.2 s: the
-  measurement is a third of its compile, but halving its copies saved 1 s, not 3.)
+  (N = 16, empty cache, one run each) only 16.0 -> 15.0 s (MLP 6.7 -> 6.5 s), and the six quick
+  figures, cold, side by side with the commit before (`python -m benchmarks.figures
+  --baseline 20ddeae --quick`): 307.9 s against 298.7 s, 0.97x; reversion, whose benign phase
+  records every step (a loop of one step per point), 120.7 s against 112.3 s. Reverted. (A
+  trivial measurement in place of the real one, both copies in all four phases, compiles that
+  history in 10.2 s: the measurement is a third of its compile, but halving its copies saved 1
+  s, not 3.)
 - one training loop for both kinds of `reversion`'s witnesses (the control witnesses and the
   un-refuse witnesses, a phase of the witness's size each, differing in data only): measured,
   not built. Leaving the un-refuse witnesses out of the quick program saves 6.3 s (MLP, 21.3 ->
