@@ -39,12 +39,13 @@ BASELINE = "8526419"
 """The engine before histories were trees: the commit the README's "before" column was timed at."""
 FIGURES = ("erosion", "reversion", "blocking", "basin_depth", "metastability", "overlap")
 PRE_TREE = {
-    "reversion": ("regime_seeds=0",),
+    "reversion": ("regime_seeds=0", "worlds=main", "arms=benign", "witnesses=false"),
     "blocking": ("dose_strengths=",),
     "basin_depth": ("safety_data=mixed",),
 }
 """`--set` arguments that give this engine's figure the content it had at the baseline: the
-paper-regime grid, the dose branches and the hazard-only safety arm, added after it, left out."""
+paper-regime grid, reversion's control worlds, same-basis control arms and witnesses, the dose
+branches and the hazard-only safety arm, added after it, left out."""
 BEFORE_HISTORIES = {
     "erosion": 160,
     "reversion": 32,

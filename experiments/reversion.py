@@ -82,6 +82,13 @@ paper's two figures in that cell (alignment against step with the paper's points
 harm, baseline against blocked): the isotropic p99 and the same-basis null of the overlap-0 branch
 at the fitted depth (a control fine-tuning from the same theta_S; that sweep keeps the background
 rate).
+
+What runs can be cut down (`--set`), for a fast look or to time this figure at the content it
+had before the controls were added (`benchmarks.figures`): `worlds` (the main world first, then
+any of the control worlds), `arms` (the benign run first, then any of the same-basis control
+fine-tunings) and `witnesses` (false: neither kind of witness is trained). The numbers, bands
+and null lines of what was not run are left out of the JSON and the figure, so `gravity
+verdicts` refuses that JSON as lacking them rather than judging a claim without its control.
 """
 
 from __future__ import annotations
@@ -106,6 +113,7 @@ from gravity.instruments.readout import alignment_at, harm_at, means_at
 from gravity.instruments.stats import mean_sd, spearman_by_step
 from gravity.run import plotting, sweep
 from gravity.run.experiment import Experiment
+from gravity.validation import check
 
 NAME = "reversion"
 DEFINITIONS = ("stacked", "mean", "trajectory_pca", "from_pretrained")
@@ -148,6 +156,17 @@ class Config(presets.StandardConfig):
     regime_seeds: int = 8
     regime_overlaps: tuple[float, ...] = REGIME_OVERLAPS
     regime_depths: tuple[int, ...] = REGIME_DEPTHS
+    worlds: tuple[str, ...] = tuple(WORLDS)
+    arms: tuple[str, ...] = tuple(ARMS)
+    witnesses: bool = True
+
+    def __post_init__(self):
+        for field, names in (("worlds", WORLDS), ("arms", ARMS)):
+            chosen, first = tuple(getattr(self, field)), next(iter(names))
+            valid = chosen[:1] == (first,) and len(set(chosen)) == len(chosen)
+            allowed = f"{first!r} first, then any of {', '.join(list(names)[1:])}, each once"
+            check(valid and set(chosen) <= set(names), field, allowed, getattr(self, field))
+        check(isinstance(self.witnesses, bool), "witnesses", "true or false", self.witnesses)
 
 
 def quick(config: Config) -> Config:
@@ -299,23 +318,36 @@ def other_world(res: sweep.SweepResult, name: str, spec) -> dict:
     its benign drift beyond the un-refuse directions against its own same-basis control."""
     knobs = dataclasses.replace(_DEFAULT, **WORLDS[name])
     world = res.select(world=name, arm="benign")
-    witnesses = control_witness_null(world, spec.drift_snapshots)["control_witness"]
-    control = res.select(world=name, arm="control")
-    return {
+    numbers = {
         "hazard_rate": knobs.hazard_rate,
         "harm_prob": knobs.harm_prob,
         "pretrain_refuse_mass": knobs.hazard_rate * (1.0 - knobs.harm_prob),
         **readout.harm_and_alignment(world, spec.phases[-1].steps),
-        "null_p99_control_witness": witnesses["alignment_p99"],
-        "alignment_at_kept_steps": witnesses["alignment_v_rev"],
-        "unrefuse_witness": unrefuse_summary(world, control, spec.drift_snapshots),
     }
+    if witnessed(res):
+        witnesses = control_witness_null(world, spec.drift_snapshots)["control_witness"]
+        numbers["null_p99_control_witness"] = witnesses["alignment_p99"]
+        numbers["alignment_at_kept_steps"] = witnesses["alignment_v_rev"]
+    if witnessed(res) and "control" in ran(res, "arm"):
+        control = res.select(world=name, arm="control")
+        numbers["unrefuse_witness"] = unrefuse_summary(world, control, spec.drift_snapshots)
+    return numbers
+
+
+def ran(res: sweep.SweepResult, axis: str) -> list[str]:
+    """The worlds or arms this result holds (all of them unless `--set` cut them down)."""
+    return [str(value) for value in res.axis_values(axis)]
+
+
+def witnessed(res: sweep.SweepResult) -> bool:
+    """Whether the witnesses were trained (`witnesses`), their cosines among the outputs."""
+    return any(name.startswith("control_witness/") for name in res.arrays)
 
 
 def summarise_model(res: sweep.SweepResult, spec) -> dict:
     """The JSON numbers of one model family (runs that diverged are excluded and named): the
     main world's benign run against its nulls, the same-basis control fine-tunings, the control
-    witnesses and the control worlds."""
+    witnesses and the control worlds (those that ran: the config can leave them out)."""
     main = res.select(world="main", arm="benign")
     last = spec.phases[-1].steps
     steps = [t for t in (1, 20, last) if t in main.record_steps(ALIGNMENT)]
@@ -328,12 +360,18 @@ def summarise_model(res: sweep.SweepResult, spec) -> dict:
     numbers["pretrain_refuse_mass"] = REFUSE_MASS
     numbers["n_seeds"] = int((~main.diverged).sum())
     numbers["diverged_runs"] = np.flatnonzero(main.diverged).tolist()
-    control, background = (res.select(world="main", arm=a) for a in list(ARMS)[1:])
-    numbers.update(nulls.same_basis_nulls(main, control, last))
-    numbers["same_basis_background"] = nulls.same_basis_nulls(main, background, last)
-    numbers.update(control_witness_null(main, spec.drift_snapshots))
-    numbers["unrefuse_witness"] = unrefuse_summary(main, control, spec.drift_snapshots)
-    numbers["controls"] = {name: other_world(res, name, spec) for name in list(WORLDS)[1:]}
+    arms = ran(res, "arm")
+    if "control" in arms:
+        numbers.update(nulls.same_basis_nulls(main, res.select(world="main", arm="control"), last))
+    if "control_background" in arms:
+        background = res.select(world="main", arm="control_background")
+        numbers["same_basis_background"] = nulls.same_basis_nulls(main, background, last)
+    if witnessed(res):
+        numbers.update(control_witness_null(main, spec.drift_snapshots))
+    if witnessed(res) and "control" in arms:
+        control = res.select(world="main", arm="control")
+        numbers["unrefuse_witness"] = unrefuse_summary(main, control, spec.drift_snapshots)
+    numbers["controls"] = {name: other_world(res, name, spec) for name in ran(res, "world")[1:]}
     return numbers
 
 
@@ -372,6 +410,7 @@ def world_bands(res: sweep.SweepResult, metric: str, prefix: str = "") -> list:
     return [
         bands(res, [(metric, prefix + label.split(" (")[0] if prefix else label, *style)], name)[0]
         for name, (*style, label) in WORLD_STYLE.items()
+        if name in ran(res, "world")
     ]
 
 
@@ -380,20 +419,27 @@ def plot_alignment(ax, steps, res, n: dict, model: str) -> None:
     witnesses (at the kept steps) and the paper's points."""
     v_rev = ("alignment", "cos(drift, v_rev)", plotting.COLORS[model], "-")
     plotting.mean_bands(ax, steps, bands(res, [v_rev]))
-    plotting.null_lines(ax, [(n[name], *style) for name, style in NULL_STYLE.items()])
-    control = ("alignment", "control fine-tuning, truly disjoint", "#2ca02c", ":")
-    plotting.mean_bands(ax, steps, bands(res, [control], arm="control"))
-    found = n["control_witness"]
+    nulls_run = [(n[name], *style) for name, style in NULL_STYLE.items() if name in n]
+    plotting.null_lines(ax, nulls_run)
+    if "control" in ran(res, "arm"):
+        control = ("alignment", "control fine-tuning, truly disjoint", "#2ca02c", ":")
+        plotting.mean_bands(ax, steps, bands(res, [control], arm="control"))
+    if "control_witness" in n:
+        plot_witnesses(ax, n["control_witness"])
+    plotting.published_points(ax, PAPER_POINTS)
+    title = f"{model}: alignment with v_rev"
+    plotting.finish(ax, STEP, "alignment", title, fontsize=6, loc="lower right")
+    ax.set_ylim(-0.2, 1.0)
+
+
+def plot_witnesses(ax, found: dict) -> None:
+    """The benign drift's cosine with the control witnesses at the kept steps, and their p99."""
     plotting.null_lines(ax, [(found["alignment_p99"], "control-witness null p99", "#e377c2", "--")])
     by_step = [entry["control_witness"] for entry in found["by_step"]]
     label = "cos(drift, control witness)"
     plotting.stats_errorbar(
         ax, found["steps"], by_step, ls="none", color="#e377c2", ms=3.5, capsize=2, label=label
     )
-    plotting.published_points(ax, PAPER_POINTS)
-    title = f"{model}: alignment with v_rev"
-    plotting.finish(ax, STEP, "alignment", title, fontsize=6, loc="lower right")
-    ax.set_ylim(-0.2, 1.0)
 
 
 def plot_answers(ax, steps, res, n: dict) -> None:
@@ -416,7 +462,7 @@ def plot_specificity(ax, steps, res, model: str) -> None:
     """Alignment on hazardous, matched benign and hazard-specific probes, and in control worlds."""
     hazardous = ("alignment", "hazardous probes", plotting.COLORS[model], "-")
     lines = [*bands(res, [hazardous, *PROBE_STYLE]), *world_bands(res, "alignment")]
-    title = "specificity controls, control worlds"
+    title = "specificity controls" + (", control worlds" if len(ran(res, "world")) > 1 else "")
     plotting.band_panel(ax, steps, lines, STEP, "cos with v_rev", title, ylim=(-0.2, 1), fontsize=6)
 
 
@@ -504,7 +550,7 @@ def plot_regime(row, res: sweep.SweepResult, found: dict, config: Config) -> Non
 def sweeps(config: Config) -> dict[str, sweep.Sweep]:
     """Per model: the three worlds (a vmapped trunk axis), each seed's theta_S branching into the
     benign run and the two same-basis control fine-tunings; the control witnesses once per
-    trunk inside the same program."""
+    trunk inside the same program (fewer where `worlds`, `arms` or `witnesses` say so)."""
     out = {}
     for model in config.models:
         spec = reversion_spec(model, config.size)
@@ -515,14 +561,15 @@ def sweeps(config: Config) -> dict[str, sweep.Sweep]:
                 spec
             )
 
+        witnesses = WithControlWitnesses(config.learning_rate, unrefuse=UNREFUSE)
         out[model] = sweep.Sweep(
             f"{model}-{config.size}",
-            axes=(sweep.Axis("world", tuple(WORLDS)),),
-            branches=(sweep.Axis("arm", tuple(ARMS)),),
+            axes=(sweep.Axis("world", tuple(config.worlds)),),
+            branches=(sweep.Axis("arm", tuple(config.arms)),),
             branch_after="safety",
             seeds=config.seeds,
             build=build,
-            measure=WithControlWitnesses(config.learning_rate, unrefuse=UNREFUSE),
+            measure=witnesses if config.witnesses else None,
         )
     if config.regime_seeds:
         out["paper_regime"] = regime_sweep(config)

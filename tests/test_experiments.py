@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from experiments import EXPERIMENTS, experiment
+from gravity.run import verdicts
 from gravity.run.cli import main
 from gravity.run.experiment import Experiment, run_experiment
 from gravity.run.store import ResultStore
@@ -202,6 +203,24 @@ def test_reversion_reports_its_controls(tiny_reports):
         "trajectory_pca",
         "from_pretrained",
     }
+
+
+def test_reversion_cut_down_runs_the_main_world_alone(tiny_reports, tmp_path):
+    """`worlds`, `arms` and `witnesses` cut reversion down to the main world's benign runs (the
+    content it had before its controls): one history per seed, the same main-world numbers as
+    the whole run (a smaller vmap may round differently), the controls' numbers left out, so
+    `gravity verdicts` refuses that JSON rather than judging a claim without its control."""
+    cut = {"worlds": ("main",), "arms": ("benign",), "witnesses": False}
+    numbers = run_tiny("reversion", tmp_path, models=("mlp",), **cut)["mlp"]
+    report = json.loads((tmp_path / "reversion.json").read_text())
+    assert report["n_histories"] == 2
+    whole = tiny_reports["reversion"]["numbers"]["mlp"]
+    left_out = {"null_p99_same_basis", "same_basis_background", "control_witness"}
+    assert left_out <= set(whole) - set(numbers) and numbers["controls"] == {}
+    for key in ("alignment_step1", "alignment_step20", "harmfulness_heldout_step20"):
+        assert numbers[key]["mean"] == pytest.approx(whole[key]["mean"], abs=1e-6), key
+    assert numbers["null_p99_matched"] == pytest.approx(whole["null_p99_matched"], abs=1e-6)
+    assert verdicts.main(["--figures", str(tmp_path), "reversion"]) == 2
 
 
 def test_reversion_numbers_are_the_runs_own(tiny_runs):

@@ -77,7 +77,7 @@ def scoreboard(figures_dir: Path, claims: Sequence[claiming.Claim]) -> list[dict
             path = Path(figures_dir) / f"{experiment}.json"
             problems.append(
                 f"{path} is stale: it lacks {', '.join(dict.fromkeys(missing))}; "
-                f"run `gravity run {experiment}` again"
+                f"run `gravity run {experiment}` again (without a `--set` that leaves parts out)"
             )
     if problems:
         raise StaleFigures("; ".join(problems))
