@@ -105,9 +105,24 @@ def timed_run(tree: Path, args: list[str], cache: Path, scratch: Path) -> dict:
     return {"wall_s": round(wall, 2), "others_cores": busy.others_cores}
 
 
-def histories(out: Path, name: str) -> int | None:
+def figure_facts(out: Path, name: str) -> dict:
+    """What the figure's own JSON says of the run: its histories, and (an engine whose JSON
+    keeps `sweeps.*.timings`) its compiled programs and their compile seconds summed; None for
+    what it does not say."""
     path = out / f"{name}.json"
-    return json.loads(path.read_text()).get("n_histories") if path.exists() else None
+    report = json.loads(path.read_text()) if path.exists() else {}
+    timings = [
+        program
+        for entry in report.get("sweeps", {}).values()
+        if isinstance(entry, dict)
+        for program in entry.get("timings", {}).values()
+    ]
+    counted = bool(timings) and all("compile_s" in program for program in timings)
+    return {
+        "histories": report.get("n_histories"),
+        "programs": len(timings) if counted else None,
+        "compile_s": round(sum(p["compile_s"] for p in timings), 1) if counted else None,
+    }
 
 
 def time_figures(
@@ -136,7 +151,7 @@ def time_figures(
                     args = command(tree, name, out, quick)
                     row = timed_run(tree, args, caches[engine], scratch)
                     row |= {"engine": engine, "figure": name, "cache": cache}
-                    row["histories"] = histories(out, name)
+                    row |= figure_facts(out, name)
                     if row["histories"] is None and engine == "baseline" and not quick:
                         row["histories"] = BEFORE_HISTORIES[name]
                     runs.append(row)
@@ -193,14 +208,16 @@ PAGE_MARKERS = (
 
 def table(result: dict) -> str:
     """A markdown table of the figures both engines finished, cold and (where timed) warm side
-    by side, and the sums; the ratio is before / now."""
+    by side, and the sums; the ratio is before / now. Last, this engine's compiled programs and
+    their compile seconds in its cold run (from the figure's JSON; empty where not recorded)."""
     by = {(r["figure"], r["cache"], r["engine"]): r for r in result["runs"]}
     caches = [c for c in ("cold", "warm") if c in result["speedup"]]
     head = ["figure", "histories now / before"]
     for cache in caches:
         head += [f"now s ({cache})", f"before s ({cache})", f"ratio ({cache})"]
+    head += ["programs now", "compile s now (cold)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    histories, rows = [0, 0], 0
+    histories, rows, compiled = [0, 0], 0, []
     for name in dict.fromkeys(r["figure"] for r in result["runs"]):
         pairs = [(by.get((name, c, "current")), by.get((name, c, "baseline"))) for c in caches]
         if not pairs or None in pairs[0]:
@@ -214,6 +231,9 @@ def table(result: dict) -> str:
                 continue
             ratio = before["wall_s"] / now["wall_s"]
             cells += [f"{now['wall_s']:,.1f}", f"{before['wall_s']:,.1f}", f"{ratio:.2f}x"]
+        cold = pairs[0][0]
+        compiled.append((cold.get("programs"), cold.get("compile_s")))
+        cells += [_count(compiled[-1][0]), _count(compiled[-1][1], "{:,.1f}")]
         lines.append("| " + " | ".join(cells) + " |")
         rows += 1
     totals = result["totals"]
@@ -225,8 +245,17 @@ def table(result: dict) -> str:
         now, before = totals[f"current_{cache}_s"], totals[f"baseline_{cache}_s"]
         ratio = result["speedup"][cache]
         cells += [f"**{now:,.1f}**", f"**{before:,.1f}**", f"**{ratio:.2f}x**"]
+    known = compiled and all(None not in pair for pair in compiled)
+    programs = sum(p for p, _ in compiled) if known else None
+    seconds = sum(c for _, c in compiled) if known else None
+    cells += [_count(programs, "**{:,}**"), _count(seconds, "**{:,.1f}**")]
     lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _count(value, form: str = "{:,}") -> str:
+    """A table cell: `value` formatted, or empty where the run's JSON did not say."""
+    return "" if value is None else form.format(value)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -159,6 +159,42 @@ def test_the_figure_timer_runs_this_engine_at_the_baselines_content(tmp_path):
     )
 
 
+def test_the_figure_timer_reads_programs_and_compile_seconds_from_the_figures_json(tmp_path):
+    """Programs and compile seconds come from the figure's own `sweeps.*.timings` (summed over
+    every sweep's programs); an older engine's JSON without them, or no JSON, says nothing,
+    and the table's sum row is left empty unless every figure's cold run said."""
+    from benchmarks import figures
+
+    timings = {"program_0": {"compile_s": 10.25, "run_s": 3.0}, "program_1": {"compile_s": 5.0}}
+    report = {"n_histories": 160, "sweeps": {"mlp": {"timings": timings}, "t": {"timings": {}}}}
+    (tmp_path / "erosion.json").write_text(json.dumps(report))
+    (tmp_path / "overlap.json").write_text(json.dumps({"n_histories": 8, "wall_s": 1.0}))
+    assert figures.figure_facts(tmp_path, "erosion") == {
+        "histories": 160,
+        "programs": 2,
+        "compile_s": 15.2,
+    }
+    unsaid = {"programs": None, "compile_s": None}
+    assert figures.figure_facts(tmp_path, "overlap") == {"histories": 8, **unsaid}
+    assert figures.figure_facts(tmp_path, "blocking") == {"histories": None, **unsaid}
+    runs = [
+        {"figure": f, "cache": "cold", "engine": e, "wall_s": w, "histories": 160, **facts}
+        for f, e, w, facts in (
+            ("erosion", "current", 50.0, {"programs": 2, "compile_s": 15.2}),
+            ("erosion", "baseline", 150.0, unsaid),
+            ("overlap", "current", 30.0, {"programs": 1, "compile_s": 4.0}),
+            ("overlap", "baseline", 60.0, unsaid),
+        )
+    ]
+    result = figures.summarise([{**r, "others_cores": 0.0} for r in runs], "now", "before", False)
+    text = figures.table(result)
+    assert "| erosion | 160 / 160 | 50.0 | 150.0 | 3.00x | 2 | 15.2 |" in text
+    assert text.endswith("| **80.0** | **210.0** | **2.62x** | **3** | **19.2** |")
+    runs[2] |= unsaid
+    result = figures.summarise([{**r, "others_cores": 0.0} for r in runs], "now", "before", False)
+    assert figures.table(result).endswith("| **2.62x** |  |  |")
+
+
 def test_the_figure_table_is_written_from_a_results_json_with_one_line_errors(tmp_path, capsys):
     from benchmarks import figures
 
