@@ -53,6 +53,15 @@ Tried on the engine and not adopted (same machine, paired runs in one process):
   not built. Leaving the un-refuse witnesses out of the quick program saves 6.3 s (MLP, 21.3 ->
   15.0 s) and 6.2 s (transformer, 44.8 -> 38.6 s) of compile, the most one shared loop could
   save per program, against drawing both kinds' batches at every step of all six witnesses.
+- threefry's unrolled lowering on XLA:CPU (JAX lowers it there as a rolled `fori_loop` of five
+  iterations per draw, to compile faster; the unrolled form is what other platforms get, and
+  the bits are the same: every output of a standard history bitwise equal). One process, one
+  device, 16 histories, empty cache: the transformer's compile 13.9 / 14.3 -> 16.9 / 18.0 s and
+  its run 26.5 / 25.1 -> 23.7 / 24.4 s (about 8% faster); the MLP's compile 5.9 -> 4.9 s, its
+  run unchanged. But the whole blocking figure at pre-tree content, cold, as the engine lays it
+  out over both cores, one run each: 118.3 s rolled against 122.2 s unrolled (compile 57.5 ->
+  60.9 s, run 81.6 -> 80.7 s). Not adopted: with both cores busy the loop's overhead is hidden,
+  as with drawing the batch a step ahead.
 
 What a program costs, two ways: `best_seconds` is the one timer (wall seconds on this machine,
 best of a few runs of an already compiled program); `flops` is XLA's own count from the compiled
