@@ -62,6 +62,18 @@ Tried on the engine and not adopted (same machine, paired runs in one process):
   out over both cores, one run each: 118.3 s rolled against 122.2 s unrolled (compile 57.5 ->
   60.9 s, run 81.6 -> 80.7 s). Not adopted: with both cores busy the loop's overhead is hidden,
   as with drawing the batch a step ahead.
+- LLVM -O1 / -O2 instead of XLA:CPU's default backend optimisation (`XLA_FLAGS=
+  --xla_backend_optimization_level=N`, or per program `compile({"xla_backend_optimization_level":
+  N})`). One process, one device, 16 standard histories, empty cache: transformer compile 13.9 /
+  14.3 -> 11.2 s at both, run 26.5 / 25.1 -> 26.0 (-O1) / 23.6 (-O2) s; MLP compile 5.9 -> 3.9 /
+  4.4 s, run 4.0 -> 4.1 s; every output bitwise equal. Whole figures at pre-tree content, cold,
+  every program at that level, one run each: blocking 118.3 -> 113.0 (-O1) / 111.9 (-O2) s,
+  erosion 112.8 -> 99.5 / 102.0 s, but metastability (MLP, run-bound) 158.8 -> 162.9 / 163.6 s
+  (its run 135 -> 145 s). -O2 for the transformer's programs alone (per program, yielding to a
+  level set in XLA_FLAGS) moved the quick numbers: 11 experiments bitwise, reversion 1.1e-7,
+  blocking 5.1e-7, overlap 2.9e-6 (its step-1 alignment again, the number `readout_only`
+  moved); over the 1e-6 of #25, so it waits for the regeneration of the transformer's figures,
+  where it can go in together with `readout_only`. Not adopted.
 
 What a program costs, two ways: `best_seconds` is the one timer (wall seconds on this machine,
 best of a few runs of an already compiled program); `flops` is XLA's own count from the compiled
