@@ -107,21 +107,22 @@ def timed_run(tree: Path, args: list[str], cache: Path, scratch: Path) -> dict:
 
 def figure_facts(out: Path, name: str) -> dict:
     """What the figure's own JSON says of the run: its histories, and (an engine whose JSON
-    keeps `sweeps.*.timings`) its compiled programs and their compile seconds summed; None for
-    what it does not say."""
+    keeps `sweeps.*.timings`) its compiled programs, their compile seconds and their run seconds
+    summed; None for what it does not say."""
     path = out / f"{name}.json"
     report = json.loads(path.read_text()) if path.exists() else {}
     timings = [
         program
         for entry in report.get("sweeps", {}).values()
         if isinstance(entry, dict)
-        for program in entry.get("timings", {}).values()
+        for program in (entry.get("timings") or {}).values()
     ]
-    counted = bool(timings) and all("compile_s" in program for program in timings)
+    counted = bool(timings) and all({"compile_s", "run_s"} <= set(p) for p in timings)
     return {
         "histories": report.get("n_histories"),
         "programs": len(timings) if counted else None,
         "compile_s": round(sum(p["compile_s"] for p in timings), 1) if counted else None,
+        "run_s": round(sum(p["run_s"] for p in timings), 1) if counted else None,
     }
 
 

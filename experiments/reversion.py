@@ -88,7 +88,8 @@ had before the controls were added (`benchmarks.figures`): `worlds` (the main wo
 any of the control worlds), `arms` (the benign run first, then any of the same-basis control
 fine-tunings) and `witnesses` (false: neither kind of witness is trained). The numbers, bands
 and null lines of what was not run are left out of the JSON and the figure, so `gravity
-verdicts` refuses that JSON as lacking them rather than judging a claim without its control.
+verdicts` refuses that JSON where a claim reads what was left out, rather than judging the
+claim without its control.
 """
 
 from __future__ import annotations
@@ -419,9 +420,10 @@ def plot_alignment(ax, steps, res, n: dict, model: str) -> None:
     witnesses (at the kept steps) and the paper's points."""
     v_rev = ("alignment", "cos(drift, v_rev)", plotting.COLORS[model], "-")
     plotting.mean_bands(ax, steps, bands(res, [v_rev]))
-    nulls_run = [(n[name], *style) for name, style in NULL_STYLE.items() if name in n]
-    plotting.null_lines(ax, nulls_run)
-    if "control" in ran(res, "arm"):
+    controlled = "control" in ran(res, "arm")
+    drawn = [name for name in NULL_STYLE if controlled or name != "null_p99_same_basis"]
+    plotting.null_lines(ax, [(n[name], *NULL_STYLE[name]) for name in drawn])
+    if controlled:
         control = ("alignment", "control fine-tuning, truly disjoint", "#2ca02c", ":")
         plotting.mean_bands(ax, steps, bands(res, [control], arm="control"))
     if "control_witness" in n:

@@ -166,23 +166,26 @@ def test_the_figure_timer_reads_programs_and_compile_seconds_from_the_figures_js
     from benchmarks import figures
 
     timings = {"program_0": {"compile_s": 10.25, "run_s": 3.0}, "program_1": {"compile_s": 5.0}}
-    report = {"n_histories": 160, "sweeps": {"mlp": {"timings": timings}, "t": {"timings": {}}}}
+    timings["program_1"]["run_s"] = 1.04
+    sweeps = {"mlp": {"timings": timings}, "t": {"timings": {}}, "loaded": {"timings": None}}
+    report = {"n_histories": 160, "sweeps": sweeps}
     (tmp_path / "erosion.json").write_text(json.dumps(report))
     (tmp_path / "overlap.json").write_text(json.dumps({"n_histories": 8, "wall_s": 1.0}))
     assert figures.figure_facts(tmp_path, "erosion") == {
         "histories": 160,
         "programs": 2,
         "compile_s": 15.2,
+        "run_s": 4.0,
     }
-    unsaid = {"programs": None, "compile_s": None}
+    unsaid = {"programs": None, "compile_s": None, "run_s": None}
     assert figures.figure_facts(tmp_path, "overlap") == {"histories": 8, **unsaid}
     assert figures.figure_facts(tmp_path, "blocking") == {"histories": None, **unsaid}
     runs = [
         {"figure": f, "cache": "cold", "engine": e, "wall_s": w, "histories": 160, **facts}
         for f, e, w, facts in (
-            ("erosion", "current", 50.0, {"programs": 2, "compile_s": 15.2}),
+            ("erosion", "current", 50.0, {"programs": 2, "compile_s": 15.2, "run_s": 4.0}),
             ("erosion", "baseline", 150.0, unsaid),
-            ("overlap", "current", 30.0, {"programs": 1, "compile_s": 4.0}),
+            ("overlap", "current", 30.0, {"programs": 1, "compile_s": 4.0, "run_s": 9.0}),
             ("overlap", "baseline", 60.0, unsaid),
         )
     ]

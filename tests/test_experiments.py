@@ -205,7 +205,7 @@ def test_reversion_reports_its_controls(tiny_reports):
     }
 
 
-def test_reversion_cut_down_runs_the_main_world_alone(tiny_reports, tmp_path):
+def test_reversion_cut_down_runs_the_main_world_alone(tiny_reports, tmp_path, capsys):
     """`worlds`, `arms` and `witnesses` cut reversion down to the main world's benign runs (the
     content it had before its controls): one history per seed, the same main-world numbers as
     the whole run (a smaller vmap may round differently), the controls' numbers left out, so
@@ -221,6 +221,8 @@ def test_reversion_cut_down_runs_the_main_world_alone(tiny_reports, tmp_path):
         assert numbers[key]["mean"] == pytest.approx(whole[key]["mean"], abs=1e-6), key
     assert numbers["null_p99_matched"] == pytest.approx(whole["null_p99_matched"], abs=1e-6)
     assert verdicts.main(["--figures", str(tmp_path), "reversion"]) == 2
+    refused = capsys.readouterr().err
+    assert "mlp.null_p99_same_basis" in refused and "mlp.null_p99_control_witness" in refused
 
 
 def test_reversion_numbers_are_the_runs_own(tiny_runs):

@@ -57,11 +57,11 @@ Tried on the engine and not adopted (same machine, paired runs in one process):
   iterations per draw, to compile faster; the unrolled form is what other platforms get, and
   the bits are the same: every output of a standard history bitwise equal). One process, one
   device, 16 histories, empty cache: the transformer's compile 13.9 / 14.3 -> 16.9 / 18.0 s and
-  its run 26.5 / 25.1 -> 23.7 / 24.4 s (about 8% faster); the MLP's compile 5.9 -> 4.9 s, its
-  run unchanged. But the whole blocking figure at pre-tree content, cold, as the engine lays it
-  out over both cores, one run each: 118.3 s rolled against 122.2 s unrolled (compile 57.5 ->
-  60.9 s, run 81.6 -> 80.7 s). Not adopted: with both cores busy the loop's overhead is hidden,
-  as with drawing the batch a step ahead.
+  its run 26.5 / 25.1 -> 23.7 / 24.4 s (3-11% faster, 7% over both pairs); the MLP's compile
+  5.9 -> 4.9 s, its run unchanged. But the whole blocking figure at pre-tree content, cold, as
+  the engine lays it out over both cores, one run each: 118.3 s rolled against 122.2 s
+  unrolled (compile 57.5 -> 60.9 s, run 81.6 -> 80.7 s). Not adopted: with both cores busy the
+  loop's overhead is hidden, as with drawing the batch a step ahead.
 - LLVM -O1 / -O2 instead of XLA:CPU's default backend optimisation (`XLA_FLAGS=
   --xla_backend_optimization_level=N`, or per program `compile({"xla_backend_optimization_level":
   N})`). One process, one device, 16 standard histories, empty cache: transformer compile 13.9 /
