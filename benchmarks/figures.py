@@ -234,7 +234,7 @@ def table(result: dict) -> str:
             cells += [f"{now['wall_s']:,.1f}", f"{before['wall_s']:,.1f}", f"{ratio:.2f}x"]
         cold = pairs[0][0]
         compiled.append((cold.get("programs"), cold.get("compile_s")))
-        cells += [_count(compiled[-1][0]), _count(compiled[-1][1], "{:,.1f}")]
+        cells += [_cell(compiled[-1][0]), _cell(compiled[-1][1], "{:,.1f}")]
         lines.append("| " + " | ".join(cells) + " |")
         rows += 1
     totals = result["totals"]
@@ -249,12 +249,12 @@ def table(result: dict) -> str:
     known = compiled and all(None not in pair for pair in compiled)
     programs = sum(p for p, _ in compiled) if known else None
     seconds = sum(c for _, c in compiled) if known else None
-    cells += [_count(programs, "**{:,}**"), _count(seconds, "**{:,.1f}**")]
+    cells += [_cell(programs, "**{:,}**"), _cell(seconds, "**{:,.1f}**")]
     lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _count(value, form: str = "{:,}") -> str:
+def _cell(value, form: str = "{:,}") -> str:
     """A table cell: `value` formatted, or empty where the run's JSON did not say."""
     return "" if value is None else form.format(value)
 

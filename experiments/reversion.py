@@ -325,11 +325,12 @@ def other_world(res: sweep.SweepResult, name: str, spec) -> dict:
         "pretrain_refuse_mass": knobs.hazard_rate * (1.0 - knobs.harm_prob),
         **readout.harm_and_alignment(world, spec.phases[-1].steps),
     }
-    if witnessed(res):
-        witnesses = control_witness_null(world, spec.drift_snapshots)["control_witness"]
-        numbers["null_p99_control_witness"] = witnesses["alignment_p99"]
-        numbers["alignment_at_kept_steps"] = witnesses["alignment_v_rev"]
-    if witnessed(res) and "control" in ran(res, "arm"):
+    if not witnessed(res):
+        return numbers
+    witnesses = control_witness_null(world, spec.drift_snapshots)["control_witness"]
+    numbers["null_p99_control_witness"] = witnesses["alignment_p99"]
+    numbers["alignment_at_kept_steps"] = witnesses["alignment_v_rev"]
+    if "control" in ran(res, "arm"):
         control = res.select(world=name, arm="control")
         numbers["unrefuse_witness"] = unrefuse_summary(world, control, spec.drift_snapshots)
     return numbers
@@ -361,16 +362,16 @@ def summarise_model(res: sweep.SweepResult, spec) -> dict:
     numbers["pretrain_refuse_mass"] = REFUSE_MASS
     numbers["n_seeds"] = int((~main.diverged).sum())
     numbers["diverged_runs"] = np.flatnonzero(main.diverged).tolist()
-    arms = ran(res, "arm")
-    if "control" in arms:
-        numbers.update(nulls.same_basis_nulls(main, res.select(world="main", arm="control"), last))
+    arms, witnesses = ran(res, "arm"), witnessed(res)
+    control = res.select(world="main", arm="control") if "control" in arms else None
+    if control is not None:
+        numbers.update(nulls.same_basis_nulls(main, control, last))
     if "control_background" in arms:
         background = res.select(world="main", arm="control_background")
         numbers["same_basis_background"] = nulls.same_basis_nulls(main, background, last)
-    if witnessed(res):
+    if witnesses:
         numbers.update(control_witness_null(main, spec.drift_snapshots))
-    if witnessed(res) and "control" in arms:
-        control = res.select(world="main", arm="control")
+    if witnesses and control is not None:
         numbers["unrefuse_witness"] = unrefuse_summary(main, control, spec.drift_snapshots)
     numbers["controls"] = {name: other_world(res, name, spec) for name in ran(res, "world")[1:]}
     return numbers
