@@ -432,6 +432,39 @@ def test_the_store_key_covers_the_device_layout(tmp_path):
     assert sweep.store_entry(store, "sweeps", plan, [Gpu()]).path not in paths
 
 
+def test_a_transformer_compiles_at_o2_on_cpu_unless_xla_flags_choose(monkeypatch, tmp_path):
+    """The runner's compile options: LLVM -O2 for a transformer on CPU, none for an MLP or on
+    another backend, none where XLA_FLAGS sets a level (the tests' -O0); options are in the
+    store key, so programs compiled with and without them never share an entry."""
+    from gravity.run.sweep import runner
+
+    cpu = jax.devices()[:1]
+    transformer = presets.standard_spec("transformer", "tiny")
+    assert runner.compile_options(transformer, cpu) == {}  # conftest's XLA_FLAGS set -O0
+    store = ResultStore(tmp_path)
+    transformer_sweep = sweep.Sweep(
+        name="transformer",
+        axes=(sweep.Axis("benign_lr", (1e-3,)),),
+        seeds=1,
+        build=lambda benign_lr: (transformer, presets.standard_knobs(transformer)),
+    )
+    plan = sweep.plan_sweep(transformer_sweep, 1)
+    at_o0 = sweep.store_entry(store, "sweeps", plan, cpu).path
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
+    assert runner.compile_options(transformer, cpu) == {"xla_backend_optimization_level": 2}
+    assert runner.compile_options(presets.standard_spec("mlp", "tiny"), cpu) == {}
+
+    class Gpu:
+        platform, device_kind = "gpu", "H200"
+
+    assert runner.compile_options(transformer, [Gpu()]) == {}
+    assert sweep.store_entry(store, "sweeps", plan, cpu).path != at_o0
+    mlp_plan = sweep.plan_sweep(tiny_sweep(), 1)
+    unchanged = sweep.store_entry(store, "sweeps", mlp_plan, cpu).path
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
+    assert sweep.store_entry(store, "sweeps", mlp_plan, cpu).path == unchanged
+
+
 def test_use_cpu_cores_sets_the_device_count_once(monkeypatch):
     from gravity.run import runtime
 

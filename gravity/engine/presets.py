@@ -75,7 +75,9 @@ def standard_spec(model: str = "mlp", size: str = "standard", **changes) -> Hist
     else:
         spec = HistorySpec(
             world=TokenWorld(),
-            model=ModelConfig(kind="transformer", d_model=32, n_layers=2, n_heads=4, d_ff=128),
+            model=ModelConfig(
+                kind="transformer", d_model=32, n_layers=2, n_heads=4, d_ff=128, readout_only=True
+            ),
             phases=standard_phases(pretrain_steps=800, batch_size=32),
         )
     return dataclasses.replace(spec, **changes)
@@ -116,5 +118,7 @@ def tiny_spec(model: str) -> HistorySpec:
         config = ModelConfig(kind="mlp", hidden=(16, 16))
     else:
         world = TokenWorld(n_topics=2, tokens_per_topic=4, n_classes=4, prompt_length=4)
-        config = ModelConfig(kind="transformer", d_model=8, n_layers=1, n_heads=2, d_ff=16)
+        config = ModelConfig(
+            kind="transformer", d_model=8, n_layers=1, n_heads=2, d_ff=16, readout_only=True
+        )
     return HistorySpec(world=world, model=config, phases=phases, n_probes=16)

@@ -66,11 +66,16 @@ def config_hash(config: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def layout(devices: Sequence[Any], memory_budget_gb: float | None = None) -> dict[str, Any]:
+def layout(
+    devices: Sequence[Any],
+    memory_budget_gb: float | None = None,
+    compile_options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """What, besides the config, changes a sweep's bits: the backend, device kind and count
-    (the run axis is sharded over them), the XLA versions, and the memory budget."""
+    (the run axis is sharded over them), the XLA versions, the memory budget, and the compile
+    options the runner chose (held only when there are any, so keys without stay as they were)."""
     first = devices[0]
-    return {
+    keyed = {
         "backend": first.platform,
         "device_kind": getattr(first, "device_kind", ""),
         "devices": len(devices),
@@ -78,6 +83,7 @@ def layout(devices: Sequence[Any], memory_budget_gb: float | None = None) -> dic
         "jaxlib": metadata.version("jaxlib"),
         "memory_budget_gb": memory_budget_gb,
     }
+    return {**keyed, "compile_options": dict(compile_options)} if compile_options else keyed
 
 
 def check_readers() -> None:

@@ -47,9 +47,9 @@ class ModelConfig:
     readout_only: the transformer's last block computed at the readout (last) position only, its
       keys and values still from every position: the same function (outputs and gradients equal
       to float rounding, ~1e-6; `tests/test_models.py`) in 1.33x (N = 8) to 1.52x (N = 64) fewer
-      step seconds (`python -m benchmarks.roofline`, docs/performance.md). Off by default:
-      the committed figures were computed with every position, and a changed rounding moves a
-      trained run's numbers (a new experiment or a regenerated figure may switch it on)
+      step seconds (`python -m benchmarks.roofline`, docs/performance.md). False in a bare
+      config; the presets' transformers (`gravity.engine.presets`) switch it on, and the
+      figures whose numbers that rounding moved were regenerated with it (docs/performance.md)
     """
 
     kind: str = "mlp"

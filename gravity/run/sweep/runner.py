@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -42,6 +43,12 @@ MAX_CACHED_PROGRAMS = 8
 """Compiled programs kept for reuse within a process (tests, a rerun of the same sweep). Each
 holds its machine code in memory mappings: thousands for a transformer program with defences,
 and Linux allows 65,530 a process by default, so the cache is kept small."""
+BACKEND_LEVEL_FLAG = "--xla_backend_optimization_level"
+TRANSFORMER_BACKEND_LEVEL = 2
+"""LLVM's optimisation level for a transformer's programs on CPU (XLA:CPU's default is 3): one
+device, 16 standard histories, empty cache, compile 13.9 / 14.3 -> 11.2 s and run 26.5 / 25.1 ->
+23.6 s; the MLP's programs run slower at -O2 (metastability 158.8 -> 163.6 s), so they keep it.
+A level set in XLA_FLAGS (the tests' -O0) is kept."""
 COMPILE_AHEAD = 2
 """Programs compiled before their turn to run, at most: compiling every program of a large
 experiment up front (the arena's 36) held them all at once and LLVM ran out of mappings
@@ -78,6 +85,17 @@ def _descend(key, spec, measure, trunk, knobs, afters: list[str]):
         return _descend(key, spec, measure, grown, k, afters[1:])
 
     return jax.vmap(branch)(knobs)
+
+
+def compile_options(spec, devices: Sequence[jax.Device]) -> dict[str, Any]:
+    """XLA options for compiling `spec`'s program on `devices`: `TRANSFORMER_BACKEND_LEVEL` for
+    a transformer on CPU unless XLA_FLAGS chooses a level; none otherwise. They change the
+    bits, so the store's key holds them (`store_entry`)."""
+    model = getattr(getattr(spec, "model", None), "kind", None)
+    chosen = BACKEND_LEVEL_FLAG in os.environ.get("XLA_FLAGS", "")
+    if model != "transformer" or chosen or devices[0].platform != "cpu":
+        return {}
+    return {"xla_backend_optimization_level": TRANSFORMER_BACKEND_LEVEL}
 
 
 class _Runner:
@@ -120,10 +138,11 @@ class _Runner:
         batch = self.batch_for(chunk_size)
         shapes = jax.tree.map(np.shape, knobs)
         while True:
-            key = (spec, measure, levels, str(shapes), batch, self.devices)
+            options = compile_options(spec, self.devices)
+            key = (spec, measure, levels, str(shapes), batch, self.devices, str(options))
             compiled = _PROGRAMS.get(key)
             if compiled is None:
-                compiled = self.lower(spec, measure, levels, batch, knobs).compile()
+                compiled = self.lower(spec, measure, levels, batch, knobs).compile(options)
                 _PROGRAMS[key] = compiled
                 while len(_PROGRAMS) > MAX_CACHED_PROGRAMS:
                     _PROGRAMS.pop(next(iter(_PROGRAMS)))
@@ -370,8 +389,10 @@ def store_entry(
     results: ResultStore, experiment: str, plan: Plan, devices: Sequence[jax.Device]
 ) -> Entry:
     """The store entry of `plan` computed on `devices`: its key covers the config and the
-    layout that changes the bits (`gravity.run.store.layout`)."""
-    keyed_layout = layout(devices, plan.sweep.memory_budget_gb)
+    layout that changes the bits (`gravity.run.store.layout`), its programs' compile options
+    among them."""
+    options = {k: v for spec in plan.groups for k, v in compile_options(spec, devices).items()}
+    keyed_layout = layout(devices, plan.sweep.memory_budget_gb, options)
     return results.entry(experiment, plan.sweep.name, plan.config(), keyed_layout)
 
 
