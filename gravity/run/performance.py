@@ -9,7 +9,8 @@ and a step's many small kernels have to keep both cores busy. For the standard M
 110-step bench transformer history ~660-720 model-steps/s at 8 per device against ~570 at 16
 and ~500 at 32. Compile time barely depends on the chunk.
 
-Tried on the engine and not adopted (same machine, paired runs in one process):
+Tried on the engine (same machine, paired runs in one process), each entry saying whether it
+was adopted:
 - drawing the next step's batch one step ahead, so the sampler overlaps the update: +8-11% on
   one device, -2% at the best chunk on two (both cores are already busy there);
 - a counter-based integer hash instead of threefry for the world samplers: no gain (within
@@ -29,13 +30,11 @@ Tried on the engine and not adopted (same machine, paired runs in one process):
   side's programs were compiled before.)
 - the transformer's attention written by hand (#25 item 2; one process, the plain step vmapped
   over N = 64 / 8): merged-head einsums 73.3 / 11.7 ms and fused QKV 72.0 / 10.0 ms a step against
-  Flax's `MultiHeadAttention`'s 65.6 / 8.8 ms; not adopted. Adopted, off by default: the last
-  block at the readout position only (`ModelConfig.readout_only`), 49.0 -> 32.2 ms at N = 64
-  and 5.33 -> 4.00 ms at N = 8 (`benchmarks/results/roofline.json`). Switched on in the
-  presets (session 12, not committed): quick numbers moved by up to 5.7e-5 (reversion's
-  un-refuse effect size) and 1.5e-6 (overlap's step-1 alignment), over 1e-6, so adopting it
-  means regenerating those figures; whole figures at full size, cold: blocking 1.31x, erosion
-  1.13x faster.
+  Flax's `MultiHeadAttention`'s 65.6 / 8.8 ms; not adopted. Adopted: the last block at the
+  readout position only (`ModelConfig.readout_only`), 49.0 -> 32.2 ms at N = 64 and 5.33 ->
+  4.00 ms at N = 8 (`benchmarks/results/roofline.json`); whole figures at full size, cold:
+  blocking 1.31x, erosion 1.13x faster (session 12). On in the presets' transformers since
+  4b7914a, together with -O2 below (quick numbers there).
 - one copy of the measurement per phase program (#25 items 3 and 4): each phase a `lax.scan`
   over its record points that measures and then trains to the next point in a
   `lax.fori_loop`, so the record at step 0 is no longer a second copy outside the loop and no
@@ -72,8 +71,11 @@ Tried on the engine and not adopted (same machine, paired runs in one process):
   (its run 135 -> 145 s). -O2 for the transformer's programs alone (per program, yielding to a
   level set in XLA_FLAGS) moved the quick numbers: 11 experiments bitwise, reversion 1.1e-7,
   blocking 5.1e-7, overlap 2.9e-6 (its step-1 alignment again, the number `readout_only`
-  moved); over the 1e-6 of #25, so it waits for the regeneration of the transformer's figures,
-  where it can go in together with `readout_only`. Not adopted.
+  moved). Adopted for the transformer's programs on CPU together with `readout_only` (4b7914a,
+  `gravity.run.sweep.runner.compile_options`, held in the store key): quick numbers of the 15
+  experiments against 520a584, 13 within 1e-6 (11 bitwise; blocking 3.2e-7, erosion 9.1e-8),
+  overlap 2.1e-6 and reversion 5.7e-5 (its un-refuse effect size), so those two full figures
+  were regenerated with it.
 
 What a program costs, two ways: `best_seconds` is the one timer (wall seconds on this machine,
 best of a few runs of an already compiled program); `flops` is XLA's own count from the compiled
