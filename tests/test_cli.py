@@ -80,6 +80,7 @@ def test_show_prints_the_resolved_config_with_an_override():
         ("seeds=2.5", "seeds"),
         ("seeds=99999999999", "seeds"),
         ("models=cnn", "model"),
+        ("phases.benign.learning_rate=1e39", "float32 holds"),
         ("phases.benign.steps=0", "benign.steps"),
         ("phases.benign.steps=ten", "phases.benign.steps"),
         ("phases.unlearn.steps=10", "phases.unlearn.steps"),

@@ -263,8 +263,14 @@ def override_history(
             phase,
         )
         if field in PHASE_KNOBS:
-            rates[phase] = np.float32(o.value)
             check(o.value > 0, f"--set {o.name}", "a positive learning rate", o.value)
+            check(
+                o.value <= float(np.finfo(np.float32).max),
+                f"--set {o.name}",
+                "a learning rate float32 holds (at most 3.4e+38)",
+                o.value,
+            )
+            rates[phase] = np.float32(o.value)
         else:
             changes.setdefault(phase, {})[field] = o.value
     for phase, fields in changes.items():
