@@ -5,6 +5,7 @@ constrained loss), then one tiny history per defence through the engine, every a
 compiled program: each runs and moves the final parameters away from plain fine-tuning, and at
 strength 0 (where that is the identity) it is plain fine-tuning bit for bit."""
 
+import dataclasses
 import math
 
 import jax
@@ -92,9 +93,9 @@ def test_prune_zeroes_only_the_top_scored_kernel_entries_of_each_matrix():
         np.testing.assert_array_equal(x, y)
 
 
-def _tiny_net(kind):
+def _tiny_net(kind, **model_changes):
     spec = presets.standard_spec(kind, "tiny")
-    net = network(spec.model, spec.world)
+    net = network(dataclasses.replace(spec.model, **model_changes), spec.world)
     probes = spec.world.probe_set(presets.standard_knobs(spec).world, spec.n_probes)
     return net, net.init(jax.random.key(0)), probes.hazard.inputs
 
@@ -105,7 +106,8 @@ def _rows(a):
 
 def test_layer_input_norms_are_each_dense_layers_input_norms():
     """The MLP's layer inputs are its input and hidden activations; the transformer's are read
-    off the layers before them (captured), over every token."""
+    off the layers before them (captured), over every token a layer reads: with `readout_only`
+    (the presets') the last block's query reads the last token alone."""
     net, params, inputs = _tiny_net("mlp")
     norms = jax.jit(lambda p: pruning.layer_input_norms(net, p, inputs))(params)
     _, acts = net.apply(params, inputs)
@@ -119,26 +121,34 @@ def test_layer_input_norms_are_each_dense_layers_input_norms():
         np.testing.assert_allclose(
             norms[path], np.linalg.norm(_rows(layer_input), axis=0), rtol=1e-5, atol=1e-6
         )
-    net, params, inputs = _tiny_net("transformer")
-    norms = jax.jit(lambda p: pruning.layer_input_norms(net, p, inputs))(params)
-    model = nnx.merge(net.graphdef, params)
-    _, captured = nnx.capture(model, nnx.Intermediate, method_outputs=nnx.Intermediate)(inputs)
-    block = captured["blocks"][0]
+    for readout_only in (False, True):
+        net, params, inputs = _tiny_net("transformer", readout_only=readout_only)
+        norms = jax.jit(
+            lambda p, net=net, inputs=inputs: pruning.layer_input_norms(net, p, inputs)
+        )(params)
+        model = nnx.merge(net.graphdef, params)
+        _, captured = nnx.capture(model, nnx.Intermediate, method_outputs=nnx.Intermediate)(inputs)
+        block = captured["blocks"][0]
 
-    def out(node):
-        return node["__call__"].get_value()[0]
+        def out(node):
+            return node["__call__"].get_value()[0]
 
-    expected = {
-        ("unembed",): out(captured["final_norm"]),
-        ("blocks", 0, "attention", "query"): out(block["attention_norm"]),
-        ("blocks", 0, "mlp_in"): out(block["mlp_norm"]),
-        ("blocks", 0, "mlp_out"): jax.nn.gelu(out(block["mlp_in"])),
-    }
-    assert len(norms) == 7 and norms[("blocks", 0, "attention", "out")].shape == (2, 4)
-    for path, layer_input in expected.items():
-        np.testing.assert_allclose(
-            norms[path], np.linalg.norm(_rows(layer_input), axis=0), rtol=1e-4, atol=1e-5
-        )
+        read = (lambda a: a[:, -1:]) if readout_only else (lambda a: a)  # noqa: E731
+        expected = {
+            ("unembed",): out(captured["final_norm"]),
+            ("blocks", 0, "attention", "query"): read(out(block["attention_norm"])),
+            ("blocks", 0, "mlp_in"): out(block["mlp_norm"]),
+            ("blocks", 0, "mlp_out"): jax.nn.gelu(out(block["mlp_in"])),
+        }
+        assert len(norms) == 7 and norms[("blocks", 0, "attention", "out")].shape == (2, 4)
+        for path, layer_input in expected.items():
+            np.testing.assert_allclose(
+                norms[path],
+                np.linalg.norm(_rows(layer_input), axis=0),
+                rtol=1e-4,
+                atol=1e-5,
+                err_msg=f"{path}, readout_only={readout_only}",
+            )
 
 
 @pytest.mark.parametrize("kind", ["mlp", "transformer"])

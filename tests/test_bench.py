@@ -31,7 +31,9 @@ def test_mlp_flops_match_a_hand_count():
 
 
 def test_transformer_flops_match_a_hand_count():
-    spec = standard_spec("transformer")
+    preset = standard_spec("transformer")
+    every_position = dataclasses.replace(preset.model, readout_only=False)
+    spec = dataclasses.replace(preset, model=every_position)
     # d 32, d_ff 128, 2 layers, 8 tokens, vocab 8 + 2 + 32 = 42, unembedding at the last token
     per_layer = 8 * (4 * 32 * 32 + 2 * 32 * 128) + 2 * 8 * 8 * 32
     assert flops.forward_flops(spec, 1) == 2 * (2 * per_layer + 32 * 42)
