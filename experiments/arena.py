@@ -29,7 +29,8 @@ configurations tried, over random orders.
 
 Fixed before any full run was seen: the grid, the 0.8 utility share, the strengths (`STRENGTHS`).
 The transformer runs the same grid, arms and strengths, its batches scaled from its preset's 32,
-with `ModelConfig.readout_only` (`TRANSFORMER_READOUT_ONLY`), fixed before its first full run.
+with its preset's `ModelConfig.readout_only` (the arena's own choice before its first full run,
+the presets' since 4b7914a).
 Alignment-stage defences (Vaccine, Booster, RepNoise, TAR) act in the safety phase, so their
 group ("aligned") is a two-level tree: each defence's safety phase branches after the helpful
 phase, and the settings branch after it; `ALIGNMENT_STRENGTHS` names them and their strengths.
@@ -84,13 +85,6 @@ with them, not tuned for the toy (their scale relative to the toy's parameters d
 strength sweep is the next step). All six are compiled into one safety phase (a safety step costs
 the sum of their terms), run once per (program, seed, defence); `--set alignment_strengths=`
 leaves them out."""
-TRANSFORMER_READOUT_ONLY = True
-"""The transformer's last block computes at the readout position only (`ModelConfig.readout_only`:
-the same function to float rounding, 1.5x fewer step seconds at N = 64), as the transformer's
-arena has no numbers from before it. One consequence for a defence: Antidote's Wanda scores of
-that block's query, output and MLP layers read their inputs at the readout position alone, the
-only position whose output the model uses (every position with `--set
-model.readout_only=false`)."""
 BASELINE = ("none", 0.0)
 OPTIMIZERS = ("adam", "sgd")
 BATCH_SCALES = (0.25, 1.0, 4.0)
@@ -189,13 +183,12 @@ def groups(config: Config) -> dict[str, tuple[tuple[str, float], ...]]:
 def arena_spec(model: str, config: Config, program, arms, phase: str = "benign"):
     """The standard history with the program's benign optimizer, batch (its scale times the
     preset's) and steps, a readout phase after it, and the machinery `arms` need compiled into
-    `phase`; the transformer's last block at its readout position only
-    (`TRANSFORMER_READOUT_ONLY`)."""
+    `phase`. The preset's transformer computes its last block at the readout position only
+    (`ModelConfig.readout_only`): Antidote's Wanda scores of that block's query, output and MLP
+    layers read their inputs there alone, the only position whose output the model uses (every
+    position with `--set model.readout_only=false`)."""
     optimizer, scale, steps = program
     spec = presets.standard_spec(model, config.size, keep_params=False)
-    if spec.model.kind == "transformer":
-        layout = dataclasses.replace(spec.model, readout_only=TRANSFORMER_READOUT_ONLY)
-        spec = dataclasses.replace(spec, model=layout)
     batch = max(1, round(scale * spec.phase("benign").batch_size))
     spec = with_phase(spec, "benign", steps=steps, batch_size=batch, optimizer=optimizer)
     readout = PhaseSpec(arena.READOUT, "benign", 1, batch, n_records=1)

@@ -137,8 +137,8 @@ class _Runner:
         start = time.perf_counter()
         batch = self.batch_for(chunk_size)
         shapes = jax.tree.map(np.shape, knobs)
+        options = compile_options(spec, self.devices)
         while True:
-            options = compile_options(spec, self.devices)
             key = (spec, measure, levels, str(shapes), batch, self.devices, str(options))
             compiled = _PROGRAMS.get(key)
             if compiled is None:
