@@ -434,8 +434,9 @@ def test_the_store_key_covers_the_device_layout(tmp_path):
 
 def test_a_transformer_compiles_at_o2_on_cpu_unless_xla_flags_choose(monkeypatch, tmp_path):
     """The runner's compile options: LLVM -O2 for a transformer on CPU, none for an MLP or on
-    another backend, none where XLA_FLAGS sets a level (the tests' -O0); options are in the
-    store key, so programs compiled with and without them never share an entry."""
+    another backend, none where XLA_FLAGS sets a level (the tests' -O0); options, and XLA_FLAGS
+    but for the device count, are in the store key, so programs compiled with and without them
+    never share an entry."""
     from gravity.run.sweep import runner
 
     cpu = jax.devices()[:1]
@@ -460,9 +461,13 @@ def test_a_transformer_compiles_at_o2_on_cpu_unless_xla_flags_choose(monkeypatch
     assert runner.compile_options(transformer, [Gpu()]) == {}
     assert sweep.store_entry(store, "sweeps", plan, cpu).path != at_o0
     mlp_plan = sweep.plan_sweep(tiny_sweep(), 1)
-    unchanged = sweep.store_entry(store, "sweeps", mlp_plan, cpu).path
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+    bare = sweep.store_entry(store, "sweeps", mlp_plan, cpu).path
+    monkeypatch.delenv("XLA_FLAGS")
+    assert sweep.store_entry(store, "sweeps", mlp_plan, cpu).path == bare  # the key holds devices
     monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
-    assert sweep.store_entry(store, "sweeps", mlp_plan, cpu).path == unchanged
+    assert sweep.store_entry(store, "sweeps", mlp_plan, cpu).path != bare  # a level in XLA_FLAGS
+    assert runner.keyed_xla_flags() == "--xla_backend_optimization_level=0"
 
 
 def test_use_cpu_cores_sets_the_device_count_once(monkeypatch):

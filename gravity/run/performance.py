@@ -76,6 +76,31 @@ was adopted:
   experiments against 520a584, 13 within 1e-6 (11 bitwise; blocking 3.2e-7, erosion 9.1e-8),
   overlap 2.1e-6 and reversion 5.7e-5 (its un-refuse effect size), so those two full figures
   were regenerated with it.
+- threefry as one native kernel (#25 item 3; `gravity.run.threefry`), adopted: JAX lowers every
+  random draw on CPU to a rolled loop of five iterations, and XLA compiles each loop on its own.
+  Measured first with a stand-in hash (wrong bits, no loop): one device pair, empty cache, the
+  erosion transformer's program compiled in 8.6 s against 12.2 s and metastability's first MLP
+  program in 3.8 s against 6.8 s, so the loops were 30-45% of compile. The kernel (C++, built
+  with the system's g++, GCC's `target_clones` for AVX-512 / AVX2) gives JAX's bits exactly
+  (Random123's known answers, a numpy reference, recorded draws: tests/test_threefry.py). It
+  serves one device's arrays only, so the runner's program became a `shard_map` of the vmapped
+  runs over the devices instead of a jit that XLA partitions (with the kernel in a partitioned
+  program, XLA gathered its operands onto every device). At `--quick`, empty cache, one run
+  each: erosion's transformer program compiled 15.6 s (before) -> 13.6 s (`shard_map` alone)
+  -> 9.1 s (both), metastability's MLP program 6.3 -> 6.1 -> 3.6 s; every output of both
+  programs bitwise equal; runs 4.40 -> 4.68 s and 0.67 -> 0.59 s (the kernel then without the
+  AVX-512 build). The hash alone, 16 vmapped draws of 2,112 / 33,792 / 256 / 10 uniforms on one
+  device: 249 / 1,086 / 62 / 27 us with JAX's loop, 126 / 935 / 18 / 10 us with the kernel.
+- measured this session and not adopted: XLA's GSPMD partitioner instead of Shardy
+  (`jax_use_shardy_partitioner=False`; erosion's transformer program compiled 12.0 / 12.9 s
+  against 13.2 / 13.0 s, noise); attention written as multiply-and-reduce instead of dots
+  (no 8x8 matmuls: the step 50.7 ms against 32.0 ms at N = 64, 5.77 against 3.20 at N = 8);
+  and two readings of where time goes. The MLP's benign step at batch 1,024 (metastability's
+  largest program) runs at 85% of the rate of the same matmuls written bare in JAX on the same
+  device (124.6 against 147.4 GFLOP/s; 74% at batch 64), so the MLP's remaining distance to the
+  peak is XLA's matmuls, not the engine. Tracing a transformer program (4-5 s, in both cold and
+  warm runs) spreads over JAX's tracing machinery (scan's batching rule, jaxpr building), not
+  over this library's code.
 
 What a program costs, two ways: `best_seconds` is the one timer (wall seconds on this machine,
 best of a few runs of an already compiled program); `flops` is XLA's own count from the compiled
