@@ -91,6 +91,10 @@ was adopted:
   programs bitwise equal; runs 4.40 -> 4.68 s and 0.67 -> 0.59 s (the kernel then without the
   AVX-512 build). The hash alone, 16 vmapped draws of 2,112 / 33,792 / 256 / 10 uniforms on one
   device: 249 / 1,086 / 62 / 27 us with JAX's loop, 126 / 935 / 18 / 10 us with the kernel.
+  Every quick number of the 15 experiments bitwise equal against df2f710 (9,822 numbers). The
+  six figures at pre-tree content (`python -m benchmarks.figures --warm`, 6978281 against
+  8526419): cold 542.5 s against 1,582.0 s, 2.92x (630.3 s, 2.54x before the kernel), compile
+  seconds summed over their 18 programs 449.8 -> 308.2; warm 435.9 s against 1,369.7 s, 3.14x.
 - measured this session and not adopted: XLA's GSPMD partitioner instead of Shardy
   (`jax_use_shardy_partitioner=False`; erosion's transformer program compiled 12.0 / 12.9 s
   against 13.2 / 13.0 s, noise); attention written as multiply-and-reduce instead of dots
