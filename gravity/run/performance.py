@@ -88,9 +88,10 @@ was adopted:
   program, XLA gathered its operands onto every device). At `--quick`, empty cache, one run
   each: erosion's transformer program compiled 15.6 s (before) -> 13.6 s (`shard_map` alone)
   -> 9.1 s (both), metastability's MLP program 6.3 -> 6.1 -> 3.6 s; every output of both
-  programs bitwise equal; runs 4.40 -> 4.68 s and 0.67 -> 0.59 s (the kernel then without the
-  AVX-512 build). The hash alone, 16 vmapped draws of 2,112 / 33,792 / 256 / 10 uniforms on one
-  device: 249 / 1,086 / 62 / 27 us with JAX's loop, 126 / 935 / 18 / 10 us with the kernel.
+  programs bitwise equal; runs 4.40 -> 4.68 s and 0.67 -> 0.59 s (the kernel's first build,
+  `-march=native`, not the shipped `target_clones` one). The hash alone, 16 vmapped draws of
+  2,112 / 33,792 / 256 / 10 uniforms on one device: 249 / 1,086 / 62 / 27 us with JAX's loop,
+  126 / 935 / 18 / 10 us with the kernel.
   Every quick number of the 15 experiments bitwise equal against df2f710 (9,822 numbers). The
   six figures at pre-tree content (`python -m benchmarks.figures --warm`, 6978281 against
   8526419): cold 542.5 s against 1,582.0 s, 2.92x (630.3 s, 2.54x before the kernel), compile

@@ -49,14 +49,14 @@ class BuildError(RuntimeError):
     """The kernel could not be built or loaded (no compiler, a failed compile)."""
 
 
-def library_path(folder: Path | None = None) -> Path:
-    """Where the built kernel lives: named by what it is built from (source, flags, jaxlib's
-    FFI headers), so a changed source or jaxlib gets its own build."""
-    folder = cache_dir() / "native" if folder is None else folder
+def library_path() -> Path:
+    """Where the built kernel lives, in the compile cache's folder: named by what it is built
+    from (source, flags, jaxlib's FFI headers), so a changed source or jaxlib gets its own
+    build."""
     digest = hashlib.sha256(
         SOURCE.read_bytes() + " ".join(FLAGS).encode() + jaxlib.__version__.encode()
     ).hexdigest()[:16]
-    return folder / f"threefry-{digest}.so"
+    return cache_dir() / "native" / f"threefry-{digest}.so"
 
 
 def build(path: Path) -> Path:
