@@ -13,9 +13,10 @@ phase, and `run_history(..., start=trunk)` continues it, exactly as the straight
 - every phase has its own optimizer state, started fresh, so the state at a phase boundary
   (parameters, the anchors theta_P / theta_H / theta_S, the probes) is all a continuation needs.
 
-Inside a phase: one `lax.scan` per segment (segments end at the phase's parameter snapshots),
-metrics recorded by `lax.cond` at a static schedule (every step early in benign phases, where
-reversion happens, log-spaced after), so `jax.vmap` runs many seeds and knob values at once.
+Inside a phase: one `lax.scan` over its steps, metrics recorded and parameter snapshots kept by
+`lax.cond` at static schedules (records every step early in benign phases, where reversion
+happens, log-spaced after), so `jax.vmap` runs many seeds and knob values at once and XLA compiles
+one step body per phase.
 """
 
 from __future__ import annotations
@@ -119,16 +120,21 @@ def behaviour(net: Network, params, probes: ProbeSet, n_classes: int, heldout: B
     task_accuracy / task_loss: on benign task probes; matched_compliance: probability of the
     task answer on the matched (hazard-removed) probes; harmfulness_heldout: harmfulness on the
     held-out hazardous inputs, when given.
+
+    Each probe set has its own forward pass (one traced function, `jax.jit`), so XLA drops the
+    passes whose metrics a measurement does not keep: a record of harmfulness alone reads the
+    hazardous probes only, not all four sets.
     """
+
+    @jax.jit
+    def forward(inputs):
+        logits, activations = net.apply(params, inputs)
+        return logits, activations[net.config.activation_layer]
+
     n = probes.hazard.inputs.shape[0]
-    inputs = jnp.concatenate([probes.hazard.inputs, probes.matched.inputs, probes.task.inputs])
-    if heldout is not None:
-        inputs = jnp.concatenate([inputs, heldout.inputs])
-    logits, activations = net.apply(params, inputs)
-    layer = activations[net.config.activation_layer]
-    n_task = probes.task.inputs.shape[0]
-    hazard_logits, matched_logits = logits[:n], logits[n : 2 * n]
-    task_logits = logits[2 * n : 2 * n + n_task]
+    hazard_logits, hazard_layer = forward(probes.hazard.inputs)
+    matched_logits, matched_layer = forward(probes.matched.inputs)
+    task_logits = forward(probes.task.inputs)[0]
     hazard_p = jax.nn.softmax(hazard_logits)
     matched_p = jax.nn.softmax(matched_logits)
     rows = jnp.arange(n)
@@ -143,10 +149,10 @@ def behaviour(net: Network, params, probes: ProbeSet, n_classes: int, heldout: B
         "task_loss": cross_entropy(task_logits, probes.task.labels),
     }
     if heldout is not None:
-        heldout_p = jax.nn.softmax(logits[2 * n + n_task :])
+        heldout_p = jax.nn.softmax(forward(heldout.inputs)[0])
         rows = jnp.arange(heldout_p.shape[0])
         metrics["harmfulness_heldout"] = jnp.mean(heldout_p[rows, heldout.labels])
-    return metrics, layer[:n], layer[n : 2 * n]
+    return metrics, hazard_layer, matched_layer
 
 
 def heldout_hazard(spec: HistorySpec, knobs: Knobs, probes: ProbeSet) -> Batch:
@@ -292,7 +298,10 @@ def _where(active, hooked, plain):
 
 
 def _run_phase(net, spec, phase: PhaseSpec, knobs, key, state, reversion):
-    """Train one phase: a `lax.scan` per segment between snapshots, metrics at record steps.
+    """Train one phase: one `lax.scan` over its steps, metrics at record steps, the parameters
+    written into a carried (S, ...) buffer after each snapshot step (a `lax.cond` on the step's
+    unbatched slot, so it stays a branch under `vmap`; one scan, not one per segment between
+    snapshots, so XLA compiles the step once).
 
     Returns (params, metrics at the record steps, extras, finite, snapshots (S, ...) or None).
     """
@@ -304,12 +313,20 @@ def _run_phase(net, spec, phase: PhaseSpec, knobs, key, state, reversion):
     record = np.zeros(phase.steps + 1, dtype=bool)
     record[phase.record_steps] = True
 
+    initial = measure(state.params)
+
     def skip(p):
-        return jax.tree.map(jnp.zeros_like, jax.eval_shape(measure, p))
+        return jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), initial)
+
+    def keep(snaps, p, slot):
+        def write(kept):
+            return jax.tree.map(lambda buffer, x: buffer.at[slot].set(x), kept, p)
+
+        return jax.lax.cond(slot >= 0, write, lambda kept: kept, snaps)
 
     def step(carry, xs):
-        p, opt_state, carried = carry
-        t, do_record = xs
+        p, opt_state, carried, snaps = carry
+        t, do_record, slot = xs
         guard_t, carried = _advance(guard, carried, p, t)
         step_key = jax.random.fold_in(key, t)
         batch = world.sample(knobs.world, phase.data, step_key, phase.batch_size)
@@ -318,30 +335,28 @@ def _run_phase(net, spec, phase: PhaseSpec, knobs, key, state, reversion):
             hooked = defence.batch(ctx, world, knobs.world, defence_key, batch, strength)
             batch = _where(active, hooked, batch)
         p, opt_state, task_loss = update(p, opt_state, batch, guard_t)
-        return (p, opt_state, carried), (task_loss, jax.lax.cond(do_record, measure, skip, p))
+        snaps = keep(snaps, p, slot) if snaps is not None else None
+        recorded = jax.lax.cond(do_record, measure, skip, p)
+        return (p, opt_state, carried, snaps), (task_loss, recorded)
 
+    n_snaps = len(phase.snapshots)
+    slots = np.full(phase.steps, -1, dtype=np.int32)
+    slots[np.asarray(phase.snapshots, dtype=int) - 1] = np.arange(n_snaps)
+    snaps = None
+    if n_snaps:
+        snaps = jax.tree.map(lambda a: jnp.zeros((n_snaps, *a.shape), a.dtype), state.params)
     carried = tuple(d.carry(ctx, state.params) for d, ctx, _, _ in guard)
-    carry = (state.params, optimizer.init(state.params), carried)
-    ends = sorted({*phase.snapshots, phase.steps})
-    losses, recorded, snapshots, begin = [], [], [], 0
-    for end in ends:
-        xs = (jnp.arange(begin, end), jnp.asarray(record[begin + 1 : end + 1]))
-        carry, (segment_losses, segment_records) = jax.lax.scan(step, carry, xs)
-        losses.append(segment_losses)
-        recorded.append(segment_records)
-        if end in phase.snapshots:
-            snapshots.append(carry[0])
-        begin = end
-    params = carry[0]
+    carry = (state.params, optimizer.init(state.params), carried, snaps)
+    xs = (jnp.arange(phase.steps), jnp.asarray(record[1:]), jnp.asarray(slots))
+    (params, _, _, stacked), (losses, recorded) = jax.lax.scan(step, carry, xs)
     for defence, ctx, active, strength in guard:
         params = _where(active, defence.edit(params, ctx, strength), params)
     kept = phase.record_steps
-    initial = jax.tree.map(lambda a: a[None], measure(state.params))
-    metrics, extras = jax.tree.map(lambda *xs: jnp.concatenate(xs)[kept], initial, *recorded)
-    losses = jnp.concatenate(losses)
+    metrics, extras = jax.tree.map(
+        lambda first, later: jnp.concatenate([first[None], later])[kept], initial, recorded
+    )
     metrics["train_loss"] = jnp.concatenate([jnp.full((1,), jnp.nan), losses])[kept]
     finite = jnp.all(jnp.isfinite(losses)) & _all_finite(params)
-    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *snapshots) if snapshots else None
     return params, metrics, extras, finite, stacked
 
 

@@ -21,13 +21,33 @@ was adopted:
 - disabling XLA:CPU's YNNPACK fusions (`--xla_cpu_experimental_ynn_fusion_type=`): 8% slower
   for the MLP, 40% slower for the transformer; the defaults stay.
 - one `lax.scan` per phase instead of one per snapshot segment (the snapshots written into a
-  stacked buffer under a `lax.cond` inside the loop; issue #25 item 3): every quick number of
-  the seven experiments with snapshots bitwise equal, but compile seconds at `--quick`, each
-  side with an empty compile cache, one after the other, barely move: basin_depth 15.3 -> 15.1,
-  metastability 37.6 -> 35.8, witness 12.2 -> 11.1 (one run each). XLA's time is not in the
-  number of identical loop bodies; not adopted. (Compare compile times only with
-  `GRAVITY_CACHE` pointing at an empty folder: the persistent cache otherwise serves whichever
-  side's programs were compiled before.)
+  stacked buffer under a `lax.cond` inside the loop; issue #25 item 3). Measured first before
+  the threefry kernel below: every quick number of the seven experiments with snapshots bitwise
+  equal, compile seconds at `--quick` barely moved (basin_depth 15.3 -> 15.1, metastability
+  37.6 -> 35.8, witness 12.2 -> 11.1; one run each); not adopted then. Measured again with the
+  kernel (session 16; one device pair, no persistent cache, two compiles each): basin_depth's
+  full program, twelve segment loops before, compiles in 7.8 / 8.0 s against 9.0 / 9.5 s;
+  metastability's batch-1,024 program (four segments in its safety phase) 3.4 / 3.8 against
+  3.6 / 3.6 s. Adopted. (Compare compile times only with `GRAVITY_CACHE` pointing at an empty
+  folder: the persistent cache otherwise serves whichever side's programs were compiled before.)
+- a record's forward passes, one per probe set instead of one over the four sets concatenated
+  (512 rows for the standard histories; #25 item 4), adopted (session 16): XLA drops the passes
+  whose metrics the measurement does not keep, so metastability's records (harmfulness and
+  alignment) read the 128 hazardous probes alone, erosion's the hazardous and task probes. A
+  profile of metastability's batch-4 program had its records at 62% of the benign loop (1.84 of
+  2.99 s a device). One device pair, one program each: that program ran 4.43 -> 2.78 s (its
+  compile 4.6 -> 3.6 s), basin_depth's 40.0 -> 38.6 s, erosion's transformer program (one chunk
+  of 16 histories) 9.98 -> 8.67 s. Each forward is a nested `jax.jit`, traced once per
+  measurement: four traced forwards had raised that transformer program's lowering from 3.9 to
+  5.7 s (with the jit 4.4 s, and 3.8 s with the skipped records' shapes read from the step-0
+  record instead of a third trace of the measurement). Bits: the MLP's records bitwise equal
+  (metastability's quick numbers all equal), gradients through them not quite (basin_depth's
+  `predicted_harm_gain`, 1 ulp in 7% of entries: the weight gradient sums 128 rows instead of
+  512 with 384 zero rows), the transformer's records at float rounding (its kernels differ with
+  the row count). Quick numbers of the 15 experiments against 9b75e21: 10 bitwise, basin_depth,
+  blocking, erosion, overlap and theory within 1.2e-7, reversion 1.8e-5 (its transformer's
+  Spearman correlations, rank statistics over near-ties; largest effect-size change 1.4e-6), so
+  the full reversion figure was regenerated.
 - the transformer's attention written by hand (#25 item 2; one process, the plain step vmapped
   over N = 64 / 8): merged-head einsums 73.3 / 11.7 ms and fused QKV 72.0 / 10.0 ms a step against
   Flax's `MultiHeadAttention`'s 65.6 / 8.8 ms; not adopted. Adopted: the last block at the
