@@ -320,3 +320,29 @@ def test_behaviour_on_hand_set_weights_is_exact():
     task_labels = np.asarray(probes.task.labels)
     np.testing.assert_allclose(metrics["task_accuracy"], np.mean(task_labels == 2), rtol=1e-6)
     np.testing.assert_allclose(metrics["task_loss"], -np.log(p[task_labels]).mean(), rtol=1e-5)
+
+
+def test_a_record_computes_only_the_probe_sets_its_metrics_read():
+    """Each probe set has its own forward pass, so XLA drops the passes whose metrics are not
+    kept: harmfulness alone reads the hazardous probes (one pass of the network's three matmuls),
+    with task accuracy the task probes too (two), every metric all three sets (no held-out set
+    here: one equal to a probe set would share its pass)."""
+    from gravity.engine.history import behaviour
+    from gravity.engine.models import network
+
+    spec = TINY["mlp"]
+    net = network(spec.model, spec.world)
+    params = net.init(jax.random.key(0))
+    probes = spec.world.probe_set(WorldKnobs(), spec.n_probes)
+
+    def matmuls(kept):
+        def record(p):
+            metrics = behaviour(net, p, probes, spec.world.n_classes)[0]
+            return {name: metrics[name] for name in kept} if kept else metrics
+
+        return jax.jit(record).lower(params).compile().as_text().count(" dot(")
+
+    layers = len(spec.model.hidden) + 1
+    assert matmuls(("harmfulness",)) == layers
+    assert matmuls(("harmfulness", "task_accuracy")) == 2 * layers
+    assert matmuls(()) == 3 * layers

@@ -47,7 +47,10 @@ was adopted:
   the row count). Quick numbers of the 15 experiments against 9b75e21: 10 bitwise, basin_depth,
   blocking, erosion, overlap and theory within 1.2e-7, reversion 1.8e-5 (its transformer's
   Spearman correlations, rank statistics over near-ties; largest effect-size change 1.4e-6), so
-  the full reversion figure was regenerated.
+  the full reversion figure was regenerated (804 of 2,791 numbers moved, at most 3.6e-7; no
+  verdict changed). With the one-scan phases, the six figures at pre-tree content (cee2310
+  against 8526419): cold 527.8 s against 1,560.3 s, 2.96x; warm 421.1 s against 1,400.6 s,
+  3.33x; compile seconds over the 18 programs 308.2 -> 295.8.
 - the transformer's attention written by hand (#25 item 2; one process, the plain step vmapped
   over N = 64 / 8): merged-head einsums 73.3 / 11.7 ms and fused QKV 72.0 / 10.0 ms a step against
   Flax's `MultiHeadAttention`'s 65.6 / 8.8 ms; not adopted. Adopted: the last block at the
