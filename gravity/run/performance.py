@@ -44,7 +44,7 @@ was adopted:
   (metastability's quick numbers all equal), gradients through them not quite (basin_depth's
   `predicted_harm_gain`, 1 ulp in 7% of entries: the weight gradient sums 128 rows instead of
   512 with 384 zero rows), the transformer's records at float rounding (its kernels differ with
-  the row count). Quick numbers of the 15 experiments against 9b75e21: 10 bitwise, basin_depth,
+  the row count). Quick numbers of the 15 experiments against 9b75e21: 9 bitwise, basin_depth,
   blocking, erosion, overlap and theory within 1.2e-7, reversion 1.8e-5 (its transformer's
   Spearman correlations, rank statistics over near-ties; largest effect-size change 1.4e-6), so
   the full reversion figure was regenerated (804 of 2,791 numbers moved, at most 3.6e-7; no
