@@ -37,11 +37,13 @@ was adopted:
   profile of metastability's batch-4 program had its records at 62% of the benign loop (1.84 of
   2.99 s a device). One device pair, one program each: that program ran 4.43 -> 2.78 s (its
   compile 4.6 -> 3.6 s), basin_depth's 40.0 -> 38.6 s, erosion's transformer program (one chunk
-  of 16 histories) 9.98 -> 8.67 s. Each forward is a nested `jax.jit`, traced once per
-  measurement: four traced forwards had raised that transformer program's lowering from 3.9 to
-  5.7 s (with the jit 4.4 s, and 3.8 s with the skipped records' shapes read from the step-0
-  record instead of a third trace of the measurement). Bits: the MLP's records bitwise equal
-  (metastability's quick numbers all equal), gradients through them not quite (basin_depth's
+  of 16 histories) 9.98 -> 8.67 s, blocking's transformer program (its default measurement
+  keeps every metric: four passes of 128 rows for one of 512) 46.5 -> 43.1 s (best of two runs,
+  after the bench). Each forward is a nested `jax.jit`, traced once per measurement: four
+  traced forwards had raised that transformer program's lowering from 3.9 to 5.7 s (with the
+  jit 4.4 s, and 3.8 s with the skipped records' shapes read from the step-0 record instead
+  of a third trace of the measurement). Bits: the MLP's records bitwise equal (metastability's
+  quick numbers all equal), gradients through them not quite (basin_depth's
   `predicted_harm_gain`, 1 ulp in 7% of entries: the weight gradient sums 128 rows instead of
   512 with 384 zero rows), the transformer's records at float rounding (its kernels differ with
   the row count). Quick numbers of the 15 experiments against 9b75e21: 9 bitwise, basin_depth,
