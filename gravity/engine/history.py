@@ -318,12 +318,6 @@ def _run_phase(net, spec, phase: PhaseSpec, knobs, key, state, reversion):
     def skip(p):
         return jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), initial)
 
-    def keep(snaps, p, slot):
-        def write(kept):
-            return jax.tree.map(lambda buffer, x: buffer.at[slot].set(x), kept, p)
-
-        return jax.lax.cond(slot >= 0, write, lambda kept: kept, snaps)
-
     def step(carry, xs):
         p, opt_state, carried, snaps = carry
         t, do_record, slot = xs
@@ -335,16 +329,11 @@ def _run_phase(net, spec, phase: PhaseSpec, knobs, key, state, reversion):
             hooked = defence.batch(ctx, world, knobs.world, defence_key, batch, strength)
             batch = _where(active, hooked, batch)
         p, opt_state, task_loss = update(p, opt_state, batch, guard_t)
-        snaps = keep(snaps, p, slot) if snaps is not None else None
+        snaps = _keep_snapshot(snaps, p, slot) if snaps is not None else None
         recorded = jax.lax.cond(do_record, measure, skip, p)
         return (p, opt_state, carried, snaps), (task_loss, recorded)
 
-    n_snaps = len(phase.snapshots)
-    slots = np.full(phase.steps, -1, dtype=np.int32)
-    slots[np.asarray(phase.snapshots, dtype=int) - 1] = np.arange(n_snaps)
-    snaps = None
-    if n_snaps:
-        snaps = jax.tree.map(lambda a: jnp.zeros((n_snaps, *a.shape), a.dtype), state.params)
+    slots, snaps = _snapshot_slots(phase, state.params)
     carried = tuple(d.carry(ctx, state.params) for d, ctx, _, _ in guard)
     carry = (state.params, optimizer.init(state.params), carried, snaps)
     xs = (jnp.arange(phase.steps), jnp.asarray(record[1:]), jnp.asarray(slots))
@@ -358,6 +347,27 @@ def _run_phase(net, spec, phase: PhaseSpec, knobs, key, state, reversion):
     metrics["train_loss"] = jnp.concatenate([jnp.full((1,), jnp.nan), losses])[kept]
     finite = jnp.all(jnp.isfinite(losses)) & _all_finite(params)
     return params, metrics, extras, finite, stacked
+
+
+def _snapshot_slots(phase: PhaseSpec, params):
+    """Per step, the index of the snapshot taken after it (-1: none), and the zeroed (S, ...)
+    buffer the scan carries them in (None when the phase keeps no snapshots)."""
+    n_snaps = len(phase.snapshots)
+    slots = np.full(phase.steps, -1, dtype=np.int32)
+    slots[np.asarray(phase.snapshots, dtype=int) - 1] = np.arange(n_snaps)
+    if not n_snaps:
+        return slots, None
+    return slots, jax.tree.map(lambda a: jnp.zeros((n_snaps, *a.shape), a.dtype), params)
+
+
+def _keep_snapshot(snaps, params, slot):
+    """`params` written at `slot` of the buffer when the step takes a snapshot (`slot` >= 0); a
+    `lax.cond` on the unbatched slot, so it stays a branch under `vmap`."""
+
+    def write(kept):
+        return jax.tree.map(lambda buffer, x: buffer.at[slot].set(x), kept, params)
+
+    return jax.lax.cond(slot >= 0, write, lambda kept: kept, snaps)
 
 
 def _advance(guard, carried, params, step):
