@@ -1,5 +1,6 @@
 """The history engine: vmapped equals sequential, determinism, recording, divergence, bad input,
-and histories as trees (branched equals straight, a phase of n steps is a prefix of m > n)."""
+histories as trees (branched equals straight, a phase of n steps is a prefix of m > n), and
+phases that share one scan (equal to each run alone)."""
 
 import dataclasses
 
@@ -7,14 +8,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gravity.engine.history import (
     HistorySpec,
     Knobs,
     PhaseSpec,
+    _schedule,
+    _segments,
+    init_state,
     repeat_knobs,
     run_histories,
     run_history,
+    run_phases,
     run_trunk,
     seed_keys,
     stack_knobs,
@@ -346,3 +353,120 @@ def test_a_record_computes_only_the_probe_sets_its_metrics_read():
     assert matmuls(("harmfulness",)) == layers
     assert matmuls(("harmfulness", "task_accuracy")) == 2 * layers
     assert matmuls(()) == 3 * layers
+
+
+# Phases sharing one scan -----------------------------------------------------------------------
+
+
+def segment_names(spec, linearise=False):
+    return [
+        [phase.name for phase in segment] for segment in _segments(spec, spec.phases, linearise)
+    ]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"batch_size": 4}, {"optimizer": "sgd"}, {"objective": "refusal"}, {"defences": ("vaccine",)}],
+)
+def test_plain_phases_share_a_scan_and_a_different_one_runs_alone(change):
+    """P, H and S share one scan, T (which measures reversion) runs alone; a safety phase with
+    another batch size, optimizer, objective or a defence splits from P and H."""
+    spec = TINY["mlp"]
+    assert segment_names(spec) == [["pretrain", "helpful", "safety"], ["benign"]]
+    assert segment_names(spec, linearise=True) == [[name] for name in PHASES]
+    other = with_phase(spec, "safety", **change)
+    assert segment_names(other) == [["pretrain", "helpful"], ["safety"], ["benign"]]
+
+
+phase_plans = st.lists(
+    st.tuples(st.integers(1, 12), st.integers(0, 4), st.integers(1, 4), st.data()),
+    min_size=1,
+    max_size=4,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(phase_plans)
+def test_a_segment_schedule_places_every_record_and_snapshot(plans):
+    """Records at each phase's own record steps (its step 0 = the previous phase's end), a
+    distinct buffer slot per snapshot, and each inner phase's end kept; nothing else."""
+    phases = []
+    for k, (steps, dense, n_records, data) in enumerate(plans):
+        snapshots = data.draw(st.sets(st.integers(1, steps)))
+        phase = PhaseSpec(
+            f"p{k}",
+            "pretrain",
+            steps,
+            8,
+            dense_steps=dense,
+            n_records=n_records,
+            snapshots=tuple(sorted(snapshots)),
+        )
+        phases.append(phase)
+    schedule = _schedule(tuple(phases))
+    offsets = schedule.offsets
+    expected = np.zeros(offsets[-1] + 1, dtype=bool)
+    for offset, phase in zip(offsets, phases, strict=False):
+        expected[offset + phase.record_steps] = True
+    np.testing.assert_array_equal(schedule.record, expected[1:])
+    kept = []
+    for k, phase in enumerate(phases):
+        rows = offsets[k] + np.asarray(phase.snapshots, dtype=int) - 1
+        np.testing.assert_array_equal(schedule.slots[rows], schedule.snapshot_slots[k])
+        kept += list(schedule.snapshot_slots[k])
+    for k, slot in enumerate(schedule.end_slots):
+        assert schedule.slots[offsets[k + 1] - 1] == slot
+        kept.append(slot)
+    taken = schedule.slots[schedule.slots >= 0]
+    assert len(set(taken)) == taken.size == schedule.n_slots == len(set(kept))
+    if len(phases) == 1:
+        np.testing.assert_array_equal(
+            schedule.snapshot_slots[0], np.arange(len(phases[0].snapshots))
+        )
+    assert np.all(np.diff(schedule.local_step)[np.diff(schedule.phase_of_step) == 0] == 1)
+
+
+@pytest.fixture(scope="module")
+def shared_and_alone(model_kind):
+    """P, H and S in one scan and each run alone, same key: per-phase learning rates, and a
+    snapshot at the helpful phase's last step (its end slot is that snapshot's)."""
+    spec = with_phase(TINY[model_kind], "helpful", snapshots=(3, 8))
+    knobs = Knobs(learning_rate=rates(3e-3, 1e-2, 2e-3, 3e-3))
+    trunk = spec.phases[:3]
+
+    def shared(key):
+        return run_phases(key, spec, init_state(key, spec, knobs), knobs, trunk)
+
+    def alone(key):
+        state, outputs = init_state(key, spec, knobs), {"metrics": {}, "snapshots": {}}
+        for phase in trunk:
+            state, out = run_phases(key, spec, state, knobs, (phase,))
+            for part in ("metrics", "snapshots"):
+                outputs[part] |= out[part]
+        return state, outputs
+
+    key = jax.random.key(5)
+    return jax.device_get(jax.jit(shared)(key)), jax.device_get(jax.jit(alone)(key))
+
+
+def test_phases_in_one_scan_equal_each_phase_run_alone(shared_and_alone):
+    """Fresh optimizer state, learning rate, data and key per phase; records, snapshots,
+    boundaries. (Up to float rounding of fused kernels: train_loss may differ by an ulp.)"""
+    (state, outputs), (state_alone, outputs_alone) = shared_and_alone
+    assert max_abs_difference(state.boundaries, state_alone.boundaries) <= 1e-6
+    assert max_abs_difference(outputs, outputs_alone) <= 1e-6
+    assert bool(state.finite) and bool(state_alone.finite)
+    assert set(outputs["snapshots"]) == {"helpful"}
+    last = jax.tree.map(lambda s: s[-1], outputs["snapshots"]["helpful"])
+    assert max_abs_difference(last, state.boundaries["helpful"]) == 0
+
+
+def test_a_trunk_of_plain_phases_compiles_one_loop():
+    """The trunk through safety lowers to as many loops as the trunk through pretraining."""
+    spec, knobs = TINY["mlp"], KNOBS
+
+    def loops(through):
+        lowered = jax.jit(lambda key: run_trunk(key, spec, knobs, through)).lower(jax.random.key(0))
+        return lowered.as_text().count("stablehlo.while")
+
+    assert loops("safety") == loops("pretrain") >= 1

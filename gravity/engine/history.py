@@ -252,10 +252,10 @@ def _reference_outputs(net, spec: HistorySpec, state: HistoryState, objective):
     return outputs
 
 
-def _loss_and_update(net, spec, phase, knobs, state, reversion, optimizer):
-    """One training step's (loss, grads -> updates) for the phase, its compiled defences'
-    loss, batch loss, gradient and update hooks included (`guard`: the step's, from
-    `_defence_states` and `_advance`)."""
+def _loss_and_update(net, spec, phase, knobs, state, reversion):
+    """One training step's (loss, grads -> updates with the step's `optimizer`) for the phase,
+    its compiled defences' loss, batch loss, gradient and update hooks included (`guard`: the
+    step's, from `_defence_states` and `_advance`)."""
     objective = objectives.get(phase.objective)
     reference = _reference_outputs(net, spec, state, objective)
 
@@ -275,7 +275,7 @@ def _loss_and_update(net, spec, phase, knobs, state, reversion, optimizer):
                     total += jnp.where(active, term, 0.0)
         return total, task_loss
 
-    def update(p, opt_state, batch, guard):
+    def update(p, opt_state, batch, guard, optimizer):
         (_, task_loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, batch, guard)
         steps = []
         for defence, ctx, active, strength in guard:
@@ -297,22 +297,99 @@ def _where(active, hooked, plain):
     return jax.tree.map(lambda a, b: jnp.where(active, a, b), hooked, plain)
 
 
-def _run_phase(net, spec, phase: PhaseSpec, knobs, key, state, reversion):
-    """Train one phase: one `lax.scan` over its steps, metrics at record steps, the parameters
-    written into a carried (S, ...) buffer after each snapshot step (a `lax.cond` on the step's
-    unbatched slot, so it stays a branch under `vmap`; one scan, not one per segment between
-    snapshots, so XLA compiles the step once).
+class _Schedule(NamedTuple):
+    """Where the phases of a segment sit in its one scan. Position 0 is the segment's start and
+    position g the state after its g-th step; phase k's local step r is position offset[k] + r.
 
-    Returns (params, metrics at the record steps, extras, finite, snapshots (S, ...) or None).
+    record: (steps,) whether to record after each step; slots: (steps,) the buffer slot the
+    parameters are written to after each step (-1: none); snapshot_slots: per phase, the slots of
+    its snapshots; end_slots: per phase but the last, the slot holding its end (the next phase's
+    start and the state's boundary)."""
+
+    offsets: np.ndarray
+    phase_of_step: np.ndarray
+    local_step: np.ndarray
+    record: np.ndarray
+    slots: np.ndarray
+    snapshot_slots: tuple[np.ndarray, ...]
+    end_slots: tuple[int, ...]
+
+    @property
+    def n_slots(self) -> int:
+        return int(self.slots.max(initial=-1)) + 1
+
+
+def _schedule(phases: tuple[PhaseSpec, ...]) -> _Schedule:
+    """The scan's static schedule of records and parameter snapshots for `phases` run in one
+    scan (a single phase: its own record steps and snapshots, as they were)."""
+    lengths = [phase.steps for phase in phases]
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    phase_of_step = np.repeat(np.arange(len(phases)), lengths).astype(np.int32)
+    local_step = (np.arange(offsets[-1]) - offsets[phase_of_step]).astype(np.int32)
+    record = np.zeros(offsets[-1] + 1, dtype=bool)
+    slots = np.full(offsets[-1], -1, dtype=np.int32)
+    snapshot_slots, taken = [], 0
+    for offset, phase in zip(offsets, phases, strict=False):
+        record[offset + phase.record_steps] = True
+        rows = offset + np.asarray(phase.snapshots, dtype=int) - 1
+        slots[rows] = taken + np.arange(rows.size)
+        snapshot_slots.append(taken + np.arange(rows.size))
+        taken += rows.size
+    end_slots = []
+    for offset in offsets[1:-1]:
+        if slots[offset - 1] < 0:
+            slots[offset - 1], taken = taken, taken + 1
+        end_slots.append(int(slots[offset - 1]))
+    return _Schedule(
+        offsets,
+        phase_of_step,
+        local_step,
+        record[1:],
+        slots,
+        tuple(snapshot_slots),
+        tuple(end_slots),
+    )
+
+
+def _pick(values: list, index):
+    """`values[index]` for a traced (unbatched) phase index; the value itself when only one."""
+    return values[0] if len(values) == 1 else jnp.stack(values)[index]
+
+
+def _sampler(world, world_knobs, phases: tuple[PhaseSpec, ...]):
+    """`sample(key, index)`: a batch of phase `index`'s data; a `lax.switch` over the segment's
+    data kinds (an unbatched index, so it stays a branch under `vmap`)."""
+    kinds = list(dict.fromkeys(phase.data for phase in phases))
+    kind_of_phase = np.asarray([kinds.index(phase.data) for phase in phases], dtype=np.int32)
+    batch_size = phases[0].batch_size
+    draws = [
+        functools.partial(world.sample, world_knobs, kind, batch_size=batch_size) for kind in kinds
+    ]
+
+    def sample(key, index):
+        if len(draws) == 1:
+            return draws[0](key=key)
+        return jax.lax.switch(jnp.asarray(kind_of_phase)[index], draws, key)
+
+    return sample
+
+
+def _run_segment(net, spec, phases: tuple[PhaseSpec, ...], knobs, keys, state, reversion):
+    """Train consecutive phases in one `lax.scan` (`_segments`: phases that differ only in data,
+    learning rate, steps, records and snapshots, so XLA compiles one step body for them; a phase
+    alone is a segment of one): metrics at record steps, the parameters written into a carried
+    (S, ...) buffer after each snapshot step and at each inner phase's end (`_keep_snapshot`),
+    each phase's optimizer state started fresh at its first step, its steps keyed by its own
+    key (`keys`, one per phase) as a phase run alone.
+
+    Returns, per phase: (params, metrics at its record steps, extras, finite, snapshots or None).
     """
-    world = spec.world
-    optimizer = phase_optimizer(phase, knobs.learning_rate[phase.name])
-    guard = _defence_states(net, spec, phase, knobs, key, state, reversion)
-    update = _loss_and_update(net, spec, phase, knobs, state, reversion, optimizer)
-    measure = _measurement(net, spec, phase, state, reversion)
-    record = np.zeros(phase.steps + 1, dtype=bool)
-    record[phase.record_steps] = True
-
+    world, first, schedule = spec.world, phases[0], _schedule(phases)
+    rates = [knobs.learning_rate[phase.name] for phase in phases]
+    guard = _defence_states(net, spec, first, knobs, keys[0], state, reversion)
+    update = _loss_and_update(net, spec, first, knobs, state, reversion)
+    measure = _measurement(net, spec, first, state, reversion)
+    sample = _sampler(world, knobs.world, phases)
     initial = measure(state.params)
 
     def skip(p):
@@ -320,44 +397,68 @@ def _run_phase(net, spec, phase: PhaseSpec, knobs, key, state, reversion):
 
     def step(carry, xs):
         p, opt_state, carried, snaps = carry
-        t, do_record, slot = xs
+        t, do_record, slot, index = xs
+        optimizer = phase_optimizer(first, _pick(rates, index))
+        if len(phases) > 1:
+            fresh = (t == 0) & (index > 0)
+            opt_state = jax.lax.cond(fresh, lambda s: optimizer.init(p), lambda s: s, opt_state)
         guard_t, carried = _advance(guard, carried, p, t)
-        step_key = jax.random.fold_in(key, t)
-        batch = world.sample(knobs.world, phase.data, step_key, phase.batch_size)
+        step_key = jax.random.fold_in(_pick(keys, index), t)
+        batch = sample(step_key, index)
         defence_key = jax.random.fold_in(step_key, FISHER_TAG)
         for defence, ctx, active, strength in guard_t:
             hooked = defence.batch(ctx, world, knobs.world, defence_key, batch, strength)
             batch = _where(active, hooked, batch)
-        p, opt_state, task_loss = update(p, opt_state, batch, guard_t)
+        p, opt_state, task_loss = update(p, opt_state, batch, guard_t, optimizer)
         snaps = _keep_snapshot(snaps, p, slot) if snaps is not None else None
         recorded = jax.lax.cond(do_record, measure, skip, p)
         return (p, opt_state, carried, snaps), (task_loss, recorded)
 
-    slots, snaps = _snapshot_slots(phase, state.params)
+    snaps = _snapshot_buffer(schedule, state.params)
     carried = tuple(d.carry(ctx, state.params) for d, ctx, _, _ in guard)
-    carry = (state.params, optimizer.init(state.params), carried, snaps)
-    xs = (jnp.arange(phase.steps), jnp.asarray(record[1:]), jnp.asarray(slots))
-    (params, _, _, stacked), (losses, recorded) = jax.lax.scan(step, carry, xs)
+    opt_state = phase_optimizer(first, rates[0]).init(state.params)
+    xs = tuple(
+        jnp.asarray(a)
+        for a in (schedule.local_step, schedule.record, schedule.slots, schedule.phase_of_step)
+    )
+    (params, _, _, stacked), (losses, recorded) = jax.lax.scan(
+        step, (state.params, opt_state, carried, snaps), xs
+    )
     for defence, ctx, active, strength in guard:
         params = _where(active, defence.edit(params, ctx, strength), params)
-    kept = phase.record_steps
-    metrics, extras = jax.tree.map(
-        lambda first, later: jnp.concatenate([first[None], later])[kept], initial, recorded
-    )
-    metrics["train_loss"] = jnp.concatenate([jnp.full((1,), jnp.nan), losses])[kept]
-    finite = jnp.all(jnp.isfinite(losses)) & _all_finite(params)
-    return params, metrics, extras, finite, stacked
+    return _split_segment(phases, schedule, params, stacked, initial, recorded, losses)
 
 
-def _snapshot_slots(phase: PhaseSpec, params):
-    """Per step, the index of the snapshot taken after it (-1: none), and the zeroed (S, ...)
-    buffer the scan carries them in (None when the phase keeps no snapshots)."""
-    n_snaps = len(phase.snapshots)
-    slots = np.full(phase.steps, -1, dtype=np.int32)
-    slots[np.asarray(phase.snapshots, dtype=int) - 1] = np.arange(n_snaps)
-    if not n_snaps:
-        return slots, None
-    return slots, jax.tree.map(lambda a: jnp.zeros((n_snaps, *a.shape), a.dtype), params)
+def _split_segment(phases, schedule: _Schedule, params, stacked, initial, recorded, losses):
+    """Each phase's (params, metrics, extras, finite, snapshots) from its segment's scan."""
+    out = []
+    for k, phase in enumerate(phases):
+        start, stop = schedule.offsets[k], schedule.offsets[k + 1]
+        end = params
+        if k < len(phases) - 1:
+            end = jax.tree.map(lambda buffer, k=k: buffer[schedule.end_slots[k]], stacked)
+        kept = start + phase.record_steps
+        metrics, extras = jax.tree.map(
+            lambda first, later, kept=kept: jnp.concatenate([first[None], later])[kept],
+            initial,
+            recorded,
+        )
+        own = losses[start:stop] if len(phases) > 1 else losses
+        metrics["train_loss"] = jnp.concatenate([jnp.full((1,), jnp.nan), own])[phase.record_steps]
+        finite = jnp.all(jnp.isfinite(own)) & _all_finite(end)
+        snaps = None
+        if phase.snapshots:
+            rows = schedule.snapshot_slots[k]
+            snaps = stacked if len(phases) == 1 else jax.tree.map(lambda b, r=rows: b[r], stacked)
+        out.append((end, metrics, extras, finite, snaps))
+    return out
+
+
+def _snapshot_buffer(schedule: _Schedule, params):
+    """The zeroed (S, ...) buffer the scan carries the snapshots in (None when it keeps none)."""
+    if not schedule.n_slots:
+        return None
+    return jax.tree.map(lambda a: jnp.zeros((schedule.n_slots, *a.shape), a.dtype), params)
 
 
 def _keep_snapshot(snaps, params, slot):
@@ -368,6 +469,32 @@ def _keep_snapshot(snaps, params, slot):
         return jax.tree.map(lambda buffer, x: buffer.at[slot].set(x), kept, params)
 
     return jax.lax.cond(slot >= 0, write, lambda kept: kept, snaps)
+
+
+def _segments(spec: HistorySpec, phases, linearise: bool) -> list[tuple[PhaseSpec, ...]]:
+    """`phases` as runs of consecutive phases that share one scan (`_run_segment`): phases with
+    no defences, interventions, anchored objective or reversion measurement, with one batch
+    size, optimizer, weight decay, objective and measurement. A linearised history runs each
+    phase alone (each linearises around its own start)."""
+
+    def plain(phase):
+        index = spec.phase_names.index(phase.name)
+        anchored = objectives.get(phase.objective).reference is not None
+        extras = phase.interventions or phase.defences or spec.measures_reversion(index)
+        return not (anchored or extras or linearise)
+
+    def shape(phase):
+        trajectory = spec.needs_trajectory and phase.data == "safety"
+        return phase.batch_size, phase.optimizer, phase.weight_decay, phase.objective, trajectory
+
+    segments: list[tuple[PhaseSpec, ...]] = []
+    for phase in phases:
+        last = segments[-1][-1] if segments else None
+        if last is not None and plain(last) and plain(phase) and shape(last) == shape(phase):
+            segments[-1] = (*segments[-1], phase)
+        else:
+            segments.append((phase,))
+    return segments
 
 
 def _advance(guard, carried, params, step):
@@ -444,31 +571,32 @@ def run_phases(
         phases = tuple(p for p in spec.phases if p.name not in state.boundaries)
     outputs: dict[str, Any] = {"metrics": {}, "snapshots": {}}
     reversion = None
-    for phase in phases:
-        index = spec.phase_names.index(phase.name)
+    for segment in _segments(spec, phases, linearise):
+        index = spec.phase_names.index(segment[0].name)
         measured = spec.measures_reversion(index)
         if measured and reversion is None:
             reversion = _reversion(net, spec, state, key)
             outputs["v_rev"] = reversion.reference.directions[0]
-        phase_key = jax.random.fold_in(key, phase_tag(phase.name))
+        keys = [jax.random.fold_in(key, phase_tag(phase.name)) for phase in segment]
         trained = Linearised(net, state.params) if linearise else net
-        params, metrics, extras, finite, snaps = _run_phase(
-            trained, spec, phase, knobs, phase_key, state, reversion if measured else None
+        ran = _run_segment(
+            trained, spec, segment, knobs, keys, state, reversion if measured else None
         )
-        outputs["metrics"][phase.name] = metrics
-        if snaps is not None:
-            outputs["snapshots"][phase.name] = snaps
-        if "drift" in extras and "drift" not in outputs:
-            snapshot_rows = [list(phase.record_steps).index(s) for s in spec.drift_snapshots]
-            outputs["drift"] = extras["drift"][np.asarray(snapshot_rows)]
-            outputs["drift_matched"] = extras["drift_matched"][np.asarray(snapshot_rows)]
-        state = dataclasses.replace(
-            state,
-            params=params,
-            boundaries={**state.boundaries, phase.name: params},
-            trajectory=extras.get("trajectory", state.trajectory),
-            finite=state.finite & finite,
-        )
+        for phase, (params, metrics, extras, finite, snaps) in zip(segment, ran, strict=True):
+            outputs["metrics"][phase.name] = metrics
+            if snaps is not None:
+                outputs["snapshots"][phase.name] = snaps
+            if "drift" in extras and "drift" not in outputs:
+                snapshot_rows = [list(phase.record_steps).index(s) for s in spec.drift_snapshots]
+                outputs["drift"] = extras["drift"][np.asarray(snapshot_rows)]
+                outputs["drift_matched"] = extras["drift_matched"][np.asarray(snapshot_rows)]
+            state = dataclasses.replace(
+                state,
+                params=params,
+                boundaries={**state.boundaries, phase.name: params},
+                trajectory=extras.get("trajectory", state.trajectory),
+                finite=state.finite & finite,
+            )
     return state, outputs
 
 
