@@ -16,7 +16,9 @@ phase, and `run_history(..., start=trunk)` continues it, exactly as the straight
 Inside a phase: one `lax.scan` over its steps, metrics recorded and parameter snapshots kept by
 `lax.cond` at static schedules (records every step early in benign phases, where reversion
 happens, log-spaced after), so `jax.vmap` runs many seeds and knob values at once and XLA compiles
-one step body per phase.
+one step body per phase. Consecutive phases that differ only in data, learning rate, steps and
+schedule (P, H and S of the standard history) share one scan and one step body (`_segments`),
+with the same numbers as each phase run alone.
 """
 
 from __future__ import annotations

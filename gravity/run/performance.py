@@ -53,6 +53,30 @@ was adopted:
   verdict changed). With the one-scan phases, the six figures at pre-tree content (cee2310
   against 8526419): cold 527.8 s against 1,560.3 s, 2.96x; warm 421.1 s against 1,400.6 s,
   3.33x; compile seconds over the 18 programs 308.2 -> 295.8.
+- one scan for consecutive phases that differ only in data, learning rate, steps, records and
+  snapshots (#25 item 3; `history._segments`), adopted (session 17): the standard history's P,
+  H and S train in one `lax.scan` with one step body, a traced (unbatched) phase index picking
+  the data kind (`lax.switch`), the learning rate and the phase's key, each phase's optimizer
+  state started fresh under a `lax.cond` at its first step, the inner phases' ends kept in the
+  snapshot buffer; a phase with defences, interventions, a reversion measurement or an anchored
+  objective runs alone. One device pair, 16 standard transformer histories, no persistent
+  cache: the P -> H -> S program lowers in 1.8-2.3 s against 2.5-3.4 s and compiles in 8.2 /
+  8.5 / 9.0 s against 11.0 / 11.2 / 12.0 s; the whole history (with T) lowers in 2.3-3.3 against
+  3.6-4.3 s and compiles in 12.8-14.6 s (median 13.4, six compiles) against 13.7-15.5 s (median
+  15.2); erosion's transformer
+  program at pre-tree content compiled 12.6 against 15.7 s (one each). The MLP gains nothing
+  measurable: its P -> H -> S with metastability's four safety snapshots (10 histories, best of
+  5 runs) compiles 2.7 / 3.6 against 3.7 / 3.6 s and runs 1.21 / 1.20 against 1.26 / 1.18 s,
+  basin_depth's program runs 41.1 / 40.0 against 38.5 / 40.0 s. Bits: every quick number of
+  the 15 experiments bitwise equal against 3735669; of a standard history's outputs only the
+  transformer's P, H and S `train_loss` move (by an ulp: the loss's reduction fuses
+  differently). Tried first and not kept: the optimizer reset as a `jnp.where` over the state,
+  which XLA fused into Adam's update and so changed the transformer's parameters at float
+  rounding (a key bias, whose gradient is only rounding noise, by up to 1e-2). The six figures
+  at pre-tree content with it (b7211b7 against 8526419, one run): cold 543.1 s against 1,668.8
+  s, 3.07x; warm 461.6 s against 1,488.3 s, 3.22x; compile seconds over the 18 programs 306.9
+  against 295.8 in the previous run, on a machine the baseline's seconds say was ~7% faster then,
+  so the figures do not show the compile gain measured alone.
 - the transformer's attention written by hand (#25 item 2; one process, the plain step vmapped
   over N = 64 / 8): merged-head einsums 73.3 / 11.7 ms and fused QKV 72.0 / 10.0 ms a step against
   Flax's `MultiHeadAttention`'s 65.6 / 8.8 ms; not adopted. Adopted: the last block at the
