@@ -305,8 +305,8 @@ class _Schedule(NamedTuple):
 
     record: (steps,) whether to record after each step; slots: (steps,) the buffer slot the
     parameters are written to after each step (-1: none); snapshot_slots: per phase, the slots of
-    its snapshots; end_slots: per phase but the last, the slot holding its end (the next phase's
-    start and the state's boundary)."""
+    its snapshots (consecutive); end_slots: per phase but the last, the slot holding its end (the
+    next phase's start and the state's boundary)."""
 
     offsets: np.ndarray
     phase_of_step: np.ndarray
@@ -445,13 +445,14 @@ def _split_segment(phases, schedule: _Schedule, params, stacked, initial, record
             initial,
             recorded,
         )
-        own = losses[start:stop] if len(phases) > 1 else losses
+        own = losses[start:stop]
         metrics["train_loss"] = jnp.concatenate([jnp.full((1,), jnp.nan), own])[phase.record_steps]
         finite = jnp.all(jnp.isfinite(own)) & _all_finite(end)
         snaps = None
         if phase.snapshots:
             rows = schedule.snapshot_slots[k]
-            snaps = stacked if len(phases) == 1 else jax.tree.map(lambda b, r=rows: b[r], stacked)
+            taken = slice(int(rows[0]), int(rows[-1]) + 1)
+            snaps = jax.tree.map(lambda buffer, taken=taken: buffer[taken], stacked)
         out.append((end, metrics, extras, finite, snaps))
     return out
 
